@@ -1,0 +1,92 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Asterism.Crypto;
+
+/// <summary>
+/// The cluster KMS: every key a node needs is HKDF-SHA256 (RFC 5869) of the master secret with an info string
+/// "key-&lt;id&gt;", 32 bytes, exactly as Constellation derives them so its test vectors hold.
+/// </summary>
+public static class KeyDerivation
+{
+    /// <summary>Length of every derived key.</summary>
+    public const int KeyLength = 32;
+
+    /// <summary>Prefix of every info string.</summary>
+    public const string InfoPrefix = "key-";
+
+    /// <summary>Key id of the measurement secret.</summary>
+    public const string MeasurementSecretId = "measurementSecret";
+
+    /// <summary>Key id of the cluster ID.</summary>
+    public const string ClusterIdId = "clusterID";
+
+    /// <summary>HKDF-SHA256(secret, salt, "key-" + id), 32 bytes.</summary>
+    public static SecretBytes DeriveKey(ReadOnlySpan<byte> secret, ReadOnlySpan<byte> salt, string id)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        if (salt.IsEmpty)
+        {
+            throw new ArgumentException("the salt must not be empty", nameof(salt));
+        }
+        var info = Encoding.ASCII.GetBytes(InfoPrefix + id);
+        var output = new byte[KeyLength];
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, secret, output, salt, info);
+        return new SecretBytes(output);
+    }
+
+    /// <summary>
+    /// The state-disk passphrase of the disk with <paramref name="diskUuid"/>. The UUID must be the canonical
+    /// lowercase 36-character form: the info string is case-sensitive, so an upper-case UUID would silently
+    /// derive a different key. Upper case is rejected rather than normalised so a caller bug cannot hide.
+    /// </summary>
+    public static SecretBytes DeriveDiskKey(MasterSecret master, string diskUuid)
+    {
+        ArgumentNullException.ThrowIfNull(master);
+        ValidateDiskUuid(diskUuid);
+        return DeriveKey(master.Key, master.Salt, diskUuid);
+    }
+
+    /// <summary>HKDF(master key, master salt, "key-measurementSecret").</summary>
+    public static SecretBytes DeriveMeasurementSecret(MasterSecret master)
+    {
+        ArgumentNullException.ThrowIfNull(master);
+        return DeriveKey(master.Key, master.Salt, MeasurementSecretId);
+    }
+
+    /// <summary>HKDF(measurement secret, measurement salt, "key-clusterID"): not secret, but only the key holders can compute it.</summary>
+    public static byte[] DeriveClusterId(ReadOnlySpan<byte> measurementSecret, ReadOnlySpan<byte> measurementSalt)
+    {
+        using var id = DeriveKey(measurementSecret, measurementSalt, ClusterIdId);
+        return id.ToArray();
+    }
+
+    /// <summary>True for a canonical lowercase UUID (8-4-4-4-12 hex digits).</summary>
+    public static bool IsCanonicalDiskUuid(string? uuid)
+    {
+        if (uuid is null || uuid.Length != 36)
+        {
+            return false;
+        }
+        for (var i = 0; i < uuid.Length; i++)
+        {
+            var c = uuid[i];
+            var dash = i is 8 or 13 or 18 or 23;
+            if (dash ? c != '-' : !(c is >= '0' and <= '9' or >= 'a' and <= 'f'))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> unless <paramref name="diskUuid"/> is canonical lowercase.</summary>
+    public static void ValidateDiskUuid(string diskUuid)
+    {
+        if (!IsCanonicalDiskUuid(diskUuid))
+        {
+            throw new ArgumentException(
+                "disk UUID must be the lowercase 36-character form (8-4-4-4-12 hex digits)", nameof(diskUuid));
+        }
+    }
+}
