@@ -1,0 +1,133 @@
+namespace Asterism.Config;
+
+/// <summary>
+/// asterism-conf.yaml: what the operator wants — provider, attestation variant and expected measurements, node counts.
+/// </summary>
+public sealed class ClusterConfig
+{
+    public const string FileName = "asterism-conf.yaml";
+    public const string CurrentVersion = "v1";
+
+    public string Version { get; set; } = CurrentVersion;
+
+    public string Provider { get; set; } = "local";
+
+    public AttestationSection Attestation { get; set; } = new();
+
+    public NodesSection Nodes { get; set; } = new();
+
+    public static ClusterConfig Load(string path)
+    {
+        var config = WorkspaceFile.Load<ClusterConfig>(path);
+        config.Validate(Path.GetFileName(path));
+        return config;
+    }
+
+    public static ClusterConfig Parse(string yaml)
+    {
+        var config = WorkspaceFile.Parse<ClusterConfig>(yaml, FileName);
+        config.Validate(FileName);
+        return config;
+    }
+
+    public void Save(string path)
+    {
+        Validate(Path.GetFileName(path));
+        WorkspaceFile.Save(path, this);
+    }
+
+    /// <summary>Throws <see cref="WorkspaceFileException"/> naming the first invalid field.</summary>
+    public void Validate(string fileName = FileName)
+    {
+        void Fail(string field, string problem) => throw new WorkspaceFileException($"{fileName}: {field}: {problem}");
+
+        if (Version != CurrentVersion)
+        {
+            Fail("version", $"unsupported version \"{Version}\" (expected \"{CurrentVersion}\")");
+        }
+        if (Provider != "local")
+        {
+            Fail("provider", $"unknown provider \"{Provider}\" (supported: local)");
+        }
+        if (Attestation is null)
+        {
+            Fail("attestation", "missing");
+            return;
+        }
+        if (Attestation.Variant is not ("simulated" or "tpm"))
+        {
+            Fail("attestation.variant", $"unknown variant \"{Attestation.Variant}\" (supported: simulated, tpm)");
+        }
+        if (Attestation.Measurements is null)
+        {
+            Fail("attestation.measurements", "missing");
+            return;
+        }
+        foreach (var (index, entry) in Attestation.Measurements)
+        {
+            if (index is < 0 or > 23)
+            {
+                Fail($"attestation.measurements.{index}", "PCR index must be 0-23");
+            }
+            if (entry is null || !WorkspaceFile.IsHex(entry.Expected, 32))
+            {
+                Fail($"attestation.measurements.{index}.expected", "must be 64 lowercase hex digits (a SHA-256 PCR value)");
+            }
+        }
+        foreach (var (key, i) in (Attestation.TrustedKeys ?? []).Select((k, i) => (k, i)))
+        {
+            if (!WorkspaceFile.IsHex(key, 32))
+            {
+                Fail($"attestation.trustedKeys[{i}]", "must be 64 lowercase hex digits (SHA-256 of the key's SubjectPublicKeyInfo)");
+            }
+        }
+        if (!Attestation.TrustAnyKey && (Attestation.TrustedKeys is null || Attestation.TrustedKeys.Count == 0))
+        {
+            Fail("attestation.trustedKeys", "empty while trustAnyKey is false: no node could ever be trusted");
+        }
+        if (Nodes is null)
+        {
+            Fail("nodes", "missing");
+            return;
+        }
+        if (Nodes.ControlPlanes is < 1 or > 64)
+        {
+            Fail("nodes.controlPlanes", "must be between 1 and 64");
+        }
+        if (Nodes.Workers is < 0 or > 128)
+        {
+            Fail("nodes.workers", "must be between 0 and 128");
+        }
+    }
+}
+
+public sealed class AttestationSection
+{
+    /// <summary><c>simulated</c> (software, local clusters and tests only) or <c>tpm</c>.</summary>
+    public string Variant { get; set; } = "simulated";
+
+    /// <summary>Accept any attestation key (local clusters only: there is no hardware root of trust to pin).</summary>
+    public bool TrustAnyKey { get; set; } = true;
+
+    /// <summary>Pinned attestation keys: SHA-256 of each key's SubjectPublicKeyInfo, lowercase hex.</summary>
+    public List<string>? TrustedKeys { get; set; }
+
+    /// <summary>Expected PCR values by index.</summary>
+    public SortedDictionary<int, MeasurementEntry> Measurements { get; set; } = [];
+}
+
+public sealed class MeasurementEntry
+{
+    /// <summary>Expected value, 64 lowercase hex digits.</summary>
+    public string Expected { get; set; } = "";
+
+    /// <summary>A mismatch only warns instead of refusing.</summary>
+    public bool WarnOnly { get; set; }
+}
+
+public sealed class NodesSection
+{
+    public int ControlPlanes { get; set; } = 3;
+
+    public int Workers { get; set; } = 2;
+}
