@@ -1,0 +1,60 @@
+using System.CommandLine;
+using Asterism.Cli.Commands;
+
+namespace Asterism.Cli;
+
+public static class Program
+{
+    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
+
+    /// <summary>Builds the command tree.</summary>
+    public static RootCommand BuildRoot(GlobalOptions global)
+    {
+        var root = new RootCommand(
+            "Asterism keeps a confidential cluster's node disks encrypted and recovers the cluster after its control plane went down.");
+        root.Options.Add(global.Workspace);
+        root.Options.Add(global.Debug);
+        root.Subcommands.Add(VersionCommand.Create());
+        foreach (var command in CommandRegistry.Create(global))
+        {
+            root.Subcommands.Add(command);
+        }
+        return root;
+    }
+
+    /// <summary>
+    /// Runs the CLI. Usage errors (unknown command, bad flag) exit 2 with the problem and a hint; <see cref="CliError"/>
+    /// exits with its code and message; anything else is a bug and exits 1 with its type and message only.
+    /// </summary>
+    public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
+    {
+        var global = new GlobalOptions();
+        var root = BuildRoot(global);
+        var result = root.Parse(args);
+        var configuration = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        if (result.Errors.Count > 0)
+        {
+            foreach (var error in result.Errors)
+            {
+                await stderr.WriteLineAsync($"Error: {error.Message}");
+            }
+            var commandName = string.Join(' ', result.CommandResult.Command.Parents.OfType<Command>().Reverse().Select(c => c.Name).Append(result.CommandResult.Command.Name).Skip(1));
+            await stderr.WriteLineAsync($"Run 'asterism {(commandName.Length > 0 ? commandName + " " : "")}--help' for usage.");
+            return 2;
+        }
+        try
+        {
+            return await result.InvokeAsync(configuration, cancellationToken);
+        }
+        catch (CliError ex)
+        {
+            await stderr.WriteLineAsync($"Error: {ex.Message}");
+            return ex.ExitCode;
+        }
+        catch (OperationCanceledException)
+        {
+            await stderr.WriteLineAsync("Error: cancelled");
+            return 130;
+        }
+    }
+}
