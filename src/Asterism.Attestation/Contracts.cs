@@ -69,6 +69,9 @@ public enum AttestationFailure
     PcrDigestMismatch,
     MissingExtension,
     Timeout,
+
+    /// <summary>The validator itself failed (e.g. an exception); the peer is refused, details are in the local log.</summary>
+    ValidatorError,
 }
 
 /// <summary>What a successful validation established about the peer.</summary>

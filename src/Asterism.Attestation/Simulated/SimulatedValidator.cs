@@ -1,0 +1,135 @@
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Asterism.Attestation.Simulated;
+
+/// <summary>
+/// Validates `simulated` documents: envelope, nonce, trusted key, signature, then measurements. Every outcome is a
+/// verdict and is logged with the variant name, the reason and the attestation key fingerprint.
+/// </summary>
+public sealed class SimulatedValidator : IAttestationValidator
+{
+    private readonly Measurements _measurements;
+    private readonly HashSet<string> _trusted;
+    private readonly bool _trustAny;
+    private readonly ILogger _logger;
+
+    public SimulatedValidator(SimulatedValidatorOptions options, ILogger<SimulatedValidator>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _measurements = options.Measurements ?? Measurements.Empty;
+        _trustAny = options.TrustAnyKey;
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+        _trusted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var fp in options.TrustedKeyFingerprints)
+        {
+            if (fp is null || fp.Length != 64 || !fp.All(char.IsAsciiHexDigit))
+            {
+                throw new ArgumentException("a trusted key fingerprint must be 64 hex digits (SHA-256 of the SubjectPublicKeyInfo)", nameof(options));
+            }
+            _trusted.Add(fp.ToLowerInvariant());
+        }
+        foreach (var pem in options.TrustedKeysPem)
+        {
+            using var key = ECDsa.Create();
+            try
+            {
+                key.ImportFromPem(pem);
+            }
+            catch (ArgumentException e)
+            {
+                throw new ArgumentException("a trusted key PEM holds no public key", nameof(options), e);
+            }
+            _trusted.Add(SimulatedAttestationKey.FingerprintOf(key.ExportSubjectPublicKeyInfo()));
+        }
+        if (!_trustAny && _trusted.Count == 0)
+        {
+            throw new ArgumentException("configure trusted attestation keys or set TrustAnyKey", nameof(options));
+        }
+    }
+
+    public AttestationVariant Variant => AttestationVariant.Simulated;
+
+    public ValueTask<AttestationVerdict> ValidateAsync(ReadOnlyMemory<byte> document, ReadOnlyMemory<byte> nonce, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(Validate(document.Span, nonce.Span));
+    }
+
+    public AttestationVerdict Validate(ReadOnlySpan<byte> document, ReadOnlySpan<byte> nonce)
+    {
+        var (verdict, fingerprint) = Check(document, nonce);
+        if (verdict.Accepted)
+        {
+            AttestationLog.Accepted(_logger, Variant.Name, fingerprint);
+            foreach (var warning in verdict.Warnings)
+            {
+                AttestationLog.Warning(_logger, Variant.Name, fingerprint, warning);
+            }
+        }
+        else
+        {
+            AttestationLog.Refused(_logger, Variant.Name, verdict.Failure, fingerprint, verdict.Message);
+        }
+        return verdict;
+    }
+
+    private (AttestationVerdict Verdict, string Fingerprint) Check(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> nonce)
+    {
+        const string unknownKey = "-";
+        if (!AttestationDocument.TryParse(bytes, out var doc, out var refusal))
+        {
+            return (refusal, unknownKey);
+        }
+        if (doc.VariantName != Variant.Name)
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.UnknownVariant, $"document is of variant '{doc.VariantName}', expected '{Variant.Name}'"), unknownKey);
+        }
+        if (!SimulatedQuote.TryParse(doc.Payload, out var quote, out var error))
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "malformed simulated quote: " + error), unknownKey);
+        }
+        var fingerprint = SimulatedAttestationKey.FingerprintOf(quote.PublicKeySpki);
+        if (!CryptographicOperations.FixedTimeEquals(doc.Nonce, nonce))
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), fingerprint);
+        }
+        if (!_trustAny && !_trusted.Contains(fingerprint))
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), fingerprint);
+        }
+        using (var key = ECDsa.Create())
+        {
+            try
+            {
+                key.ImportSubjectPublicKeyInfo(quote.PublicKeySpki, out var read);
+                if (read != quote.PublicKeySpki.Length || key.KeySize != 256)
+                {
+                    return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "attestation key is not an ECDSA P-256 key"), fingerprint);
+                }
+            }
+            catch (CryptographicException)
+            {
+                return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "attestation key is not an ECDSA P-256 key"), fingerprint);
+            }
+            var signed = SimulatedQuote.SignedData(quote.Pcrs, doc.UserData, doc.Nonce);
+            if (!key.VerifyData(signed, quote.Signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation))
+            {
+                return (AttestationVerdict.Refuse(AttestationFailure.BadSignature, "quote signature does not verify"), fingerprint);
+            }
+        }
+        var pcrs = new Dictionary<int, byte[]>(quote.Pcrs.Length);
+        for (var i = 0; i < quote.Pcrs.Length; i++)
+        {
+            pcrs[i] = quote.Pcrs[i];
+        }
+        var comparison = _measurements.Compare(pcrs);
+        if (!comparison.Passed)
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), fingerprint);
+        }
+        var facts = new AttestationFacts(Variant, pcrs, fingerprint);
+        return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), fingerprint);
+    }
+}
