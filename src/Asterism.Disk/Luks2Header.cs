@@ -20,8 +20,8 @@ public sealed class Luks2Header
     /// <summary>Offset of the first keyslot area for a fresh header.</summary>
     public const long KeyslotAreaStart = 2L * HeaderSize;
 
-    private static readonly byte[] MagicPrimary = [(byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xba, 0xbe];
-    private static readonly byte[] MagicSecondary = [(byte)'S', (byte)'K', (byte)'U', (byte)'L', 0xba, 0xbe];
+    internal static readonly byte[] MagicPrimary = [(byte)'L', (byte)'U', (byte)'K', (byte)'S', 0xba, 0xbe];
+    internal static readonly byte[] MagicSecondary = [(byte)'S', (byte)'K', (byte)'U', (byte)'L', 0xba, 0xbe];
 
     internal Luks2Header(string uuid, string label, string subsystem, ulong sequenceId, byte[] saltPrimary, byte[] saltSecondary, Luks2Metadata metadata)
     {

@@ -19,6 +19,21 @@ public static class StateDiskToken
     public static string Serialize(bool initialized) =>
         "{\"type\":\"" + Type + "\",\"keyslots\":[],\"diskIsInitialized\":" + (initialized ? "true" : "false") + "}";
 
+    /// <summary>True when <paramref name="rawJson"/> (already validated token JSON) has type asterism-state-disk.</summary>
+    public static bool IsStateDiskToken(string rawJson)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(rawJson, new JsonDocumentOptions { MaxDepth = 16 });
+            return doc.RootElement.ValueKind == JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String && t.GetString() == Type;
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Reads diskIsInitialized; throws <see cref="Luks2HeaderException"/> (InvalidToken) when malformed.</summary>
     public static bool Parse(string rawJson)
     {
