@@ -1,0 +1,455 @@
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Security.Cryptography;
+using X86Aes = System.Runtime.Intrinsics.X86.Aes;
+using Sse2 = System.Runtime.Intrinsics.X86.Sse2;
+
+namespace Asterism.Disk;
+
+/// <summary>
+/// XTS-AES-256 (IEEE 1619, as dm-crypt's <c>aes-xts-plain64</c>) over whole data units. The tweak of a data unit
+/// is the little-endian 128-bit value of its unit number (plain64: 64 bits, upper half zero). No ciphertext
+/// stealing: data units must be multiples of 16 bytes. AES-NI is used when present (eight blocks in flight),
+/// otherwise AES-ECB from the platform over the whole unit after XORing precomputed tweaks.
+/// </summary>
+public sealed class AesXts : IDisposable
+{
+    /// <summary>Key size in bytes: two AES-256 keys (data key, then tweak key).</summary>
+    public const int KeySize = 64;
+
+    private const int Rounds = 14;
+    private static readonly Vector128<int> GfPoly = Vector128.Create(0x87, 0, 1, 0);
+
+    private readonly Vector128<byte>[]? _encData;
+    private readonly Vector128<byte>[]? _decData;
+    private readonly Vector128<byte>[]? _encTweak;
+    private readonly System.Security.Cryptography.Aes? _ecbData;
+    private readonly System.Security.Cryptography.Aes? _ecbTweak;
+    private bool _disposed;
+
+    /// <summary>Creates the cipher from a 64-byte key; the caller keeps (and zeroes) its own copy.</summary>
+    public AesXts(ReadOnlySpan<byte> key)
+        : this(key, forceSoftware: false)
+    {
+    }
+
+    internal AesXts(ReadOnlySpan<byte> key, bool forceSoftware)
+    {
+        if (key.Length != KeySize)
+        {
+            throw new ArgumentException($"XTS-AES-256 needs a {KeySize}-byte key.", nameof(key));
+        }
+        IsHardwareAccelerated = !forceSoftware && X86Aes.IsSupported && Sse2.IsSupported;
+        if (IsHardwareAccelerated)
+        {
+            _encData = ExpandKey(key[..32]);
+            _encTweak = ExpandKey(key[32..]);
+            _decData = InvertKey(_encData);
+        }
+        else
+        {
+            _ecbData = System.Security.Cryptography.Aes.Create();
+            _ecbData.Key = key[..32].ToArray();
+            _ecbTweak = System.Security.Cryptography.Aes.Create();
+            _ecbTweak.Key = key[32..].ToArray();
+        }
+    }
+
+    /// <summary>True when the AES-NI path is in use.</summary>
+    public bool IsHardwareAccelerated { get; }
+
+    /// <summary>Encrypts one data unit with tweak value <paramref name="unitNumber"/>.</summary>
+    public void EncryptUnit(ReadOnlySpan<byte> source, Span<byte> destination, ulong unitNumber) =>
+        Transform(source, destination, unitNumber, decrypt: false);
+
+    /// <summary>Decrypts one data unit with tweak value <paramref name="unitNumber"/>.</summary>
+    public void DecryptUnit(ReadOnlySpan<byte> source, Span<byte> destination, ulong unitNumber) =>
+        Transform(source, destination, unitNumber, decrypt: true);
+
+    /// <summary>
+    /// Encrypts consecutive data units of <paramref name="unitSize"/> bytes; unit i gets tweak
+    /// <paramref name="firstUnitNumber"/> + i × <paramref name="tweakStep"/>.
+    /// </summary>
+    public void EncryptUnits(ReadOnlySpan<byte> source, Span<byte> destination, int unitSize, ulong firstUnitNumber, ulong tweakStep)
+        => TransformUnits(source, destination, unitSize, firstUnitNumber, tweakStep, decrypt: false);
+
+    /// <summary>Decrypts consecutive data units; see <see cref="EncryptUnits"/>.</summary>
+    public void DecryptUnits(ReadOnlySpan<byte> source, Span<byte> destination, int unitSize, ulong firstUnitNumber, ulong tweakStep)
+        => TransformUnits(source, destination, unitSize, firstUnitNumber, tweakStep, decrypt: true);
+
+    /// <inheritdoc />
+    public override string ToString() => "AesXts [redacted]";
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        Clear(_encData);
+        Clear(_decData);
+        Clear(_encTweak);
+        _ecbData?.Dispose();
+        _ecbTweak?.Dispose();
+    }
+
+    private static void Clear(Vector128<byte>[]? keys)
+    {
+        if (keys is not null)
+        {
+            CryptographicOperations.ZeroMemory(MemoryMarshal.AsBytes(keys.AsSpan()));
+        }
+    }
+
+    private void TransformUnits(ReadOnlySpan<byte> source, Span<byte> destination, int unitSize, ulong first, ulong step, bool decrypt)
+    {
+        if (unitSize <= 0 || unitSize % 16 != 0 || source.Length % unitSize != 0)
+        {
+            throw new ArgumentException("Data must be whole data units of a multiple of 16 bytes.", nameof(source));
+        }
+        if (destination.Length != source.Length)
+        {
+            throw new ArgumentException("Destination length must equal source length.", nameof(destination));
+        }
+        var units = source.Length / unitSize;
+        for (var i = 0; i < units; i++)
+        {
+            var range = new Range(i * unitSize, (i + 1) * unitSize);
+            Transform(source[range], destination[range], first + ((ulong)i * step), decrypt);
+        }
+    }
+
+    private void Transform(ReadOnlySpan<byte> source, Span<byte> destination, ulong unitNumber, bool decrypt)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (source.Length == 0 || source.Length % 16 != 0)
+        {
+            throw new ArgumentException("XTS data units must be a non-zero multiple of 16 bytes (no ciphertext stealing).", nameof(source));
+        }
+        if (destination.Length != source.Length)
+        {
+            throw new ArgumentException("Destination length must equal source length.", nameof(destination));
+        }
+        if (IsHardwareAccelerated)
+        {
+            var tweak = EncryptBlock(Vector128.Create(unitNumber, 0UL).AsByte(), _encTweak!);
+            if (decrypt)
+            {
+                DecryptNi(source, destination, tweak, _decData!);
+            }
+            else
+            {
+                EncryptNi(source, destination, tweak, _encData!);
+            }
+        }
+        else
+        {
+            TransformEcb(source, destination, unitNumber, decrypt);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<byte> Double(Vector128<byte> t)
+    {
+        // Multiply by alpha in GF(2^128), little-endian: shift left one bit, fold the carry with 0x87.
+        var sign = Sse2.ShiftRightArithmetic(t.AsInt32(), 31);
+        var carries = Sse2.And(Sse2.Shuffle(sign, 0x13), GfPoly);
+        var shifted = Sse2.Add(t.AsUInt64(), t.AsUInt64());
+        return Sse2.Xor(shifted.AsByte(), carries.AsByte());
+    }
+
+    private static Vector128<byte> EncryptBlock(Vector128<byte> block, Vector128<byte>[] k)
+    {
+        var b = Sse2.Xor(block, k[0]);
+        for (var r = 1; r < Rounds; r++)
+        {
+            b = X86Aes.Encrypt(b, k[r]);
+        }
+        return X86Aes.EncryptLast(b, k[Rounds]);
+    }
+
+    private static void EncryptNi(ReadOnlySpan<byte> source, Span<byte> destination, Vector128<byte> t, Vector128<byte>[] keys)
+    {
+        ref var src = ref MemoryMarshal.GetReference(source);
+        ref var dst = ref MemoryMarshal.GetReference(destination);
+        var k = keys.AsSpan(0, Rounds + 1);
+        var k0 = k[0];
+        var k1 = k[1];
+        var k2 = k[2];
+        var k3 = k[3];
+        var k4 = k[4];
+        var k5 = k[5];
+        var k6 = k[6];
+        var k7 = k[7];
+        var k8 = k[8];
+        var k9 = k[9];
+        var k10 = k[10];
+        var k11 = k[11];
+        var k12 = k[12];
+        var k13 = k[13];
+        var k14 = k[14];
+        var blocks = (nuint)(source.Length / 16);
+        nuint i = 0;
+        for (; i + 8 <= blocks; i += 8)
+        {
+            var t0 = t;
+            var t1 = Double(t0);
+            var t2 = Double(t1);
+            var t3 = Double(t2);
+            var t4 = Double(t3);
+            var t5 = Double(t4);
+            var t6 = Double(t5);
+            var t7 = Double(t6);
+            t = Double(t7);
+            var o = i * 16;
+            var b0 = Vector128.LoadUnsafe(ref src, o) ^ t0 ^ k0;
+            var b1 = Vector128.LoadUnsafe(ref src, o + 16) ^ t1 ^ k0;
+            var b2 = Vector128.LoadUnsafe(ref src, o + 32) ^ t2 ^ k0;
+            var b3 = Vector128.LoadUnsafe(ref src, o + 48) ^ t3 ^ k0;
+            var b4 = Vector128.LoadUnsafe(ref src, o + 64) ^ t4 ^ k0;
+            var b5 = Vector128.LoadUnsafe(ref src, o + 80) ^ t5 ^ k0;
+            var b6 = Vector128.LoadUnsafe(ref src, o + 96) ^ t6 ^ k0;
+            var b7 = Vector128.LoadUnsafe(ref src, o + 112) ^ t7 ^ k0;
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k1);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k2);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k3);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k4);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k5);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k6);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k7);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k8);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k9);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k10);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k11);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k12);
+            Enc8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k13);
+            (X86Aes.EncryptLast(b0, k14) ^ t0).StoreUnsafe(ref dst, o);
+            (X86Aes.EncryptLast(b1, k14) ^ t1).StoreUnsafe(ref dst, o + 16);
+            (X86Aes.EncryptLast(b2, k14) ^ t2).StoreUnsafe(ref dst, o + 32);
+            (X86Aes.EncryptLast(b3, k14) ^ t3).StoreUnsafe(ref dst, o + 48);
+            (X86Aes.EncryptLast(b4, k14) ^ t4).StoreUnsafe(ref dst, o + 64);
+            (X86Aes.EncryptLast(b5, k14) ^ t5).StoreUnsafe(ref dst, o + 80);
+            (X86Aes.EncryptLast(b6, k14) ^ t6).StoreUnsafe(ref dst, o + 96);
+            (X86Aes.EncryptLast(b7, k14) ^ t7).StoreUnsafe(ref dst, o + 112);
+        }
+        for (; i < blocks; i++)
+        {
+            var o = i * 16;
+            var b = Vector128.LoadUnsafe(ref src, o) ^ t;
+            (EncryptBlock(b, keys) ^ t).StoreUnsafe(ref dst, o);
+            t = Double(t);
+        }
+    }
+
+    private static void DecryptNi(ReadOnlySpan<byte> source, Span<byte> destination, Vector128<byte> t, Vector128<byte>[] keys)
+    {
+        ref var src = ref MemoryMarshal.GetReference(source);
+        ref var dst = ref MemoryMarshal.GetReference(destination);
+        var k = keys.AsSpan(0, Rounds + 1);
+        var k0 = k[0];
+        var k1 = k[1];
+        var k2 = k[2];
+        var k3 = k[3];
+        var k4 = k[4];
+        var k5 = k[5];
+        var k6 = k[6];
+        var k7 = k[7];
+        var k8 = k[8];
+        var k9 = k[9];
+        var k10 = k[10];
+        var k11 = k[11];
+        var k12 = k[12];
+        var k13 = k[13];
+        var k14 = k[14];
+        var blocks = (nuint)(source.Length / 16);
+        nuint i = 0;
+        for (; i + 8 <= blocks; i += 8)
+        {
+            var t0 = t;
+            var t1 = Double(t0);
+            var t2 = Double(t1);
+            var t3 = Double(t2);
+            var t4 = Double(t3);
+            var t5 = Double(t4);
+            var t6 = Double(t5);
+            var t7 = Double(t6);
+            t = Double(t7);
+            var o = i * 16;
+            var b0 = Vector128.LoadUnsafe(ref src, o) ^ t0 ^ k0;
+            var b1 = Vector128.LoadUnsafe(ref src, o + 16) ^ t1 ^ k0;
+            var b2 = Vector128.LoadUnsafe(ref src, o + 32) ^ t2 ^ k0;
+            var b3 = Vector128.LoadUnsafe(ref src, o + 48) ^ t3 ^ k0;
+            var b4 = Vector128.LoadUnsafe(ref src, o + 64) ^ t4 ^ k0;
+            var b5 = Vector128.LoadUnsafe(ref src, o + 80) ^ t5 ^ k0;
+            var b6 = Vector128.LoadUnsafe(ref src, o + 96) ^ t6 ^ k0;
+            var b7 = Vector128.LoadUnsafe(ref src, o + 112) ^ t7 ^ k0;
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k1);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k2);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k3);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k4);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k5);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k6);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k7);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k8);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k9);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k10);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k11);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k12);
+            Dec8(ref b0, ref b1, ref b2, ref b3, ref b4, ref b5, ref b6, ref b7, k13);
+            (X86Aes.DecryptLast(b0, k14) ^ t0).StoreUnsafe(ref dst, o);
+            (X86Aes.DecryptLast(b1, k14) ^ t1).StoreUnsafe(ref dst, o + 16);
+            (X86Aes.DecryptLast(b2, k14) ^ t2).StoreUnsafe(ref dst, o + 32);
+            (X86Aes.DecryptLast(b3, k14) ^ t3).StoreUnsafe(ref dst, o + 48);
+            (X86Aes.DecryptLast(b4, k14) ^ t4).StoreUnsafe(ref dst, o + 64);
+            (X86Aes.DecryptLast(b5, k14) ^ t5).StoreUnsafe(ref dst, o + 80);
+            (X86Aes.DecryptLast(b6, k14) ^ t6).StoreUnsafe(ref dst, o + 96);
+            (X86Aes.DecryptLast(b7, k14) ^ t7).StoreUnsafe(ref dst, o + 112);
+        }
+        for (; i < blocks; i++)
+        {
+            var o = i * 16;
+            var b = Vector128.LoadUnsafe(ref src, o) ^ t ^ k0;
+            for (var r = 1; r < Rounds; r++)
+            {
+                b = X86Aes.Decrypt(b, keys[r]);
+            }
+            (X86Aes.DecryptLast(b, k14) ^ t).StoreUnsafe(ref dst, o);
+            t = Double(t);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Enc8(ref Vector128<byte> b0, ref Vector128<byte> b1, ref Vector128<byte> b2, ref Vector128<byte> b3,
+        ref Vector128<byte> b4, ref Vector128<byte> b5, ref Vector128<byte> b6, ref Vector128<byte> b7, Vector128<byte> k)
+    {
+        b0 = X86Aes.Encrypt(b0, k);
+        b1 = X86Aes.Encrypt(b1, k);
+        b2 = X86Aes.Encrypt(b2, k);
+        b3 = X86Aes.Encrypt(b3, k);
+        b4 = X86Aes.Encrypt(b4, k);
+        b5 = X86Aes.Encrypt(b5, k);
+        b6 = X86Aes.Encrypt(b6, k);
+        b7 = X86Aes.Encrypt(b7, k);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Dec8(ref Vector128<byte> b0, ref Vector128<byte> b1, ref Vector128<byte> b2, ref Vector128<byte> b3,
+        ref Vector128<byte> b4, ref Vector128<byte> b5, ref Vector128<byte> b6, ref Vector128<byte> b7, Vector128<byte> k)
+    {
+        b0 = X86Aes.Decrypt(b0, k);
+        b1 = X86Aes.Decrypt(b1, k);
+        b2 = X86Aes.Decrypt(b2, k);
+        b3 = X86Aes.Decrypt(b3, k);
+        b4 = X86Aes.Decrypt(b4, k);
+        b5 = X86Aes.Decrypt(b5, k);
+        b6 = X86Aes.Decrypt(b6, k);
+        b7 = X86Aes.Decrypt(b7, k);
+    }
+
+    private static Vector128<byte>[] ExpandKey(ReadOnlySpan<byte> key)
+    {
+        // AES-256 key schedule (FIPS 197) with AESKEYGENASSIST.
+        var rk = new Vector128<byte>[Rounds + 1];
+        var a = Vector128.Create(key[..16]);
+        var b = Vector128.Create(key[16..32]);
+        rk[0] = a;
+        rk[1] = b;
+        ReadOnlySpan<byte> rcon = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40];
+        for (var i = 0; i < rcon.Length; i++)
+        {
+            a = MixWord(a, Sse2.Shuffle(KeygenAssist(b, rcon[i]).AsInt32(), 0xff).AsByte());
+            rk[2 + (2 * i)] = a;
+            if (i == rcon.Length - 1)
+            {
+                break;
+            }
+            b = MixWord(b, Sse2.Shuffle(X86Aes.KeygenAssist(a, 0).AsInt32(), 0xaa).AsByte());
+            rk[3 + (2 * i)] = b;
+        }
+        return rk;
+    }
+
+    private static Vector128<byte> KeygenAssist(Vector128<byte> value, byte rcon) => rcon switch
+    {
+        0x01 => X86Aes.KeygenAssist(value, 0x01),
+        0x02 => X86Aes.KeygenAssist(value, 0x02),
+        0x04 => X86Aes.KeygenAssist(value, 0x04),
+        0x08 => X86Aes.KeygenAssist(value, 0x08),
+        0x10 => X86Aes.KeygenAssist(value, 0x10),
+        0x20 => X86Aes.KeygenAssist(value, 0x20),
+        _ => X86Aes.KeygenAssist(value, 0x40),
+    };
+
+    private static Vector128<byte> MixWord(Vector128<byte> x, Vector128<byte> assist)
+    {
+        var t = Sse2.ShiftLeftLogical128BitLane(x, 4);
+        x = Sse2.Xor(x, t);
+        t = Sse2.ShiftLeftLogical128BitLane(t, 4);
+        x = Sse2.Xor(x, t);
+        t = Sse2.ShiftLeftLogical128BitLane(t, 4);
+        x = Sse2.Xor(x, t);
+        return Sse2.Xor(x, assist);
+    }
+
+    private static Vector128<byte>[] InvertKey(Vector128<byte>[] enc)
+    {
+        var dec = new Vector128<byte>[Rounds + 1];
+        dec[0] = enc[Rounds];
+        for (var r = 1; r < Rounds; r++)
+        {
+            dec[r] = X86Aes.InverseMixColumns(enc[Rounds - r]);
+        }
+        dec[Rounds] = enc[0];
+        return dec;
+    }
+
+    private void TransformEcb(ReadOnlySpan<byte> source, Span<byte> destination, ulong unitNumber, bool decrypt)
+    {
+        var length = source.Length;
+        var tweaks = length <= 4096 ? stackalloc byte[length] : new byte[length];
+        Span<byte> iv = stackalloc byte[16];
+        iv.Clear();
+        BinaryPrimitives.WriteUInt64LittleEndian(iv, unitNumber);
+        _ecbTweak!.EncryptEcb(iv, tweaks[..16], PaddingMode.None);
+        var lo = BinaryPrimitives.ReadUInt64LittleEndian(tweaks);
+        var hi = BinaryPrimitives.ReadUInt64LittleEndian(tweaks[8..]);
+        for (var off = 16; off < length; off += 16)
+        {
+            var carry = (ulong)((long)hi >> 63) & 0x87;
+            hi = (hi << 1) | (lo >> 63);
+            lo = (lo << 1) ^ carry;
+            BinaryPrimitives.WriteUInt64LittleEndian(tweaks[off..], lo);
+            BinaryPrimitives.WriteUInt64LittleEndian(tweaks[(off + 8)..], hi);
+        }
+        var work = length <= 4096 ? stackalloc byte[length] : new byte[length];
+        Xor(source, tweaks, work);
+        if (decrypt)
+        {
+            _ecbData!.DecryptEcb(work, work, PaddingMode.None);
+        }
+        else
+        {
+            _ecbData!.EncryptEcb(work, work, PaddingMode.None);
+        }
+        Xor(work, tweaks, destination);
+        CryptographicOperations.ZeroMemory(work);
+        CryptographicOperations.ZeroMemory(tweaks);
+    }
+
+    private static void Xor(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b, Span<byte> destination)
+    {
+        var i = 0;
+        for (; i + Vector256<byte>.Count <= a.Length; i += Vector256<byte>.Count)
+        {
+            (Vector256.Create(a[i..]) ^ Vector256.Create(b[i..])).CopyTo(destination[i..]);
+        }
+        for (; i < a.Length; i++)
+        {
+            destination[i] = (byte)(a[i] ^ b[i]);
+        }
+    }
+}

@@ -1,0 +1,41 @@
+using System.Security.Cryptography;
+using Konscious.Security.Cryptography;
+
+namespace Asterism.Disk;
+
+/// <summary>Derives a keyslot's 64-byte area key from a passphrase (PBKDF2-SHA256, Argon2i, Argon2id v1.3).</summary>
+internal static class KeyslotKdf
+{
+    public static void Derive(Luks2Kdf kdf, ReadOnlySpan<byte> passphrase, Span<byte> output)
+    {
+        switch (kdf.Type)
+        {
+            case "pbkdf2":
+                Rfc2898DeriveBytes.Pbkdf2(passphrase, kdf.Salt, output, kdf.Iterations, HashAlgorithmName.SHA256);
+                break;
+            case "argon2i":
+            case "argon2id":
+                {
+                    var password = passphrase.ToArray();
+                    try
+                    {
+                        using Argon2 argon = kdf.Type == "argon2id" ? new Argon2id(password) : new Argon2i(password);
+                        argon.Salt = kdf.Salt;
+                        argon.Iterations = kdf.Iterations;
+                        argon.MemorySize = kdf.MemoryKiB;
+                        argon.DegreeOfParallelism = kdf.Parallelism;
+                        var derived = argon.GetBytes(output.Length);
+                        derived.CopyTo(output);
+                        CryptographicOperations.ZeroMemory(derived);
+                    }
+                    finally
+                    {
+                        CryptographicOperations.ZeroMemory(password);
+                    }
+                    break;
+                }
+            default:
+                throw new Luks2HeaderException(Luks2HeaderError.UnsupportedKdf, "unsupported KDF");
+        }
+    }
+}
