@@ -1,0 +1,134 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Asterism.Attestation;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Asterism.Atls;
+
+/// <summary>One-line Kestrel wiring for both aTLS directions.</summary>
+public static class AtlsListenOptionsExtensions
+{
+    internal const string LoggerCategory = "Asterism.Atls";
+
+    /// <summary>
+    /// Server attests: reads the client's nonce from the TLS server name, and presents a fresh self-signed certificate
+    /// per connection carrying <paramref name="issuer"/>'s document bound to the certificate key and that nonce.
+    /// Connections without a nonce server name are refused in the handshake.
+    /// </summary>
+    public static ListenOptions UseAtlsServer(this ListenOptions listenOptions, IAttestationIssuer issuer, Action<AtlsServerOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(listenOptions);
+        ArgumentNullException.ThrowIfNull(issuer);
+        var options = new AtlsServerOptions();
+        configure?.Invoke(options);
+        var logger = Logger(options.LoggerFactory);
+        var time = options.TimeProvider;
+        return listenOptions.UseHttps(new TlsHandshakeCallbackOptions
+        {
+            HandshakeTimeout = options.HandshakeTimeout,
+            OnConnection = async context =>
+            {
+                var peer = context.Connection.RemoteEndPoint?.ToString() ?? "unknown";
+                if (!AtlsNonce.TryParseServerName(context.ClientHelloInfo.ServerName, out var nonce))
+                {
+                    AtlsLog.HandshakeRefused(logger, "NoNonce", peer, "the TLS server name does not carry an aTLS nonce");
+                    throw new AuthenticationException("aTLS: the TLS server name does not carry a nonce");
+                }
+                var certificate = await AtlsCertificate.CreateAsync(issuer, nonce, time.GetUtcNow(), context.CancellationToken).ConfigureAwait(false);
+                return new SslServerAuthenticationOptions
+                {
+                    ServerCertificateContext = SslStreamCertificateContext.Create(certificate, additionalCertificates: null, offline: true),
+                    EnabledSslProtocols = SslProtocols.Tls13,
+                    AllowTlsResume = false,
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                };
+            },
+        });
+    }
+
+    /// <inheritdoc cref="UseAtlsClientValidation(ListenOptions, AttestationValidatorSet, Action{AtlsServerOptions}?)"/>
+    public static ListenOptions UseAtlsClientValidation(this ListenOptions listenOptions, IAttestationValidator validator, Action<AtlsServerOptions>? configure = null) =>
+        listenOptions.UseAtlsClientValidation(new AttestationValidatorSet(validator), configure);
+
+    /// <summary>
+    /// Client attests: every connection gets a fresh nonce, sent as the only acceptable CA name of the TLS
+    /// CertificateRequest; the client must answer with a certificate carrying a document bound to its key and that
+    /// nonce. The document is validated after the handshake and before Kestrel reads any request; refused connections
+    /// are closed. The accepted peer is available as <see cref="IAtlsPeerFeature"/> (see <see cref="AtlsPeerExtensions"/>).
+    /// </summary>
+    public static ListenOptions UseAtlsClientValidation(this ListenOptions listenOptions, AttestationValidatorSet validators, Action<AtlsServerOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(listenOptions);
+        ArgumentNullException.ThrowIfNull(validators);
+        var options = new AtlsServerOptions();
+        configure?.Invoke(options);
+        var logger = Logger(options.LoggerFactory);
+        var time = options.TimeProvider;
+        var verifier = new AtlsCertificateVerifier(validators, options.ValidationTimeout, time);
+        var serverCertificate = options.ServerCertificate ?? CreateServerCertificate(time.GetUtcNow());
+        // Signs the throw-away nonce authorities; only their names reach the wire, so one key serves all connections.
+        var authorityKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+
+        listenOptions.UseHttps(new TlsHandshakeCallbackOptions
+        {
+            HandshakeTimeout = options.HandshakeTimeout,
+            OnConnection = context =>
+            {
+                var nonce = AtlsNonce.Create();
+                var authority = AtlsNonce.CreateAuthority(nonce, authorityKey, time.GetUtcNow());
+                context.Connection.Features.Set(new AtlsServerNonceFeature(nonce));
+                var trust = SslCertificateTrust.CreateForX509Collection([authority], sendTrustInHandshake: true);
+                return ValueTask.FromResult(new SslServerAuthenticationOptions
+                {
+                    ServerCertificateContext = SslStreamCertificateContext.Create(serverCertificate, additionalCertificates: null, offline: true, trust),
+                    ClientCertificateRequired = true,
+                    // The attestation document, not a chain, decides: checked right after the handshake (a missing
+                    // certificate too, so that refusal is logged with its reason).
+                    RemoteCertificateValidationCallback = static (_, _, _, _) => true,
+                    EnabledSslProtocols = SslProtocols.Tls13,
+                    AllowTlsResume = false,
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                });
+            },
+        });
+        listenOptions.Use(next => async connection =>
+        {
+            var peer = connection.RemoteEndPoint?.ToString() ?? "unknown";
+            var nonce = connection.Features.Get<AtlsServerNonceFeature>()?.Nonce;
+            var certificate = connection.Features.Get<ITlsConnectionFeature>()?.ClientCertificate;
+            if (nonce is null)
+            {
+                AtlsLog.HandshakeRefused(logger, "NoNonce", peer, "connection has no aTLS nonce");
+                connection.Abort();
+                return;
+            }
+            var (verdict, variant) = await verifier.VerifyAsync(certificate, nonce, connection.ConnectionClosed).ConfigureAwait(false);
+            AtlsLog.Report(logger, "client", variant, verdict, peer);
+            if (!verdict.Accepted)
+            {
+                connection.Abort(new ConnectionAbortedException("aTLS: client attestation refused"));
+                return;
+            }
+            connection.Features.Set<IAtlsPeerFeature>(new AtlsPeerFeature(new AtlsPeer(verdict.Facts!, verdict.Warnings, peer)));
+            await next(connection).ConfigureAwait(false);
+        });
+        return listenOptions;
+    }
+
+    internal static ILogger Logger(ILoggerFactory? factory) => factory?.CreateLogger(LoggerCategory) ?? NullLogger.Instance;
+
+    private static X509Certificate2 CreateServerCertificate(DateTimeOffset now)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest(AtlsCertificate.SubjectName, key, HashAlgorithmName.SHA256);
+        return request.CreateSelfSigned(now.AddHours(-2), now.AddYears(1));
+    }
+}

@@ -1,0 +1,38 @@
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Atls;
+
+/// <summary>Server-side aTLS settings.</summary>
+public sealed class AtlsServerOptions
+{
+    /// <summary>Limit for the TLS handshake (including issuing the attestation document).</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Limit for validating a client's document (client-attests mode).</summary>
+    public TimeSpan ValidationTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Certificate the server presents when only the client attests; a fresh self-signed one when null.</summary>
+    public X509Certificate2? ServerCertificate { get; set; }
+
+    public ILoggerFactory? LoggerFactory { get; set; }
+
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+}
+
+/// <summary>Client-side aTLS settings.</summary>
+public sealed class AtlsClientOptions
+{
+    /// <summary>Limit for connect + TLS handshake + validation of one connection.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Limit for validating the server's document (server-attests mode).</summary>
+    public TimeSpan ValidationTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Called once per connection after the server's attestation was accepted, before any request is sent.</summary>
+    public Action<AtlsPeer>? OnValidated { get; set; }
+
+    public ILoggerFactory? LoggerFactory { get; set; }
+
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+}
