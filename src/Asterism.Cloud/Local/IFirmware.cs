@@ -1,0 +1,36 @@
+namespace Asterism.Cloud.Local;
+
+/// <summary>What the firmware knows about the instance it is about to boot.</summary>
+public sealed record BootContext(CloudSpec Spec, InstancePlan Instance, string InstanceDir, int BootNumber);
+
+/// <summary>
+/// The provider's firmware role (ARCHITECTURE §7): measures the boot before the node process starts and may
+/// add arguments (the tpm variant will start the instance's swtpm, extend it and add `--tpm 127.0.0.1:PORT`).
+/// </summary>
+public interface IFirmware
+{
+    /// <summary>Measures this boot; returns the events measured and any extra node arguments.</summary>
+    Task<FirmwareBoot> PrepareBootAsync(BootContext context, CancellationToken cancellationToken);
+
+    /// <summary>Called after the node process has exited (clean stop or crash), e.g. to power down a TPM.</summary>
+    Task PowerOffAsync(BootContext context, CancellationToken cancellationToken);
+}
+
+public sealed record FirmwareBoot(IReadOnlyList<BootEvent> Events, IReadOnlyList<string> ExtraNodeArgs);
+
+/// <summary>
+/// Firmware of the simulated variant: writes boot-measurements.json into the instance directory; the node reads
+/// it (from its working directory) and extends its in-memory PCR bank with the events first thing.
+/// </summary>
+public sealed class SimulatedFirmware : IFirmware
+{
+    public Task<FirmwareBoot> PrepareBootAsync(BootContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var events = MeasuredBoot.ComputeEvents(context.Spec);
+        MeasuredBoot.Write(Path.Combine(context.InstanceDir, MeasuredBoot.FileName), events);
+        return Task.FromResult(new FirmwareBoot(events, []));
+    }
+
+    public Task PowerOffAsync(BootContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Cloud.Local;
+
+/// <summary>
+/// One instance: a node process with a serial console, measured before every start. Power operations are
+/// serialised per instance; the exit watcher marks a process that died on its own as stopped (never restarts it).
+/// </summary>
+internal sealed class InstanceProcess : IAsyncDisposable
+{
+    // exec keeps the PID, so signals reach the node itself; both streams go to one O_APPEND file in order.
+    private const string ConsoleWrapper = "exec \"$@\" </dev/null >>\"$0\" 2>&1";
+
+    private readonly CloudSpec _spec;
+    private readonly CloudWorkspace _workspace;
+    private readonly IFirmware _firmware;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly SemaphoreSlim _powerLock = new(1, 1);
+    private readonly Lock _stateLock = new();
+    private Process? _process;
+    private Task _exitHandled = Task.CompletedTask;
+    private int _boots;
+
+    public InstanceProcess(CloudSpec spec, InstancePlan plan, CloudWorkspace workspace, IFirmware firmware, TimeProvider time, ILogger logger)
+    {
+        _spec = spec;
+        Plan = plan;
+        _workspace = workspace;
+        _firmware = firmware;
+        _time = time;
+        _logger = logger;
+    }
+
+    public InstancePlan Plan { get; }
+
+    public string InstanceDir => _workspace.InstanceDir(Plan.Name);
+
+    public InstanceInfo Snapshot()
+    {
+        lock (_stateLock)
+        {
+            return new InstanceInfo
+            {
+                Name = Plan.Name,
+                Role = Plan.Role.ToWire(),
+                Address = Plan.Address,
+                Power = (_process is null ? PowerState.Stopped : PowerState.Running).ToWire(),
+                Pid = _process?.Id,
+                Boots = _boots,
+            };
+        }
+    }
+
+    /// <summary>Applies one power action; failures of this instance are reported in the result, not thrown.</summary>
+    public async Task<PowerResult> ApplyAsync(PowerAction action, TimeSpan stopGrace, CancellationToken cancellationToken)
+    {
+        await _powerLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var changed = action switch
+            {
+                PowerAction.Start => await StartCoreAsync(cancellationToken).ConfigureAwait(false),
+                PowerAction.Stop => await StopCoreAsync(stopGrace, kill: false).ConfigureAwait(false),
+                PowerAction.Crash => await StopCoreAsync(stopGrace, kill: true).ConfigureAwait(false),
+                PowerAction.Reboot => await StopCoreAsync(stopGrace, kill: false).ConfigureAwait(false)
+                    | await StartCoreAsync(cancellationToken).ConfigureAwait(false),
+                _ => throw new ArgumentOutOfRangeException(nameof(action)),
+            };
+            return Result(action, changed, null);
+        }
+        catch (Exception e) when (e is CloudConfigException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        {
+            Log.PowerFailed(_logger, Plan.Name, action.ToWire(), e.Message);
+            return Result(action, false, e.Message);
+        }
+        finally
+        {
+            _powerLock.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await ApplyAsync(PowerAction.Stop, TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
+        _powerLock.Dispose();
+    }
+
+    private PowerResult Result(PowerAction action, bool changed, string? error) =>
+        new() { Name = Plan.Name, Action = action.ToWire(), Changed = changed, Power = Snapshot().Power, Error = error };
+
+    private async Task<bool> StartCoreAsync(CancellationToken cancellationToken)
+    {
+        lock (_stateLock)
+        {
+            if (_process is not null)
+            {
+                return false;
+            }
+        }
+        Directory.CreateDirectory(_workspace.NodeDir(Plan.Name));
+        var context = new BootContext(_spec, Plan, InstanceDir, _boots + 1);
+        var boot = await _firmware.PrepareBootAsync(context, cancellationToken).ConfigureAwait(false);
+
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, WorkingDirectory = InstanceDir };
+        foreach (var arg in new[] { "-c", ConsoleWrapper, _workspace.ConsoleLogPath(Plan.Name) }
+                     .Concat(_spec.NodeCommand)
+                     .Concat(_spec.NodeArgs)
+                     .Concat(
+                     [
+                         "--name", Plan.Name,
+                         "--role", Plan.Role.ToWire(),
+                         "--address", Plan.Address,
+                         "--disk", _workspace.DiskPath(Plan.Name),
+                         "--node-dir", _workspace.NodeDir(Plan.Name),
+                         "--metadata", $"http://{_spec.ParsedSubnet().ProviderAddress}:{WellKnownPorts.Metadata}",
+                         "--variant", _spec.Variant,
+                     ])
+                     .Concat(boot.ExtraNodeArgs))
+        {
+            psi.ArgumentList.Add(arg);
+        }
+        AppendConsole($"===== asterism-cloud: boot {context.BootNumber} of {Plan.Name} at {Now()} ({_spec.Variant}, {boot.Events.Count} events measured) =====");
+        var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        process.Start();
+        lock (_stateLock)
+        {
+            _process = process;
+            _boots = context.BootNumber;
+            _exitHandled = WatchExitAsync(process, context);
+        }
+        Log.InstanceStarted(_logger, Plan.Name, process.Id, context.BootNumber);
+        return true;
+    }
+
+    private async Task<bool> StopCoreAsync(TimeSpan grace, bool kill)
+    {
+        Process? process;
+        Task exited;
+        lock (_stateLock)
+        {
+            process = _process;
+            exited = _exitHandled;
+        }
+        if (process is null)
+        {
+            return false;
+        }
+        if (kill)
+        {
+            ProcessSignals.Send(process.Id, ProcessSignals.SigKill);
+        }
+        else
+        {
+            ProcessSignals.Send(process.Id, ProcessSignals.SigTerm);
+            if (await Task.WhenAny(exited, Task.Delay(grace, _time)).ConfigureAwait(false) != exited)
+            {
+                Log.StopEscalated(_logger, Plan.Name, process.Id, grace.TotalSeconds);
+                ProcessSignals.Send(process.Id, ProcessSignals.SigKill);
+            }
+        }
+        await exited.ConfigureAwait(false);
+        return true;
+    }
+
+    private async Task WatchExitAsync(Process process, BootContext context)
+    {
+        // Let StartCoreAsync publish the process before the watcher can clear it.
+        await Task.Yield();
+        await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        var code = process.ExitCode;
+        var pid = process.Id;
+        lock (_stateLock)
+        {
+            if (ReferenceEquals(_process, process))
+            {
+                _process = null;
+            }
+        }
+        process.Dispose();
+        AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (exit code {code}) =====");
+        Log.InstanceExited(_logger, Plan.Name, pid, code);
+        try
+        {
+            await _firmware.PowerOffAsync(context, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "power-off", e.Message);
+        }
+    }
+
+    private void AppendConsole(string line)
+    {
+        try
+        {
+            File.AppendAllText(_workspace.ConsoleLogPath(Plan.Name), line + "\n");
+        }
+        catch (IOException e)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "console", e.Message);
+        }
+    }
+
+    private string Now() => _time.GetUtcNow().ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,175 @@
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Cloud.Local;
+
+/// <summary>Settings of one <see cref="LocalCloudProvider"/>.</summary>
+public sealed record LocalCloudOptions
+{
+    public required string WorkspaceDir { get; init; }
+
+    public LoadBalancerOptions LoadBalancer { get; init; } = new();
+
+    /// <summary>How long a stop waits after SIGTERM before SIGKILL.</summary>
+    public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Firmware override; null picks it from the spec's variant.</summary>
+    public IFirmware? Firmware { get; init; }
+
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>
+/// The local provider: runs the instances of a workspace's spec.json as node processes on their own loopback
+/// addresses, serves the metadata API, and load-balances the control plane. Embeddable (tests, benchmarks);
+/// `asterism-cloud` is a thin host around it.
+/// </summary>
+public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
+{
+    private readonly LocalCloudOptions _options;
+    private readonly ILogger _logger;
+    private readonly CloudWorkspace _workspace;
+    private readonly IReadOnlyList<InstanceProcess> _instances;
+    private readonly TcpLoadBalancer _loadBalancer;
+    private readonly MetadataServer _server;
+    private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _stopLock = new(1, 1);
+    private bool _stopped;
+
+    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
+    {
+        _options = options;
+        _logger = loggerFactory.CreateLogger("Asterism.Cloud.Provider");
+        _workspace = new CloudWorkspace(options.WorkspaceDir);
+        Spec = spec;
+        Subnet = spec.ParsedSubnet();
+        _instances = [.. spec.PlanInstances().Select(p => new InstanceProcess(spec, p, _workspace, firmware, options.Time, loggerFactory.CreateLogger("Asterism.Cloud.Instance")))];
+        _loadBalancer = new TcpLoadBalancer(
+            Subnet.LoadBalancerAddress,
+            WellKnownPorts.LoadBalanced,
+            _instances.Where(i => i.Plan.Role == InstanceRole.ControlPlane).Select(i => System.Net.IPAddress.Parse(i.Plan.Address)),
+            options.LoadBalancer,
+            options.Time,
+            loggerFactory.CreateLogger("Asterism.Cloud.LoadBalancer"));
+        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, loggerFactory);
+    }
+
+    public CloudSpec Spec { get; }
+    public CloudSubnet Subnet { get; }
+    public string MetadataUrl => _server.Url;
+    public string LoadBalancerAddress => Subnet.LoadBalancerAddress.ToString();
+    public TcpLoadBalancer LoadBalancer => _loadBalancer;
+
+    /// <summary>Completes when a client asked for shutdown through the API.</summary>
+    public Task ShutdownRequested => _shutdownRequested.Task;
+
+    /// <summary>
+    /// Loads spec.json, starts the metadata API, the load balancer and every instance, then writes cloud.json.
+    /// On any failure everything already started is stopped again before the exception propagates.
+    /// </summary>
+    public static async Task<LocalCloudProvider> StartAsync(LocalCloudOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        var workspace = new CloudWorkspace(options.WorkspaceDir);
+        var spec = CloudSpec.Load(workspace.SpecPath);
+        var firmware = options.Firmware ?? spec.Variant switch
+        {
+            CloudSpec.SimulatedVariant => new SimulatedFirmware(),
+            _ => throw new CloudConfigException($"variant '{spec.Variant}' needs swtpm firmware, which this provider does not have yet"),
+        };
+        Directory.CreateDirectory(workspace.InstancesDir);
+        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
+        try
+        {
+            await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
+            await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
+            var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
+            if (started.Results.FirstOrDefault(r => r.Error is not null) is { } failed)
+            {
+                throw new CloudConfigException($"instance {failed.Name} failed to start: {failed.Error}");
+            }
+            CloudJson.WriteFileAtomic(workspace.StatePath, new CloudState
+            {
+                Pid = Environment.ProcessId,
+                MetadataUrl = provider.MetadataUrl,
+                LoadBalancer = provider.LoadBalancerAddress,
+                Subnet = spec.Subnet,
+                StartedAt = options.Time.GetUtcNow(),
+            });
+            Log.ProviderReady(provider._logger, provider.MetadataUrl, provider.LoadBalancerAddress, provider._instances.Count);
+            return provider;
+        }
+        catch
+        {
+            await provider.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public IReadOnlyList<InstanceInfo> Instances() => [.. _instances.Select(i => i.Snapshot())];
+
+    /// <summary>PIDs of the node processes currently running.</summary>
+    public IReadOnlyList<int> ProcessIds() => [.. Instances().Where(i => i.Pid is not null).Select(i => i.Pid!.Value)];
+
+    public IReadOnlyList<string> UnknownNames(IEnumerable<string> names) =>
+        [.. names.Where(n => _instances.All(i => i.Plan.Name != n)).Distinct(StringComparer.Ordinal)];
+
+    /// <summary>Applies an action to the named instances (null = all) in parallel; unknown names throw before anything changes.</summary>
+    public async Task<PowerResponse> PowerAsync(PowerAction action, IReadOnlyList<string>? names, CancellationToken cancellationToken)
+    {
+        if (names is not null && UnknownNames(names) is { Count: > 0 } unknown)
+        {
+            throw new ArgumentException($"unknown instance(s): {string.Join(", ", unknown)}", nameof(names));
+        }
+        var targets = names is null ? _instances : [.. _instances.Where(i => names.Contains(i.Plan.Name, StringComparer.Ordinal))];
+        var results = await Task.WhenAll(targets.Select(i => i.ApplyAsync(action, _options.StopGracePeriod, cancellationToken))).ConfigureAwait(false);
+        foreach (var r in results)
+        {
+            Log.PowerApplied(_logger, r.Name, r.Action, r.Changed, r.Power);
+        }
+        return new PowerResponse { Results = results };
+    }
+
+    public void RequestShutdown() => _shutdownRequested.TrySetResult();
+
+    /// <summary>Stops every instance (SIGTERM, grace, SIGKILL), the load balancer and the API, and removes cloud.json. Idempotent.</summary>
+    public async Task StopAsync()
+    {
+        await _stopLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_stopped)
+            {
+                return;
+            }
+            _stopped = true;
+            Log.ProviderStopping(_logger);
+            await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
+            await _loadBalancer.DisposeAsync().ConfigureAwait(false);
+            await _server.DisposeAsync().ConfigureAwait(false);
+            if (File.Exists(_workspace.StatePath) && IsOurs(_workspace.StatePath))
+            {
+                File.Delete(_workspace.StatePath);
+            }
+            Log.ProviderStopped(_logger);
+        }
+        finally
+        {
+            _stopLock.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
+
+    private static bool IsOurs(string statePath)
+    {
+        try
+        {
+            return CloudState.Load(statePath).Pid == Environment.ProcessId;
+        }
+        catch (CloudConfigException)
+        {
+            return false;
+        }
+    }
+}

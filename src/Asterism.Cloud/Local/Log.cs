@@ -1,0 +1,46 @@
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Cloud.Local;
+
+/// <summary>Log messages of the local provider (event ids 7000-7099).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(7000, LogLevel.Information, "Provider ready metadata={MetadataUrl} loadBalancer={LoadBalancer} instances={Count}")]
+    public static partial void ProviderReady(ILogger logger, string metadataUrl, string loadBalancer, int count);
+
+    [LoggerMessage(7001, LogLevel.Information, "Provider stopping")]
+    public static partial void ProviderStopping(ILogger logger);
+
+    [LoggerMessage(7002, LogLevel.Information, "Provider stopped")]
+    public static partial void ProviderStopped(ILogger logger);
+
+    [LoggerMessage(7010, LogLevel.Information, "Instance started name={Name} pid={Pid} boot={Boot}")]
+    public static partial void InstanceStarted(ILogger logger, string name, int pid, int boot);
+
+    [LoggerMessage(7011, LogLevel.Information, "Instance exited name={Name} pid={Pid} exitCode={ExitCode}")]
+    public static partial void InstanceExited(ILogger logger, string name, int pid, int exitCode);
+
+    [LoggerMessage(7012, LogLevel.Warning, "Instance ignored SIGTERM, killing name={Name} pid={Pid} graceSeconds={Grace}")]
+    public static partial void StopEscalated(ILogger logger, string name, int pid, double grace);
+
+    [LoggerMessage(7013, LogLevel.Warning, "Power action failed name={Name} action={Action} error={Error}")]
+    public static partial void PowerFailed(ILogger logger, string name, string action, string error);
+
+    [LoggerMessage(7014, LogLevel.Information, "Power action name={Name} action={Action} changed={Changed} power={Power}")]
+    public static partial void PowerApplied(ILogger logger, string name, string action, bool changed, string power);
+
+    [LoggerMessage(7020, LogLevel.Information, "Backend healthy port={Port} backend={Backend}")]
+    public static partial void BackendUp(ILogger logger, int port, string backend);
+
+    [LoggerMessage(7021, LogLevel.Information, "Backend unhealthy port={Port} backend={Backend}")]
+    public static partial void BackendDown(ILogger logger, int port, string backend);
+
+    [LoggerMessage(7022, LogLevel.Debug, "No healthy backend, resetting client port={Port} client={Client}")]
+    public static partial void NoBackend(ILogger logger, int port, string client);
+
+    [LoggerMessage(7023, LogLevel.Warning, "Load balancer accept failed port={Port} error={Error}")]
+    public static partial void AcceptFailed(ILogger logger, int port, string error);
+
+    [LoggerMessage(7030, LogLevel.Warning, "Bad cloud API request path={Path} error={Error}")]
+    public static partial void BadRequest(ILogger logger, string path, string error);
+}

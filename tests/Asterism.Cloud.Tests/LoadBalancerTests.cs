@@ -1,0 +1,111 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Asterism.Cloud.Tests;
+
+public class LoadBalancerTests
+{
+    [Fact]
+    public async Task Forward_RoundRobinOverHealthyControlPlanes_StopRemovesStartReAdds()
+    {
+        await using var cloud = await TestCloud.StartAsync(controlPlanes: 2, workers: 1);
+        var lb = cloud.Provider!.LoadBalancer;
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2, TimeSpan.FromSeconds(5), "both control planes healthy");
+
+        var answers = new List<string?>();
+        for (var i = 0; i < 6; i++)
+        {
+            answers.Add(await LbClient.WhoAnswersAsync(cloud.Lb(9999)));
+        }
+        Assert.Equal(3, answers.Count(a => a == cloud.Cp(0)));
+        Assert.Equal(3, answers.Count(a => a == cloud.Cp(1)));
+        Assert.DoesNotContain(cloud.Worker(0), answers);
+
+        await cloud.Provider.PowerAsync(PowerAction.Stop, [cloud.Cp(1)], CancellationToken.None);
+        var stopped = Stopwatch.StartNew();
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 1 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(3), "the stopped backend to leave");
+        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(1.5), $"removal took {stopped.Elapsed}");
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(cloud.Cp(0), await LbClient.WhoAnswersAsync(cloud.Lb(6443)));
+        }
+
+        await cloud.Provider.PowerAsync(PowerAction.Start, [cloud.Cp(1)], CancellationToken.None);
+        await Poll.UntilAsync(() => lb.HealthyBackends(30090).Count == 2, TimeSpan.FromSeconds(10), "the started backend to come back");
+        var back = new HashSet<string?>();
+        for (var i = 0; i < 4; i++)
+        {
+            back.Add(await LbClient.WhoAnswersAsync(cloud.Lb(30090)));
+        }
+        Assert.Equal([cloud.Cp(0), cloud.Cp(1)], back.Order());
+    }
+
+    [Fact]
+    public async Task Forward_EchoWithHalfClose_BothDirectionsAndCleanup()
+    {
+        await using var cloud = await TestCloud.StartAsync();
+        var lb = cloud.Provider!.LoadBalancer;
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await s.ConnectAsync(cloud.Lb(9999));
+        Assert.Equal($"{cloud.Cp(0)} 9999", await LbClient.ReadLineAsync(s));
+        var payload = new byte[200_000];
+        Random.Shared.NextBytes(payload);
+        var send = Task.Run(async () =>
+        {
+            await s.SendAsync(payload, SocketFlags.None);
+            s.Shutdown(SocketShutdown.Send);
+        });
+        var received = new MemoryStream();
+        var buffer = new byte[65536];
+        int n;
+        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            while ((n = await s.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
+            {
+                received.Write(buffer, 0, n);
+            }
+        }
+        await send;
+        Assert.Equal(payload, received.ToArray());
+        await Poll.UntilAsync(() => lb.ActiveConnections == 0, TimeSpan.FromSeconds(5), "the forwarded connection to be cleaned up");
+    }
+
+    [Fact]
+    public async Task Forward_PortHealthCheckedSeparately()
+    {
+        var name = "t" + Guid.NewGuid().ToString("N")[..6];
+        await using var split = await TestCloud.StartAsync(controlPlanes: 2, nodeArgs: ["--ports-for", $"{name}-control-plane-1=9999"], clusterName: name);
+        var lb = split.Provider!.LoadBalancer;
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1, TimeSpan.FromSeconds(5), "per-port health");
+        Assert.Equal([split.Provider.Subnet.InstanceAddress(0)], lb.HealthyBackends(6443));
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(split.Cp(0), await LbClient.WhoAnswersAsync(split.Lb(30090)));
+        }
+    }
+
+    [Fact]
+    public async Task Forward_NoHealthyBackend_ClosesImmediately()
+    {
+        await using var cloud = await TestCloud.StartAsync(controlPlanes: 1, workers: 1);
+        var lb = cloud.Provider!.LoadBalancer;
+        await cloud.Provider.PowerAsync(PowerAction.Crash, [cloud.Cp(0)], CancellationToken.None);
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 0, TimeSpan.FromSeconds(3), "no healthy backend");
+
+        var watch = Stopwatch.StartNew();
+        Assert.Null(await LbClient.WhoAnswersAsync(cloud.Lb(9999)));
+        Assert.True(watch.Elapsed < TimeSpan.FromMilliseconds(500), $"took {watch.Elapsed}");
+        // The worker still listens on 9999 but is never a backend.
+        Assert.Equal($"{cloud.Worker(0)} 9999", await WorkerDirectAsync(cloud));
+    }
+
+    private static async Task<string?> WorkerDirectAsync(TestCloud cloud)
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await s.ConnectAsync(System.Net.IPAddress.Parse(cloud.Info(cloud.Worker(0)).Address), 9999);
+        return await LbClient.ReadLineAsync(s);
+    }
+}
