@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Asterism.Cli.Commands;
 
 namespace Asterism.Cli;
 
@@ -7,7 +8,15 @@ public static class CommandRegistry
 {
     public static IEnumerable<Command> Create(GlobalOptions global)
     {
-        _ = global;
-        yield break;
+        yield return DemoCommand.Create(global);
+        yield return CreateCommand.Create(global);
+        yield return InitCommand.Create(global);
+        yield return StatusCommand.Create(global);
+        yield return RecoverCommand.Create(global);
+        yield return PowerCommand.Create(global);
+        yield return LogsCommand.Create(global);
+        yield return TerminateCommand.Create(global);
+        yield return FetchMeasurementsCommand.Create(global);
+        yield return DiskCommand.Create(global);
     }
 }

@@ -1,0 +1,129 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Asterism.Attestation.Simulated;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Asterism.Attestation;
+
+/// <summary>
+/// What a verifier accepts: the variant, the expected measurements and which attestation keys are trusted. The CLI
+/// builds it from asterism-conf.yaml, sends it to the first node at init, and control-plane nodes hand it on in
+/// their join tickets, so every JoinService judges nodes by the same policy. Serialised as JSON.
+/// </summary>
+public sealed class AttestationPolicy
+{
+    /// <summary>Policy documents are small; larger input is refused before parsing.</summary>
+    public const int MaxJsonBytes = 64 * 1024;
+
+    public required AttestationVariant Variant { get; init; }
+
+    public required Measurements Measurements { get; init; }
+
+    /// <summary>Accept any attestation key (local clusters only: no hardware root of trust to pin).</summary>
+    public bool TrustAnyKey { get; init; }
+
+    /// <summary>Trusted attestation keys: lowercase hex SHA-256 of each key's SubjectPublicKeyInfo.</summary>
+    public IReadOnlyList<string> TrustedKeys { get; init; } = [];
+
+    /// <summary>
+    /// This policy for key release (join, rejoin, recovery): PCR 15 must still be zero, i.e. the node has not yet
+    /// received keys in this boot.
+    /// </summary>
+    public AttestationPolicy ForKeyRelease() => new()
+    {
+        Variant = Variant,
+        Measurements = Measurements.WithZeroPcr15(),
+        TrustAnyKey = TrustAnyKey,
+        TrustedKeys = TrustedKeys,
+    };
+
+    /// <summary>Builds the validator of this policy's variant.</summary>
+    public IAttestationValidator CreateValidator(ILoggerFactory? loggers = null)
+    {
+        loggers ??= NullLoggerFactory.Instance;
+        if (Variant == AttestationVariant.Simulated)
+        {
+            var options = new SimulatedValidatorOptions { Measurements = Measurements, TrustAnyKey = TrustAnyKey };
+            foreach (var key in TrustedKeys)
+            {
+                options.TrustedKeyFingerprints.Add(key);
+            }
+            return new SimulatedValidator(options, loggers.CreateLogger<SimulatedValidator>());
+        }
+        if (ValidatorFactories.TryGetValue(Variant.Name, out var factory))
+        {
+            return factory(this, loggers);
+        }
+        throw new NotSupportedException($"no validator is available for attestation variant \"{Variant.Name}\"");
+    }
+
+    /// <summary>Validators of variants that live in other assemblies register here (the tpm variant).</summary>
+    public static Dictionary<string, Func<AttestationPolicy, ILoggerFactory, IAttestationValidator>> ValidatorFactories { get; } = [];
+
+    public byte[] ToJson()
+    {
+        var node = new JsonObject
+        {
+            ["variant"] = Variant.Name,
+            ["trustAnyKey"] = TrustAnyKey,
+            ["trustedKeys"] = new JsonArray(TrustedKeys.Select(k => (JsonNode?)JsonValue.Create(k)).ToArray()),
+            ["measurements"] = JsonNode.Parse(MeasurementsFormat.ToJson(Measurements)),
+        };
+        return JsonSerializer.SerializeToUtf8Bytes(node);
+    }
+
+    /// <summary>Parses the JSON form; throws <see cref="MeasurementsFormatException"/> naming the problem.</summary>
+    public static AttestationPolicy FromJson(ReadOnlySpan<byte> json)
+    {
+        if (json.Length > MaxJsonBytes)
+        {
+            throw new MeasurementsFormatException($"attestation policy is {json.Length} bytes, at most {MaxJsonBytes} are accepted");
+        }
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { MaxDepth = 8 }) as JsonObject
+                ?? throw new MeasurementsFormatException("attestation policy is not a JSON object");
+        }
+        catch (JsonException)
+        {
+            throw new MeasurementsFormatException("attestation policy is not valid JSON");
+        }
+        foreach (var (name, _) in root)
+        {
+            if (name is not ("variant" or "trustAnyKey" or "trustedKeys" or "measurements"))
+            {
+                throw new MeasurementsFormatException($"attestation policy: unknown field \"{name}\"");
+            }
+        }
+        try
+        {
+            var variantName = root["variant"]?.GetValue<string>();
+            if (!AttestationVariant.TryParse(variantName, out var variant))
+            {
+                throw new MeasurementsFormatException($"attestation policy: unknown variant \"{variantName}\"");
+            }
+            var trustedKeys = root["trustedKeys"]?.AsArray().Select(k => k?.GetValue<string>() ?? "").ToList() ?? [];
+            foreach (var key in trustedKeys)
+            {
+                if (key.Length != 64 || !key.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f'))
+                {
+                    throw new MeasurementsFormatException("attestation policy: trustedKeys entries must be 64 lowercase hex digits");
+                }
+            }
+            var measurements = root["measurements"] is { } m ? MeasurementsFormat.ParseJson(m.ToJsonString()) : Measurements.Empty;
+            return new AttestationPolicy
+            {
+                Variant = variant,
+                TrustAnyKey = root["trustAnyKey"]?.GetValue<bool>() ?? false,
+                TrustedKeys = trustedKeys,
+                Measurements = measurements,
+            };
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException)
+        {
+            throw new MeasurementsFormatException("attestation policy: a field has the wrong type");
+        }
+    }
+}

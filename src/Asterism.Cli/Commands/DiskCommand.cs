@@ -1,0 +1,237 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using Asterism.Config;
+using Asterism.Crypto;
+using Asterism.Disk;
+
+namespace Asterism.Cli.Commands;
+
+/// <summary>
+/// <c>asterism disk …</c>: offline tools for state-disk images — format, inspect (no secrets), test a key, and extract
+/// the record store (the disaster-recovery path when a node will not come back).
+/// </summary>
+public static class DiskCommand
+{
+    private const int MaxKeyFileBytes = Luks2Image.MaxPassphraseLength;
+
+    public static Command Create(GlobalOptions global)
+    {
+        _ = global;
+        var command = new Command("disk", "Offline tools for state-disk images");
+        command.Subcommands.Add(Format());
+        command.Subcommands.Add(Inspect());
+        command.Subcommands.Add(TestKey());
+        command.Subcommands.Add(Extract());
+        return command;
+    }
+
+    private static Argument<string> ImageArgument() => new("image") { Description = "State-disk image file" };
+
+    private static Command Format()
+    {
+        var image = ImageArgument();
+        var size = new Option<string>("--size") { Description = "Image size, e.g. 64MiB (at least 17MiB: the payload starts at 16 MiB)", Required = true };
+        var keyFile = new Option<string>("--key-file") { Description = "File whose bytes are the passphrase of keyslot 0", Required = true };
+        var command = new Command("format", "Format an image as a LUKS2 state disk (aes-xts-plain64, 4096-byte sectors)") { image, size, keyFile };
+        command.SetAction(result =>
+        {
+            var path = result.GetValue(image)!;
+            long bytes;
+            try
+            {
+                bytes = Durations.ParseSize(result.GetValue(size)!, "--size");
+            }
+            catch (ArgumentException ex)
+            {
+                throw new CliError(ex.Message, 2);
+            }
+            if (bytes < Luks2Image.PayloadOffset + (1 << 20))
+            {
+                throw new CliError("--size must be at least 17MiB (the payload starts at 16 MiB)", 2);
+            }
+            if (File.Exists(path) && new FileInfo(path).Length > 0)
+            {
+                throw new CliError($"{path} exists and is not empty; refusing to overwrite it");
+            }
+            var key = ReadKeyFile(result.GetValue(keyFile)!);
+            try
+            {
+                using var disk = StateDisk.Format(path, bytes, key);
+                result.InvocationConfiguration.Output.WriteLine($"Formatted {path}: LUKS2, uuid {disk.Uuid}, {bytes} bytes");
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(key);
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command Inspect()
+    {
+        var image = ImageArgument();
+        var command = new Command("inspect", "Show an image's LUKS2 header: uuid, cipher, sector size, keyslots and KDFs, token (no secrets)") { image };
+        command.SetAction(result =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            using var luks = OpenImage(result.GetValue(image)!, writable: false);
+            var header = luks.Header;
+            stdout.WriteLine($"uuid:        {header.Uuid}");
+            stdout.WriteLine($"cipher:      {Luks2Header.Cipher} ({Luks2Metadata.KeyBytes * 8}-bit key)");
+            stdout.WriteLine($"sector size: {Luks2Header.SectorSize}");
+            stdout.WriteLine($"payload:     offset {header.Metadata.SegmentOffset}");
+            stdout.WriteLine($"sequence id: {header.SequenceId} (primary header {(header.PrimaryValid ? "valid" : "INVALID")}, secondary {(header.SecondaryValid ? "valid" : "INVALID")})");
+            stdout.WriteLine("keyslots:");
+            foreach (var slot in header.Metadata.Keyslots.Values)
+            {
+                var kdf = slot.Kdf.IsArgon2
+                    ? $"{slot.Kdf.Type} (time {slot.Kdf.Iterations}, memory {slot.Kdf.MemoryKiB} KiB, threads {slot.Kdf.Parallelism})"
+                    : $"{slot.Kdf.Type} (iterations {slot.Kdf.Iterations})";
+                stdout.WriteLine($"  {slot.Id}: luks2, {kdf}, area {slot.AreaOffset}+{slot.AreaSize}");
+            }
+            stdout.WriteLine($"digest:      pbkdf2-sha256 (iterations {header.Metadata.Digest.Iterations})");
+            var token = luks.GetToken(0);
+            stdout.WriteLine($"token 0:     {token ?? "(none)"}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command TestKey()
+    {
+        var image = ImageArgument();
+        var keyFile = new Option<string?>("--key-file") { Description = "File whose bytes are the passphrase" };
+        var masterSecret = new Option<string?>("--master-secret") { Description = "Master secret file: derive this disk's key from the image's UUID" };
+        var command = new Command("test-key", "Check whether a key opens the image (exit 0) or is rejected (exit 1)") { image, keyFile, masterSecret };
+        command.SetAction(result =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var path = result.GetValue(image)!;
+            var key = KeyFor(path, result.GetValue(keyFile), result.GetValue(masterSecret));
+            try
+            {
+                using var luks = OpenImage(path, writable: false);
+                var verdict = luks.CheckKey(key);
+                stdout.WriteLine(verdict == KeyCheckResult.Accepted ? "Key accepted." : "Key rejected.");
+                return verdict == KeyCheckResult.Accepted ? 0 : 1;
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(key);
+            }
+        });
+        return command;
+    }
+
+    private static Command Extract()
+    {
+        var image = ImageArgument();
+        var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory to write the records into (must not exist or be empty)", Required = true };
+        var command = new Command("extract", "Read an image's record store offline with the master secret and write every record to a directory") { image, masterSecret, output };
+        command.SetAction(result =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var path = result.GetValue(image)!;
+            var outDir = result.GetValue(output)!;
+            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
+            {
+                throw new CliError($"{outDir} is not empty; refusing to write into it");
+            }
+            var key = KeyFor(path, null, result.GetValue(masterSecret));
+            try
+            {
+                using var disk = OpenStateDisk(path);
+                if (!disk.TryUnlock(key))
+                {
+                    throw new CliError("the master secret does not open this disk (key rejected)");
+                }
+                var root = Path.GetFullPath(outDir);
+                Directory.CreateDirectory(root);
+                var count = 0;
+                foreach (var name in disk.Store.Names)
+                {
+                    var target = Path.GetFullPath(Path.Combine(root, name));
+                    if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                    {
+                        throw new CliError($"record name \"{name}\" escapes the output directory; refusing");
+                    }
+                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                    File.WriteAllBytes(target, disk.Store.Get(name) ?? []);
+                    File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                    count++;
+                }
+                stdout.WriteLine($"Extracted {count} records from {path} to {root}");
+                return 0;
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(key);
+            }
+        });
+        return command;
+    }
+
+    private static byte[] KeyFor(string image, string? keyFile, string? masterSecretFile)
+    {
+        if ((keyFile is null) == (masterSecretFile is null))
+        {
+            throw new CliError("pass exactly one of --key-file or --master-secret", 2);
+        }
+        if (keyFile is not null)
+        {
+            return ReadKeyFile(keyFile);
+        }
+        using var master = Workspace.LoadMasterSecret(masterSecretFile!);
+        using var luks = OpenImage(image, writable: false);
+        using var key = KeyDerivation.DeriveDiskKey(master, luks.Header.Uuid.ToLowerInvariant());
+        return key.ToArray();
+    }
+
+    private static byte[] ReadKeyFile(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CliError($"key file \"{path}\" does not exist");
+        }
+        var length = new FileInfo(path).Length;
+        if (length is 0 or > MaxKeyFileBytes)
+        {
+            throw new CliError($"key file \"{path}\" must hold 1 to {MaxKeyFileBytes} bytes");
+        }
+        return File.ReadAllBytes(path);
+    }
+
+    private static Luks2Image OpenImage(string path, bool writable)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CliError($"image \"{path}\" does not exist");
+        }
+        try
+        {
+            return Luks2Image.Open(path, writable);
+        }
+        catch (Luks2HeaderException ex)
+        {
+            throw new CliError($"{path}: not a usable LUKS2 state disk: {ex.Message}");
+        }
+    }
+
+    private static StateDisk OpenStateDisk(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CliError($"image \"{path}\" does not exist");
+        }
+        try
+        {
+            return StateDisk.Open(path);
+        }
+        catch (Luks2HeaderException ex)
+        {
+            throw new CliError($"{path}: not a usable LUKS2 state disk: {ex.Message}");
+        }
+    }
+}

@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using Asterism.Atls;
+using Asterism.Crypto;
+using Asterism.Protocol;
+using Asterism.Protocol.Init;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Asterism.Cli.Commands;
+
+/// <summary>
+/// <c>asterism init</c>: makes the master secret (file mode 0600), initializes the first control-plane node over
+/// server-attesting aTLS, waits until every node has joined, and records the cluster values in the state file.
+/// </summary>
+public static class InitCommand
+{
+    public static Command Create(GlobalOptions global)
+    {
+        var timeout = new Option<string>("--timeout") { Description = "How long to wait for every node to join", DefaultValueFactory = _ => "120s" };
+        var command = new Command("init", "Initialize the cluster: master secret, first control-plane node, wait for every node to join") { timeout };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var stderr = result.InvocationConfiguration.Error;
+            var workspace = new Workspace(global.WorkspaceOf(result));
+            workspace.RequireCluster();
+            var state = workspace.LoadState();
+            if (state.IsInitialized)
+            {
+                throw new CliError($"the cluster in {workspace.Directory} is already initialized (cluster ID {state.ClusterValues.ClusterId})");
+            }
+            var waitTimeout = Asterism.Config.Durations.Parse(result.GetValue(timeout)!, "--timeout");
+            var config = workspace.LoadConfig();
+            var policy = Workspace.PolicyOf(config);
+            foreach (var warning in Workspace.PolicyWarnings(policy))
+            {
+                await stderr.WriteLineAsync("Warning: " + warning);
+            }
+            using var cloud = workspace.ConnectProvider();
+            var instances = await cloud.ListAsync(cancellationToken);
+            var first = instances.FirstOrDefault(i => i.IsControlPlane) ?? throw new CliError("the cluster has no control-plane node");
+            var progress = Progress.For(stderr);
+
+            // The secret is on disk before any node sees it. A retried init (the cluster is not initialized yet)
+            // reuses an existing file instead of overwriting it: a node may already hold that secret.
+            MasterSecret master;
+            if (File.Exists(workspace.MasterSecretPath))
+            {
+                master = Workspace.LoadMasterSecret(workspace.MasterSecretPath);
+                await stdout.WriteLineAsync($"Using the existing master secret \"{workspace.MasterSecretPath}\"");
+            }
+            else
+            {
+                master = MasterSecret.Generate();
+                master.Save(workspace.MasterSecretPath);
+                await stdout.WriteLineAsync($"Your Asterism master secret was successfully written to \"{workspace.MasterSecretPath}\"");
+            }
+            using var masterOwner = master;
+            var salt = RandomNumberGenerator.GetBytes(32);
+            using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
+            var validator = policy.ForKeyRelease().CreateValidator(loggers);
+            progress.Report($"Initializing {first.Name} ({first.Address})...");
+            var response = await CallInitAsync(first.Address, validator, master, salt, policy, state.Infrastructure.Name, loggers, cancellationToken);
+            state.ClusterValues.ClusterId = Convert.ToHexStringLower(response.ClusterId.Span);
+            state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(salt);
+            state.Save(workspace.StatePath);
+            await stdout.WriteLineAsync($"Initialized {first.Name}; cluster ID {state.ClusterValues.ClusterId}");
+            progress.Report("Waiting for every node to join...");
+            var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
+            if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken))
+            {
+                throw new CliError($"not every node booted within {waitTimeout.TotalSeconds:0} s; see 'asterism status' and 'asterism logs NODE'");
+            }
+            await stdout.WriteLineAsync($"All {nodes.Count} nodes joined the cluster {state.Infrastructure.Name}.");
+            return 0;
+        });
+        return command;
+    }
+
+    private static async Task<InitResponse> CallInitAsync(string address, Asterism.Attestation.IAttestationValidator validator, MasterSecret master,
+        byte[] salt, Asterism.Attestation.AttestationPolicy policy, string clusterName, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            using var handler = AtlsClient.CreateHandler(validator, new AtlsClientOptions { LoggerFactory = loggers });
+            using var channel = GrpcChannel.ForAddress($"https://{address}:{Ports.Init}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
+            var client = new API.APIClient(channel);
+            try
+            {
+                return await client.InitAsync(new InitRequest
+                {
+                    MasterKey = ByteString.CopyFrom(master.Key),
+                    MasterSalt = ByteString.CopyFrom(master.Salt),
+                    MeasurementSalt = ByteString.CopyFrom(salt),
+                    AttestationConfig = ByteString.CopyFrom(policy.ToJson()),
+                    ClusterName = clusterName,
+                }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
+            }
+            catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
+            {
+                throw new CliError($"node {address} failed attestation: {refused.Message}");
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable && DateTime.UtcNow < deadline)
+            {
+                // The node is still starting: its init port is not open yet.
+                await Task.Delay(250, cancellationToken);
+            }
+            catch (RpcException ex)
+            {
+                throw new CliError($"init of node {address} failed: {ex.StatusCode}: {ex.Status.Detail}");
+            }
+        }
+    }
+}

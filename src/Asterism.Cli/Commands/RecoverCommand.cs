@@ -1,0 +1,179 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Asterism.Cli.Recovery;
+using Asterism.Cloud;
+using Asterism.Config;
+using Asterism.Crypto;
+using Asterism.Protocol;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Cli.Commands;
+
+/// <summary>
+/// <c>asterism recover</c>: pushes every waiting control-plane node its own disk key and the measurement secret,
+/// after validating its attestation. Without --endpoint all waiting nodes are found through the provider and
+/// recovered in parallel; with --endpoint it loops through one address (the load balancer) as Constellation does.
+/// </summary>
+public static class RecoverCommand
+{
+    public const string PushedLine = "Pushed recovery key.";
+    public const string NothingLine = "No control-plane nodes in need of recovery found. Exiting.";
+
+    public static string RecoveredLine(int n) => $"Recovered {n} control-plane nodes.";
+
+    public static Command Create(GlobalOptions global)
+    {
+        var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", DefaultValueFactory = _ => MasterSecret.DefaultFileName };
+        var endpoint = new Option<string?>("--endpoint", "-e") { Description = "Recover through this address (HOST[:PORT], e.g. the load balancer) one node at a time, as Constellation does" };
+        var interval = new Option<string>("--retry-interval") { Description = "Wait before retrying an unavailable endpoint (--endpoint mode)", DefaultValueFactory = _ => "5s" };
+        var timeout = new Option<string>("--timeout") { Description = "Per-node time limit of one push", DefaultValueFactory = _ => "30s" };
+        var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
+        {
+            masterSecret, endpoint, interval, timeout,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var stderr = result.InvocationConfiguration.Error;
+            var workspace = new Workspace(global.WorkspaceOf(result));
+            workspace.RequireCluster();
+            var path = result.GetValue(masterSecret)!;
+            path = Path.IsPathRooted(path) ? path : Path.Combine(workspace.Directory, path);
+            using var master = Workspace.LoadMasterSecret(path);
+            var config = workspace.LoadConfig();
+            var policy = Workspace.PolicyOf(config).ForKeyRelease();
+            foreach (var warning in Workspace.PolicyWarnings(policy))
+            {
+                await stderr.WriteLineAsync("Warning: " + warning);
+            }
+            using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
+            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), loggers, Parse(result.GetValue(timeout)!, "--timeout"));
+            var progress = Progress.For(stderr);
+            var target = result.GetValue(endpoint);
+            return target is null
+                ? await RecoverParallelAsync(workspace, pusher, stdout, stderr, progress, cancellationToken)
+                : await RecoverThroughEndpointAsync(AddPortIfMissing(target), pusher, Parse(result.GetValue(interval)!, "--retry-interval"), stdout, stderr, progress, cancellationToken);
+        });
+        return command;
+    }
+
+    private static TimeSpan Parse(string text, string option)
+    {
+        try
+        {
+            return Durations.Parse(text, option);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new CliError(ex.Message, 2);
+        }
+    }
+
+    public static string AddPortIfMissing(string endpoint)
+    {
+        if (endpoint.StartsWith('[') ? !endpoint.Contains("]:", StringComparison.Ordinal) : !endpoint.Contains(':', StringComparison.Ordinal))
+        {
+            return $"{endpoint}:{Ports.Recovery}";
+        }
+        return endpoint;
+    }
+
+    /// <summary>Every running control-plane node is tried at once; nodes that are not waiting do not listen on 9999.</summary>
+    public static async Task<int> RecoverParallelAsync(Workspace workspace, RecoveryPusher pusher, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
+    {
+        using var cloud = workspace.ConnectProvider();
+        var instances = await cloud.ListAsync(cancellationToken);
+        var targets = instances.Where(i => i.IsControlPlane && i.IsRunning).ToList();
+        progress.Report($"Contacting {targets.Count} running control-plane nodes...");
+        var watch = Stopwatch.StartNew();
+        var results = await Task.WhenAll(targets.Select(async instance =>
+        {
+            var pushed = await pusher.PushAsync(RecoveryPusher.RecoveryEndpoint(instance.Address), cancellationToken);
+            if (pushed.Outcome == PushOutcome.Recovered)
+            {
+                lock (stdout)
+                {
+                    stdout.WriteLine(PushedLine);
+                }
+                progress.Report($"  {instance.Name} ({instance.Address}): key accepted ({pushed.Variant} attestation verified) after {watch.ElapsedMilliseconds} ms");
+            }
+            return (instance, pushed);
+        }));
+        return Summarize(results.Select(r => (r.instance.Name, r.pushed)).ToList(), stdout, stderr);
+    }
+
+    /// <summary>
+    /// Constellation's loop: push through one address until it answers "unavailable"; one unavailable answer is
+    /// retried after the interval (a recovered node may still be behind the load balancer until its health check
+    /// drops it), and "load balancer not ready" handshake failures are always retried.
+    /// </summary>
+    public static async Task<int> RecoverThroughEndpointAsync(string endpoint, RecoveryPusher pusher, TimeSpan interval, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
+    {
+        var results = new List<(string, PushResult)>();
+        var recovered = 0;
+        while (true)
+        {
+            var retriedOnce = false;
+            PushResult pushed;
+            while (true)
+            {
+                progress.Report($"Pushing recovery key through {endpoint}...");
+                pushed = await pusher.PushAsync(endpoint, cancellationToken);
+                var retriable = pushed.Outcome == PushOutcome.Unavailable && (pushed.LoadBalancerNotReady || !retriedOnce);
+                if (!retriable)
+                {
+                    break;
+                }
+                retriedOnce = true;
+                progress.Report($"  {endpoint} unavailable ({pushed.Detail}); retrying in {interval.TotalSeconds:0.#} s");
+                await Task.Delay(interval, cancellationToken);
+            }
+            if (pushed.Outcome != PushOutcome.Recovered)
+            {
+                if (pushed.Outcome != PushOutcome.Unavailable)
+                {
+                    results.Add((pushed.NodeName ?? endpoint, pushed));
+                }
+                break;
+            }
+            recovered++;
+            await stdout.WriteLineAsync(PushedLine);
+            progress.Report($"  {pushed.NodeName}: key accepted ({pushed.Variant} attestation verified)");
+            results.Add((pushed.NodeName ?? endpoint, pushed));
+        }
+        _ = recovered;
+        return Summarize(results, stdout, stderr);
+    }
+
+    private static int Summarize(IReadOnlyList<(string Name, PushResult Result)> results, TextWriter stdout, TextWriter stderr)
+    {
+        var recovered = results.Count(r => r.Result.Outcome == PushOutcome.Recovered);
+        var failures = results.Where(r => r.Result.Outcome is not (PushOutcome.Recovered or PushOutcome.Unavailable)).ToList();
+        foreach (var (name, result) in failures)
+        {
+            var what = result.Outcome switch
+            {
+                PushOutcome.AttestationFailed => "attestation failed",
+                PushOutcome.KeyRejected => "key refused by the node",
+                _ => "recovery failed",
+            };
+            stderr.WriteLine($"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}");
+        }
+        if (recovered > 0)
+        {
+            stdout.WriteLine(RecoveredLine(recovered));
+        }
+        else if (failures.Count == 0)
+        {
+            stdout.WriteLine(NothingLine);
+        }
+        return failures.Count == 0 ? 0 : 1;
+    }
+}
+
+/// <summary>Loggers for CLI internals (aTLS refusals etc.): warnings to stderr, everything with --debug.</summary>
+public static class CliLogging
+{
+    public static ILoggerFactory Create(TextWriter stderr, bool debug) =>
+        debug ? Asterism.Logging.JsonLogging.CreateFactory(stderr, debug: true) : Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
+}

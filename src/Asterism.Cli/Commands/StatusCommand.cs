@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Asterism.Cloud;
+using Asterism.Protocol;
+
+namespace Asterism.Cli.Commands;
+
+/// <summary>
+/// <c>asterism status</c>: every instance's power state, boot phase (from the node's own boot-status call, not its
+/// logs), role and address, plus the cluster API's health; tells the operator when recovery is needed.
+/// </summary>
+public static class StatusCommand
+{
+    public sealed record NodeView(string Name, string Role, string Address, string Power, string Phase, DateTimeOffset? WaitingSince, string LastError, int RejoinAttempts, string Variant);
+
+    public sealed record ClusterView(IReadOnlyList<NodeView> Nodes, bool ClusterApiHealthy)
+    {
+        public IEnumerable<NodeView> WaitingControlPlanes => Nodes.Where(n => n.Role == CloudNames.ControlPlane && n.Phase == BootPhases.WaitingForKey);
+
+        /// <summary>Control-plane nodes wait and no JoinService answers: only the operator can help.</summary>
+        public bool RecoveryNeeded => WaitingControlPlanes.Any() && !Nodes.Any(n => n.Role == CloudNames.ControlPlane && n.Phase == BootPhases.Booted);
+    }
+
+    public static async Task<ClusterView> GatherAsync(LocalCloudClient cloud, CancellationToken cancellationToken)
+    {
+        var instances = await cloud.ListAsync(cancellationToken);
+        var views = await Task.WhenAll(instances.Select(async i =>
+        {
+            var status = i.IsRunning ? await NodeProbe.BootStatusAsync(i.Address, cancellationToken) : null;
+            var phase = status?.Phase ?? BootPhases.Booting;
+            DateTimeOffset? since = status is { WaitingSinceUnixMs: > 0 } ? DateTimeOffset.FromUnixTimeMilliseconds(status.WaitingSinceUnixMs) : null;
+            return new NodeView(i.Name, i.Role, i.Address, i.Power, i.IsRunning ? phase : "-", since, status?.LastError ?? "", status?.RejoinAttempts ?? 0, status?.Variant ?? "");
+        }));
+        var healthy = await NodeProbe.ClusterApiHealthyAsync(cloud.State.LoadBalancer, cancellationToken);
+        return new ClusterView(views, healthy);
+    }
+
+    public static Command Create(GlobalOptions global)
+    {
+        var json = new Option<bool>("--json") { Description = "Print JSON" };
+        var command = new Command("status", "Show every node's power state, boot phase, role and address, and the cluster API's health") { json };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var workspace = new Workspace(global.WorkspaceOf(result));
+            using var cloud = workspace.ConnectProvider();
+            var view = await GatherAsync(cloud, cancellationToken);
+            if (result.GetValue(json))
+            {
+                await stdout.WriteLineAsync(ToJson(view));
+                return 0;
+            }
+            Print(view, stdout);
+            return 0;
+        });
+        return command;
+    }
+
+    public static string ToJson(ClusterView view)
+    {
+        var nodes = new JsonArray();
+        foreach (var n in view.Nodes)
+        {
+            nodes.Add(new JsonObject
+            {
+                ["name"] = n.Name,
+                ["role"] = n.Role,
+                ["address"] = n.Address,
+                ["power"] = n.Power,
+                ["phase"] = n.Power == CloudNames.Running ? n.Phase : null,
+                ["waitingSince"] = n.WaitingSince?.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
+                ["lastError"] = string.IsNullOrEmpty(n.LastError) ? null : n.LastError,
+            });
+        }
+        var root = new JsonObject { ["nodes"] = nodes, ["clusterApi"] = view.ClusterApiHealthy ? "healthy" : "unreachable" };
+        return root.ToJsonString(new JsonSerializerOptions { WriteIndented = false });
+    }
+
+    public static void Print(ClusterView view, TextWriter stdout)
+    {
+        stdout.WriteLine($"{"NAME",-28} {"ROLE",-14} {"ADDRESS",-15} {"POWER",-8} PHASE");
+        foreach (var n in view.Nodes)
+        {
+            var phase = n.Phase switch
+            {
+                BootPhases.WaitingForKey => $"waiting for decryption key since {n.WaitingSince?.ToLocalTime():HH:mm:ss}" + (n.LastError.Length > 0 ? $" (last rejoin error: {n.LastError})" : ""),
+                _ => n.Phase,
+            };
+            stdout.WriteLine($"{n.Name,-28} {n.Role,-14} {n.Address,-15} {n.Power,-8} {phase}");
+        }
+        stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}");
+        var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);
+        if (variant is not null)
+        {
+            stdout.WriteLine($"Attestation variant: {variant}{(variant == "simulated" ? " (software only, not a security boundary)" : "")}");
+        }
+        if (view.RecoveryNeeded)
+        {
+            stdout.WriteLine($"Recovery needed: {view.WaitingControlPlanes.Count()} control-plane nodes wait for a decryption key and no control-plane node is up to hand it out. Run 'asterism recover'.");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+using Asterism.Atls;
+using Asterism.Attestation;
+using Asterism.Crypto;
+using Asterism.Protocol;
+using Asterism.Protocol.Recover;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Cli.Recovery;
+
+/// <summary>How one push ended.</summary>
+public enum PushOutcome
+{
+    /// <summary>The node verified the key against its disk and acknowledged it.</summary>
+    Recovered,
+
+    /// <summary>Nothing listens (or the load balancer has no healthy backend): the node is not waiting for a key.</summary>
+    Unavailable,
+
+    /// <summary>The node failed attestation; no secret was sent.</summary>
+    AttestationFailed,
+
+    /// <summary>The node refused the key (wrong master secret for this disk).</summary>
+    KeyRejected,
+
+    /// <summary>Any other failure.</summary>
+    Failed,
+}
+
+public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Detail, string? NodeName = null, string? Variant = null)
+{
+    /// <summary>Whether this failure is the "load balancer not ready" kind Constellation always retries.</summary>
+    public bool LoadBalancerNotReady { get; init; }
+}
+
+/// <summary>
+/// The CLI side of recoverproto: dials a node over server-attesting aTLS, validates its attestation before anything
+/// is sent, then sends the measurement secret, learns the disk UUID, and sends that disk's key only. The master
+/// secret never leaves this process.
+/// </summary>
+public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, ILoggerFactory loggers, TimeSpan callTimeout)
+{
+    public async Task<PushResult> PushAsync(string endpoint, CancellationToken cancellationToken)
+    {
+        AtlsPeer? attested = null;
+        using var handler = AtlsClient.CreateHandler(validator, new AtlsClientOptions
+        {
+            HandshakeTimeout = callTimeout,
+            ValidationTimeout = callTimeout,
+            OnValidated = peer => attested = peer,
+            LoggerFactory = loggers,
+        });
+        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            DisposeHttpClient = false,
+            MaxReceiveMessageSize = 64 * 1024,
+        });
+        var client = new API.APIClient(channel);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(callTimeout);
+        string? nodeName = null;
+        try
+        {
+            using var call = client.Recover(cancellationToken: timeout.Token);
+            using (var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master))
+            {
+                await call.RequestStream.WriteAsync(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(measurementSecret.Span) }, timeout.Token);
+            }
+            if (!await call.ResponseStream.MoveNext(timeout.Token))
+            {
+                return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, attested?.Facts.Variant.Name);
+            }
+            var identity = call.ResponseStream.Current;
+            nodeName = identity.NodeName;
+            if (!KeyDerivation.IsCanonicalDiskUuid(identity.DiskUuid))
+            {
+                return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, attested?.Facts.Variant.Name);
+            }
+            using (var diskKey = KeyDerivation.DeriveDiskKey(master, identity.DiskUuid))
+            {
+                await call.RequestStream.WriteAsync(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(diskKey.Span) }, timeout.Token);
+            }
+            await call.RequestStream.CompleteAsync();
+            while (await call.ResponseStream.MoveNext(timeout.Token))
+            {
+                // The protocol sends nothing more; drain until the node ends the call.
+            }
+            return new PushResult(endpoint, PushOutcome.Recovered, "", nodeName, attested?.Facts.Variant.Name);
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
+        {
+            return new PushResult(endpoint, PushOutcome.KeyRejected, ex.Status.Detail, nodeName, attested?.Facts.Variant.Name);
+        }
+        catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
+        {
+            return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName);
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        {
+            var detail = ex.Status.Detail;
+            var lbNotReady = ex.Status.DebugException is IOException or HttpRequestException { InnerException: IOException } && attested is null
+                && !detail.Contains("refused", StringComparison.OrdinalIgnoreCase);
+            return new PushResult(endpoint, PushOutcome.Unavailable, detail, nodeName) { LoadBalancerNotReady = lbNotReady };
+        }
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
+        {
+            return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
+        }
+        catch (RpcException ex)
+        {
+            return new PushResult(endpoint, PushOutcome.Failed, $"{ex.StatusCode}: {ex.Status.Detail}", nodeName, attested?.Facts.Variant.Name);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
+        }
+    }
+
+    /// <summary>The recovery endpoint of a node address.</summary>
+    public static string RecoveryEndpoint(string address) => $"{address}:{Ports.Recovery}";
+}

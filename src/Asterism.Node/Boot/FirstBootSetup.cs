@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using Asterism.Attestation;
+using Asterism.Crypto;
+using Asterism.Disk;
+using Asterism.JoinService;
+using Asterism.Logging;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node.Boot;
+
+/// <summary>Keys a fresh node received from init (first control-plane node) or from a join ticket.</summary>
+public sealed class FirstBootKeys : IDisposable
+{
+    public required SecretBytes DiskKey { get; init; }
+
+    public required SecretBytes MeasurementSecret { get; init; }
+
+    public required byte[] MeasurementSalt { get; init; }
+
+    /// <summary>Control-plane nodes only.</summary>
+    public ClusterSecrets? ClusterSecrets { get; init; }
+
+    public override string ToString() => "[redacted]";
+
+    public void Dispose()
+    {
+        DiskKey.Dispose();
+        MeasurementSecret.Dispose();
+    }
+}
+
+/// <summary>What a completed first boot leaves the boot flow.</summary>
+public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets);
+
+/// <summary>
+/// Turns a freshly formatted disk into an initialized one, once: extend PCR 15 with the cluster ID (so this boot
+/// can no longer obtain keys), switch keyslot 0 from the random initial passphrase to the derived disk key, write
+/// the node state, and set the token to initialized — last, so a crash before it makes the next boot reformat.
+/// </summary>
+public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, NodeOptions options, IPcrBank pcrs, ILoggerFactory loggers)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly ILogger _log = loggers.CreateLogger("setupManager");
+    private readonly TaskCompletionSource<FirstBootResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Task<FirstBootResult> Completed => _done.Task;
+
+    public bool IsDone => _done.Task.IsCompleted;
+
+    /// <summary>Applies <paramref name="keys"/>; returns null when another path already initialized the node.</summary>
+    public async Task<FirstBootResult?> ApplyAsync(FirstBootKeys keys, string source, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (IsDone)
+            {
+                return null;
+            }
+            var clusterId = KeyDerivation.DeriveClusterId(keys.MeasurementSecret.Span, keys.MeasurementSalt);
+            await pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
+            if (disk.ChangePassphrase(initialPassphrase, keys.DiskKey.Span) != KeyCheckResult.Accepted)
+            {
+                throw new InvalidOperationException("the state disk refused its initial passphrase");
+            }
+            CryptographicOperations.ZeroMemory(initialPassphrase);
+            if (!disk.TryUnlock(keys.DiskKey.Span))
+            {
+                throw new InvalidOperationException("the state disk does not open with its new key");
+            }
+            var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
+            // Node state and control-plane secrets commit together: a power cut leaves both or neither.
+            var batch = new RecordBatch();
+            state.AddTo(batch);
+            if (keys.ClusterSecrets is not null)
+            {
+                NodeState.AddClusterSecrets(batch, keys.ClusterSecrets);
+            }
+            disk.Store.Commit(batch);
+            disk.SetInitialized(true);
+            _log.Info("State disk initialized", [Field.Of("uuid", disk.Uuid), Field.Of("source", source)]);
+            var result = new FirstBootResult(state, keys.ClusterSecrets);
+            _done.TrySetResult(result);
+            return result;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using Asterism.Attestation;
+using Asterism.Crypto;
+using Asterism.JoinService;
+using Asterism.Logging;
+using Asterism.Protocol.Init;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node.Boot;
+
+/// <summary>
+/// init.API on a fresh control-plane node (server-attesting aTLS): takes the master secret, measurement salt and
+/// attestation policy from the CLI, initializes the disk, and answers with the cluster ID.
+/// </summary>
+public sealed class InitService(FirstBootSetup setup, string diskUuid, ILoggerFactory loggers) : API.APIBase
+{
+    private readonly ILogger _log = loggers.CreateLogger("initServer");
+
+    public override async Task<InitResponse> Init(InitRequest request, ServerCallContext context)
+    {
+        _log.Info("Received init call", [Field.Of("peer", context.Peer), Field.Of("clusterName", request.ClusterName)]);
+        if (setup.IsDone)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
+        }
+        if (request.MeasurementSalt.Length != 32)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "measurement salt must be 32 bytes"));
+        }
+        MasterSecret master;
+        AttestationPolicy policy;
+        try
+        {
+            master = MasterSecret.FromBytes(request.MasterKey.Span, request.MasterSalt.Span);
+        }
+        catch (MasterSecretException ex)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "master secret: " + ex.Message));
+        }
+        try
+        {
+            policy = AttestationPolicy.FromJson(request.AttestationConfig.Span);
+        }
+        catch (MeasurementsFormatException ex)
+        {
+            master.Dispose();
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, ex.Message));
+        }
+        var salt = request.MeasurementSalt.ToByteArray();
+        var secrets = new ClusterSecrets(master, salt, policy);
+        using var keys = new FirstBootKeys
+        {
+            DiskKey = KeyDerivation.DeriveDiskKey(master, diskUuid),
+            MeasurementSecret = KeyDerivation.DeriveMeasurementSecret(master),
+            MeasurementSalt = salt,
+            ClusterSecrets = secrets,
+        };
+        var result = await setup.ApplyAsync(keys, "init", context.CancellationToken);
+        if (result is null)
+        {
+            secrets.Dispose();
+            throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
+        }
+        _log.Info("Init succeeded", [Field.Of("clusterID", Convert.ToHexStringLower(result.State.ClusterId))]);
+        return new InitResponse { ClusterId = ByteString.CopyFrom(result.State.ClusterId), DiskUuid = diskUuid };
+    }
+}

@@ -1,0 +1,113 @@
+using Asterism.Atls;
+using Asterism.Attestation;
+using Asterism.Crypto;
+using Asterism.JoinService;
+using Asterism.Logging;
+using Asterism.Node.Rejoin;
+using Asterism.Protocol.Join;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node.Boot;
+
+/// <summary>
+/// First boot of every node but the one the CLI initializes: asks the JoinService endpoints, round after round, for
+/// a join ticket (client-attesting aTLS) and applies the first one.
+/// </summary>
+public sealed class JoinClient(
+    NodeOptions options,
+    string diskUuid,
+    IJoinEndpointSource endpoints,
+    IAttestationIssuer issuer,
+    FirstBootSetup setup,
+    ILoggerFactory loggers,
+    TimeProvider time)
+{
+    private readonly ILogger _log = loggers.CreateLogger("joinClient");
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested && !setup.IsDone)
+            {
+                IReadOnlyList<string> list = [];
+                try
+                {
+                    list = await endpoints.GetEndpointsAsync(cancellationToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    _log.Warn("Failed to get control-plane endpoints", [Field.Of("error", ex.Message)]);
+                }
+                foreach (var endpoint in list)
+                {
+                    if (setup.IsDone || cancellationToken.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    try
+                    {
+                        _log.Debug("Requesting join ticket", [Field.Of("endpoint", endpoint)]);
+                        using var keys = await RequestAsync(endpoint, cancellationToken);
+                        if (await setup.ApplyAsync(keys, "join", cancellationToken) is not null)
+                        {
+                            _log.Info("Successfully joined the cluster", [Field.Of("endpoint", endpoint)]);
+                        }
+                        return;
+                    }
+                    catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or InvalidDataException
+                        or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                    {
+                        var error = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                        _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+                    }
+                }
+                await Task.Delay(options.RejoinInterval, time, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task<FirstBootKeys> RequestAsync(string endpoint, CancellationToken cancellationToken)
+    {
+        using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        call.CancelAfter(options.RejoinTimeout);
+        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = options.RejoinTimeout, ValidationTimeout = options.RejoinTimeout, LoggerFactory = loggers });
+        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false, MaxReceiveMessageSize = 64 * 1024 });
+        var client = new API.APIClient(channel);
+        var isControlPlane = options.Role == NodeRole.ControlPlane;
+        var response = await client.IssueJoinTicketAsync(
+            new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
+            cancellationToken: call.Token);
+        if (response.StateDiskKey.Length != 32 || response.MeasurementSecret.Length != 32 || response.MeasurementSalt.Length != 32)
+        {
+            throw new InvalidDataException("join ticket has keys of the wrong length");
+        }
+        ClusterSecrets? secrets = null;
+        if (isControlPlane)
+        {
+            try
+            {
+                secrets = new ClusterSecrets(
+                    MasterSecret.FromBytes(response.MasterKey.Span, response.MasterSalt.Span),
+                    response.MeasurementSalt.ToByteArray(),
+                    AttestationPolicy.FromJson(response.AttestationConfig.Span));
+            }
+            catch (Exception ex) when (ex is MasterSecretException or MeasurementsFormatException)
+            {
+                throw new InvalidDataException("join ticket lacks valid control-plane secrets");
+            }
+        }
+        return new FirstBootKeys
+        {
+            DiskKey = SecretBytes.CopyOf(response.StateDiskKey.Span),
+            MeasurementSecret = SecretBytes.CopyOf(response.MeasurementSecret.Span),
+            MeasurementSalt = response.MeasurementSalt.ToByteArray(),
+            ClusterSecrets = secrets,
+        };
+    }
+}

@@ -1,0 +1,66 @@
+using System.Security.Cryptography;
+using Asterism.Crypto;
+using Asterism.Disk;
+
+namespace Asterism.Node.Boot;
+
+/// <summary>Why a delivered key was not accepted.</summary>
+public enum KeyVerdict
+{
+    Accepted,
+    DiskKeyRejected,
+    MeasurementSecretRejected,
+    AlreadyRecovered,
+}
+
+/// <summary>
+/// The reboot race between the RecoveryServer and the RejoinClient: the first delivered key that <b>actually
+/// opens keyslot 0</b> — and whose measurement secret derives this node's cluster ID — wins; every later offer is
+/// refused. Verification is serialised, so concurrent offers never both win.
+/// </summary>
+public sealed class KeyRace(StateDisk disk)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly TaskCompletionSource<(ReceivedKeys Keys, NodeState State)> _winner =
+        new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes with the winning keys and the node state they unlocked.</summary>
+    public Task<(ReceivedKeys Keys, NodeState State)> Winner => _winner.Task;
+
+    public bool IsDecided => _winner.Task.IsCompleted;
+
+    /// <summary>
+    /// Verifies the keys against the disk and, when they open it, makes them the winner (taking ownership of
+    /// <paramref name="keys"/>). A refused offer is disposed here.
+    /// </summary>
+    public async Task<KeyVerdict> OfferAsync(ReceivedKeys keys, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            if (IsDecided)
+            {
+                keys.Dispose();
+                return KeyVerdict.AlreadyRecovered;
+            }
+            if (disk.CheckKey(keys.DiskKey.Span) != KeyCheckResult.Accepted || !disk.TryUnlock(keys.DiskKey.Span))
+            {
+                keys.Dispose();
+                return KeyVerdict.DiskKeyRejected;
+            }
+            var state = NodeState.Read(disk.Store);
+            var clusterId = KeyDerivation.DeriveClusterId(keys.MeasurementSecret.Span, state.MeasurementSalt);
+            if (!CryptographicOperations.FixedTimeEquals(clusterId, state.ClusterId))
+            {
+                keys.Dispose();
+                return KeyVerdict.MeasurementSecretRejected;
+            }
+            _winner.TrySetResult((keys, state));
+            return KeyVerdict.Accepted;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}

@@ -1,0 +1,66 @@
+using System.Net;
+
+namespace Asterism.Node;
+
+/// <summary>Everything a node is told at start (by the local provider acting as its hypervisor).</summary>
+public sealed class NodeOptions
+{
+    public required string Name { get; init; }
+
+    public required NodeRole Role { get; init; }
+
+    /// <summary>The node's own loopback address; every listener binds to it.</summary>
+    public required IPAddress Address { get; init; }
+
+    /// <summary>The state-disk image file.</summary>
+    public required string DiskPath { get; init; }
+
+    /// <summary>The node's directory (attestation key, boot measurements).</summary>
+    public required string NodeDirectory { get; init; }
+
+    /// <summary>The cloud metadata API, e.g. http://127.42.7.1:8080.</summary>
+    public required Uri MetadataEndpoint { get; init; }
+
+    public string Variant { get; init; } = "simulated";
+
+    /// <summary>swtpm command endpoint (host:port) for the tpm variant.</summary>
+    public string? TpmEndpoint { get; init; }
+
+    /// <summary>Pause between RejoinClient rounds (Constellation: 30 s).</summary>
+    public TimeSpan RejoinInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Per-call timeout of a rejoin or join request (Constellation: 30 s).</summary>
+    public TimeSpan RejoinTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Size of a newly formatted state disk.</summary>
+    public long DiskSize { get; init; } = 32L * 1024 * 1024;
+
+    public bool Debug { get; init; }
+}
+
+public enum NodeRole
+{
+    ControlPlane,
+    Worker,
+}
+
+public static class NodeRoles
+{
+    public static string Name(this NodeRole role) => role == NodeRole.ControlPlane ? "control-plane" : "worker";
+
+    public static bool TryParse(string? text, out NodeRole role)
+    {
+        switch (text?.ToLowerInvariant())
+        {
+            case "control-plane" or "controlplane":
+                role = NodeRole.ControlPlane;
+                return true;
+            case "worker":
+                role = NodeRole.Worker;
+                return true;
+            default:
+                role = NodeRole.Worker;
+                return false;
+        }
+    }
+}

@@ -1,0 +1,233 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Asterism.Atls;
+using Asterism.Attestation;
+using Asterism.Cloud;
+using Asterism.Disk;
+using Asterism.JoinService;
+using Asterism.Logging;
+using Asterism.Node.Boot;
+using Asterism.Node.Recovery;
+using Asterism.Node.Rejoin;
+using Asterism.Node.Services;
+using Asterism.Node.Status;
+using Asterism.Protocol;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node;
+
+/// <summary>
+/// One node's life: measured boot, the state disk's first boot or reboot (ARCHITECTURE.md §4), then the node
+/// services until the process is told to stop. A disk whose token says initialized is never reformatted.
+/// </summary>
+public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, TimeProvider time)
+{
+    private readonly ILogger _root = loggers.CreateLogger("");
+    private readonly ILogger _setup = loggers.CreateLogger("setupManager");
+    private readonly BootStatusTracker _status = new(options, time);
+
+    public static string Version => typeof(NodeRuntime).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        _root.Info("Starting disk-mapper", [Field.Of("version", Version), Field.Of("cloudProvider", "local"),
+            Field.Of("node", options.Name), Field.Of("role", options.Role.Name()), Field.Of("variant", options.Variant)]);
+        await using var attestation = await NodeAttestation.CreateAsync(options, cancellationToken);
+        if (options.Variant == AttestationVariant.Simulated.Name)
+        {
+            var events = await ApplyMeasuredBootAsync(attestation.Pcrs, cancellationToken);
+            _root.Info("Applied measured boot events", [Field.Of("events", events), Field.Of("variant", options.Variant)]);
+        }
+        using var metadata = new HttpMetadataClient(options.MetadataEndpoint);
+        var endpoints = new MetadataJoinEndpoints(metadata, options.Address.ToString());
+        WebApplication? statusHost = null;
+        try
+        {
+            statusHost = await Listeners.StartAsync(options.Address, Ports.Status,
+                listen => listen.Protocols = HttpProtocols.Http2,
+                services => services.AddSingleton(_status),
+                app => app.MapGrpcService<StatusService>(),
+                cancellationToken);
+
+            var probe = StateDisk.Probe(options.DiskPath);
+            StateDisk disk;
+            NodeState state;
+            ClusterSecrets? secrets;
+            switch (probe.Kind)
+            {
+                case StateDiskKind.Initialized:
+                    disk = StateDisk.Open(options.DiskPath);
+                    (state, secrets) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
+                    break;
+                case StateDiskKind.Invalid:
+                    // A header we cannot trust may be an attack or a disk we must not wipe: fail closed, touch nothing.
+                    _root.Error("Failed to prepare state disk", [Field.Of("error", probe.Message), Field.Of("reason", probe.InvalidReason?.ToString())]);
+                    _status.Error("state disk header is invalid: " + probe.Message);
+                    return 1;
+                default:
+                    (disk, state, secrets) = await FirstBootAsync(endpoints, attestation, cancellationToken);
+                    break;
+            }
+            using (disk)
+            using (secrets)
+            {
+                return await RunServicesAsync(disk, state, secrets, metadata, started, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            _root.Info("Node stopping");
+            return 0;
+        }
+        finally
+        {
+            await Listeners.StopAsync(statusHost);
+        }
+    }
+
+    /// <summary>
+    /// The provider, acting as firmware, measured the node binary and boot arguments into boot-measurements.json
+    /// beside the disk; a simulated node extends its fresh in-memory bank with them first thing, as firmware would
+    /// have extended a TPM.
+    /// </summary>
+    private async Task<int> ApplyMeasuredBootAsync(IPcrBank pcrs, CancellationToken cancellationToken)
+    {
+        var path = Path.Combine(Path.GetDirectoryName(options.DiskPath) ?? ".", MeasuredBoot.FileName);
+        if (!File.Exists(path))
+        {
+            return 0;
+        }
+        var measurements = MeasuredBoot.Read(path);
+        foreach (var e in measurements.Events)
+        {
+            await pcrs.ExtendAsync(e.Pcr, Convert.FromHexString(e.Digest), cancellationToken);
+        }
+        return measurements.Events.Count;
+    }
+
+    private async Task<(StateDisk, NodeState, ClusterSecrets?)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    {
+        var passphrase = RandomNumberGenerator.GetBytes(32);
+        var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase);
+        _status.SetDiskUuid(disk.Uuid);
+        _setup.Info("Preparing new state disk", [Field.Of("uuid", disk.Uuid)]);
+        var setup = new FirstBootSetup(disk, passphrase, options, attestation.Pcrs, loggers);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        WebApplication? initHost = null;
+        try
+        {
+            if (options.Role == NodeRole.ControlPlane)
+            {
+                initHost = await Listeners.StartAsync(options.Address, Ports.Init,
+                    listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
+                    services => services.AddSingleton(new InitService(setup, disk.Uuid, loggers)),
+                    app => app.MapGrpcService<InitService>(),
+                    cancellationToken);
+            }
+            var join = new JoinClient(options, disk.Uuid, endpoints, attestation.Issuer, setup, loggers, time).RunAsync(stop.Token);
+            var result = await setup.Completed.WaitAsync(cancellationToken);
+            await stop.CancelAsync();
+            await join;
+            return (disk, result.State, result.Secrets);
+        }
+        catch
+        {
+            disk.Dispose();
+            throw;
+        }
+        finally
+        {
+            // Let the init call's response reach the CLI before the listener goes away.
+            await Listeners.StopAsync(initHost);
+        }
+    }
+
+    private async Task<(NodeState, ClusterSecrets?)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    {
+        _status.SetDiskUuid(disk.Uuid);
+        _setup.Info("Preparing existing state disk", [Field.Of("uuid", disk.Uuid)]);
+        var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
+        _setup.Info("Waiting for decryption key", [Field.Of("uuid", disk.Uuid), Field.Of("recoveryEndpoint", recoveryEndpoint)]);
+        _status.WaitingForKey();
+        var race = new KeyRace(disk);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        WebApplication? recoveryHost = null;
+        var recoveryLog = loggers.CreateLogger("recoveryServer");
+        try
+        {
+            if (options.Role == NodeRole.ControlPlane)
+            {
+                recoveryLog.Info("Starting RecoveryServer");
+                var identity = new RecoveryIdentity(disk.Uuid, options.Name, options.Role.Name());
+                recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery,
+                    listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
+                    services => services.AddSingleton(new RecoverService(race, identity, loggers)),
+                    app => app.MapGrpcService<RecoverService>(),
+                    cancellationToken);
+            }
+            else
+            {
+                recoveryLog.Info("Running as worker node, skipping recovery server");
+            }
+            var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation.Issuer, race, _status, loggers, time).RunAsync(stop.Token);
+            var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
+            await stop.CancelAsync();
+            using (keys)
+            {
+                await rejoin;
+                var clusterId = state.ClusterId;
+                await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
+                var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(disk.Store, state) : null;
+                return (state, secrets);
+            }
+        }
+        finally
+        {
+            await Listeners.StopAsync(recoveryHost);
+        }
+    }
+
+    private async Task<int> RunServicesAsync(StateDisk disk, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, long started, CancellationToken cancellationToken)
+    {
+        var hosts = new List<WebApplication>();
+        try
+        {
+            var bootCount = WorkloadApi.CountBoot(disk.Store);
+            hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload,
+                listen => listen.Protocols = HttpProtocols.Http1AndHttp2,
+                _ => { },
+                app => WorkloadApi.Map(app, disk.Store, options.Name),
+                cancellationToken));
+            if (options.Role == NodeRole.ControlPlane && secrets is not null)
+            {
+                var validator = secrets.Policy.ForKeyRelease().CreateValidator(loggers);
+                hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService,
+                    listen => listen.UseAtlsClientValidation(validator, o => o.LoggerFactory = loggers),
+                    services => services.AddSingleton(new JoinApiService(secrets, loggers)),
+                    app => app.MapGrpcService<JoinApiService>(),
+                    cancellationToken));
+                hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi,
+                    listen => listen.Protocols = HttpProtocols.Http1AndHttp2,
+                    _ => { },
+                    app => ClusterApi.Map(app, metadata, options.Name),
+                    cancellationToken));
+            }
+            _status.Booted();
+            var durationMs = (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            _root.Info("Node booted", [Field.Of("role", state.Role.Name()), Field.Of("durationMs", durationMs), Field.Of("bootCount", bootCount)]);
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return 0;
+        }
+        finally
+        {
+            foreach (var host in hosts)
+            {
+                await Listeners.StopAsync(host);
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using Asterism.Crypto;
+using Asterism.Logging;
+using Asterism.Node.Boot;
+using Asterism.Protocol.Recover;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node.Recovery;
+
+/// <summary>
+/// recoverproto.API on a waiting control-plane node: measurement secret → disk UUID → disk key. The key is checked
+/// against keyslot 0 (and the secret against the cluster ID) <b>before</b> the call is acknowledged; a wrong key is
+/// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
+/// </summary>
+public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers) : API.APIBase
+{
+    private const int KeyLength = 32;
+    private readonly ILogger _log = loggers.CreateLogger("recoveryServer");
+
+    public override async Task Recover(IAsyncStreamReader<RecoverMessage> requestStream, IServerStreamWriter<RecoverResponse> responseStream, ServerCallContext context)
+    {
+        var peer = context.Peer;
+        _log.Info("Received recover call", [Field.Of("peer", peer)]);
+        if (race.IsDecided)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
+        }
+        if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
+        {
+            _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "first message is not a measurement secret")]);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
+        }
+        if (requestStream.Current.MeasurementSecret.Length != KeyLength)
+        {
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "measurement secret must be 32 bytes"));
+        }
+        var measurementSecret = SecretBytes.CopyOf(requestStream.Current.MeasurementSecret.Span);
+        try
+        {
+            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+            if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
+            {
+                _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "second message is not a state disk key")]);
+                throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "second message is not a state disk key"));
+            }
+            if (requestStream.Current.StateDiskKey.Length != KeyLength)
+            {
+                throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "state disk key must be 32 bytes"));
+            }
+            var keys = new ReceivedKeys(SecretBytes.CopyOf(requestStream.Current.StateDiskKey.Span), measurementSecret, "recovery");
+            measurementSecret = null;
+            var verdict = await race.OfferAsync(keys, context.CancellationToken);
+            switch (verdict)
+            {
+                case KeyVerdict.Accepted:
+                    _log.Info("Received state disk key and measurement secret, shutting down server", [Field.Of("peer", peer)]);
+                    return;
+                case KeyVerdict.AlreadyRecovered:
+                    throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
+                case KeyVerdict.MeasurementSecretRejected:
+                    _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "measurement secret does not derive this node's cluster ID")]);
+                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "measurement secret rejected"));
+                default:
+                    _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "key does not open keyslot 0")]);
+                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "state disk key rejected"));
+            }
+        }
+        finally
+        {
+            measurementSecret?.Dispose();
+        }
+    }
+}
+
+/// <summary>What a recovering node tells the CLI about itself.</summary>
+public sealed record RecoveryIdentity(string DiskUuid, string NodeName, string Role);

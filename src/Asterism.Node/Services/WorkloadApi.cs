@@ -1,0 +1,62 @@
+using System.Text;
+using Asterism.Disk;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+
+namespace Asterism.Node.Services;
+
+/// <summary>
+/// The node's workload: a small key-value API (port 8080) whose data lives on the encrypted state disk, so tests
+/// and the demo can check that nothing written before an outage is lost. Also counts boots.
+/// </summary>
+public static class WorkloadApi
+{
+    public const string Prefix = "workload/";
+    public const string BootCountRecord = "workload-meta/boot-count";
+    public const int MaxValueBytes = 64 * 1024;
+
+    public static int CountBoot(RecordStore store)
+    {
+        var current = store.Get(BootCountRecord) is { } bytes && int.TryParse(Encoding.ASCII.GetString(bytes), out var n) ? n : 0;
+        store.Put(BootCountRecord, Encoding.ASCII.GetBytes((current + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        return current + 1;
+    }
+
+    public static void Map(WebApplication app, RecordStore store, string nodeName)
+    {
+        app.MapGet("/data", () => Results.Json(new { node = nodeName, keys = store.Names.Where(n => n.StartsWith(Prefix, StringComparison.Ordinal)).Select(n => n[Prefix.Length..]).Order(StringComparer.Ordinal) }));
+        app.MapGet("/data/{key}", (string key) =>
+        {
+            if (!ValidKey(key))
+            {
+                return Results.BadRequest(new { error = "key must be 1-128 characters of [A-Za-z0-9._-]" });
+            }
+            var value = store.Get(Prefix + key);
+            return value is null ? Results.NotFound(new { error = "no such key" }) : Results.Bytes(value, "application/octet-stream");
+        });
+        app.MapPut("/data/{key}", async (string key, HttpRequest request) =>
+        {
+            if (!ValidKey(key))
+            {
+                return Results.BadRequest(new { error = "key must be 1-128 characters of [A-Za-z0-9._-]" });
+            }
+            using var buffer = new MemoryStream();
+            var chunk = new byte[8192];
+            int read;
+            while ((read = await request.Body.ReadAsync(chunk)) > 0)
+            {
+                if (buffer.Length + read > MaxValueBytes)
+                {
+                    return Results.BadRequest(new { error = $"value larger than {MaxValueBytes} bytes" });
+                }
+                buffer.Write(chunk, 0, read);
+            }
+            store.Put(Prefix + key, buffer.ToArray());
+            return Results.NoContent();
+        });
+        app.MapGet("/boot-count", () => Results.Text(Encoding.ASCII.GetString(store.Get(BootCountRecord) ?? "0"u8.ToArray())));
+    }
+
+    private static bool ValidKey(string key) =>
+        key.Length is > 0 and <= 128 && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+}

@@ -1,0 +1,11 @@
+using Asterism.Protocol.NodeStatus;
+using Grpc.Core;
+
+namespace Asterism.Node.Status;
+
+/// <summary>nodestatus.API: the read-only boot status.</summary>
+public sealed class StatusService(BootStatusTracker tracker) : API.APIBase
+{
+    public override Task<BootStatus> GetBootStatus(GetBootStatusRequest request, ServerCallContext context) =>
+        Task.FromResult(tracker.Snapshot());
+}
