@@ -55,6 +55,15 @@ public sealed class TpmEccPublicKey
         }
     }
 
+    /// <summary>Parses a TPM2B_PUBLIC (u16 size, TPMT_PUBLIC), e.g. what <c>tpm2_createprimary -o</c> writes.</summary>
+    public static TpmEccPublicKey ParseSized(ReadOnlySpan<byte> tpm2bPublic)
+    {
+        var r = new TpmReader(tpm2bPublic);
+        var inner = r.ReadSized(MaxPublicAreaSize, "TPM2B_PUBLIC");
+        r.ExpectEnd("TPM2B_PUBLIC");
+        return Parse(inner);
+    }
+
     /// <summary>Parses a TPMT_PUBLIC (not the TPM2B wrapper) for an ECC P-256 key.</summary>
     public static TpmEccPublicKey Parse(ReadOnlySpan<byte> publicArea)
     {

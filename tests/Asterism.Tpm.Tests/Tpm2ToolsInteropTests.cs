@@ -72,6 +72,7 @@ public sealed class Tpm2ToolsInteropTests : IAsyncLifetime
         // tpm2_createprimary -o writes TPM2B_PUBLIC: the same key as ours means the same TPMT_PUBLIC bytes.
         var toolsPublic = await File.ReadAllBytesAsync(_swtpm.PathOf("ak.pub"));
         Assert.Equal(ourKey.PublicArea.ToArray(), toolsPublic.AsSpan(2).ToArray());
+        Assert.Equal(ourKey.ComputeName(), TpmEccPublicKey.ParseSized(toolsPublic).ComputeName());
 
         var pcrBytes = await File.ReadAllBytesAsync(_swtpm.PathOf("pcrs"));
         Assert.Equal(32 * QuotedPcrs.Length, pcrBytes.Length);

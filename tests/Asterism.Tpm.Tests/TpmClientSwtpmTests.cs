@@ -27,6 +27,31 @@ public sealed class TpmClientSwtpmTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Commands_ConcurrentCallers_SerialisedOverOneConnection()
+    {
+        var tasks = Enumerable.Range(0, 40).Select(async i =>
+        {
+            if (i % 2 == 0)
+            {
+                return (await _client.GetRandomAsync(48, CancellationToken.None)).Length;
+            }
+            return (await _client.PcrReadAsync(Enumerable.Range(0, 12), CancellationToken.None)).Count;
+        });
+        var results = await Task.WhenAll(tasks);
+        Assert.All(results.Where((_, i) => i % 2 == 0), n => Assert.Equal(48, n));
+        Assert.All(results.Where((_, i) => i % 2 == 1), n => Assert.Equal(12, n));
+    }
+
+    [Fact]
+    public async Task Transmit_CancelledBeforeSending_ClientStillUsable()
+    {
+        using var cts = new CancellationTokenSource();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => _client.GetRandomAsync(8, cts.Token));
+        Assert.Equal(8, (await _client.GetRandomAsync(8, CancellationToken.None)).Length);
+    }
+
+    [Fact]
     public async Task GetRandom_MoreThanOneDigest_LoopsToFullLength()
     {
         var a = await _client.GetRandomAsync(100, CancellationToken.None);
