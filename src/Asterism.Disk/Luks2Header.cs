@@ -89,7 +89,8 @@ public sealed class Luks2Header
         var secondary = ReadCopy(device, length, HeaderSize);
         if (primary.Error is not null && secondary.Error is not null)
         {
-            if (primary.Error.Reason == Luks2HeaderError.NotLuks && secondary.Error.Reason == Luks2HeaderError.NotLuks)
+            if (primary.Error.Reason == Luks2HeaderError.NotLuks
+                && secondary.Error.Reason is Luks2HeaderError.NotLuks or Luks2HeaderError.Truncated)
             {
                 throw primary.Error;
             }
