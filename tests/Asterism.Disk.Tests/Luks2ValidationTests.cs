@@ -56,8 +56,8 @@ public sealed class Luks2ValidationTests
     public void Read_ValidImage_ExposesExpectedParameters()
     {
         var header = Luks2Header.Read(new MemoryBlockDevice(Valid.Value));
-        Assert.Equal("aes-xts-plain64", Luks2Header.Cipher);
-        Assert.Equal(4096, Luks2Header.SectorSize);
+        Assert.Equal("aes-xts-plain64", header.Cipher);
+        Assert.Equal(4096, header.SectorSize);
         Assert.Equal(Luks2Image.PayloadOffset, header.Metadata.SegmentOffset);
         var slot = Assert.Single(header.Metadata.Keyslots.Values);
         Assert.Equal(("pbkdf2", 1000, 32768L, 258048L), (slot.Kdf.Type, slot.Kdf.Iterations, slot.AreaOffset, slot.AreaSize));
@@ -267,21 +267,27 @@ public sealed class Luks2ValidationTests
     {
         var json = Encoding.UTF8.GetBytes(Json(Valid.Value));
         var rng = new Random(42);
-        for (var i = 0; i < 150; i++)
+        var accepted = 0;
+        for (var i = 0; i < 3000; i++)
         {
             var mutated = (byte[])json.Clone();
             for (var k = rng.Next(1, 4); k > 0; k--)
             {
                 mutated[rng.Next(mutated.Length)] = (byte)rng.Next(1, 256);
             }
-            var image = WithJson(Valid.Value, Encoding.UTF8.GetString(mutated));
             try
             {
-                using var img = Luks2Image.Open(new MemoryBlockDevice(image), ownsDevice: false);
-                img.CheckKey(Passphrase);
+                Luks2Metadata.Parse(mutated, Luks2Header.HeaderSize);
             }
             catch (Luks2HeaderException)
             {
+                continue;
+            }
+            // Mutations the parser accepts (e.g. inside base64 salts) must still behave on a whole image.
+            if (accepted++ < 10)
+            {
+                using var img = Luks2Image.Open(new MemoryBlockDevice(WithJson(Valid.Value, Encoding.UTF8.GetString(mutated))), ownsDevice: false);
+                img.CheckKey(Passphrase);
             }
         }
     }
