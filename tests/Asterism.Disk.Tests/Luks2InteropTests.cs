@@ -162,6 +162,43 @@ public sealed class Luks2InteropMoreTests
     }
 
     [Fact]
+    public void InterruptedUpdate_MixedHeaderCopies_CryptsetupPicksSameCopyAsOurs()
+    {
+        using var dir = new TempDir();
+        var oldPass = RandomNumberGenerator.GetBytes(32);
+        var newPass = RandomNumberGenerator.GetBytes(32);
+        var img = dir.File("ours.img");
+        using (var device = FileBlockDevice.Create(img, ImageSize))
+        using (Luks2Image.Format(device, ownsDevice: false, oldPass))
+        {
+        }
+        var before = File.ReadAllBytes(img);
+        using (var image = Luks2Image.Open(img, writable: true))
+        {
+            Assert.Equal(KeyCheckResult.Accepted, image.ChangePassphrase(0, oldPass, newPass));
+        }
+        var after = File.ReadAllBytes(img);
+        File.WriteAllBytes(dir.File("new"), newPass);
+        File.WriteAllBytes(dir.File("old"), oldPass);
+        foreach (var staleCopy in new[] { 0, Luks2Header.HeaderSize })
+        {
+            // A cut between the two header writes, without the final wipe of the old area.
+            var mixed = (byte[])after.Clone();
+            before.AsSpan(staleCopy, Luks2Header.HeaderSize).CopyTo(mixed.AsSpan(staleCopy));
+            before.AsSpan(32768, (int)Luks2Image.KeyslotAreaSize).CopyTo(mixed.AsSpan(32768));
+            var path = dir.File($"mixed{staleCopy}.img");
+            File.WriteAllBytes(path, mixed);
+            using (var image = Luks2Image.Open(path, writable: false))
+            {
+                Assert.Equal(KeyCheckResult.Accepted, image.CheckKey(newPass));
+                Assert.Equal(KeyCheckResult.Rejected, image.CheckKey(oldPass));
+            }
+            Cryptsetup.Ok("open", "--test-passphrase", "--key-file", dir.File("new"), path);
+            Assert.Equal(2, Cryptsetup.Run("open", "--test-passphrase", "--key-file", dir.File("old"), path).ExitCode);
+        }
+    }
+
+    [Fact]
     public void AddRemoveKeyslot_OurRewrites_CryptsetupAgrees()
     {
         using var dir = new TempDir();
