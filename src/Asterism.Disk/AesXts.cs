@@ -3,8 +3,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Security.Cryptography;
-using X86Aes = System.Runtime.Intrinsics.X86.Aes;
 using Sse2 = System.Runtime.Intrinsics.X86.Sse2;
+using X86Aes = System.Runtime.Intrinsics.X86.Aes;
 
 namespace Asterism.Disk;
 

@@ -62,15 +62,6 @@ public sealed class EncryptedVolume : IDisposable
         }
     }
 
-    /// <summary>True when the raw (encrypted) sector is all zero bytes, i.e. never written.</summary>
-    public bool IsRawZero(long sector)
-    {
-        CheckRange(sector, SectorSize);
-        Span<byte> raw = stackalloc byte[SectorSize];
-        _device.Read(PayloadOffset + (sector * SectorSize), raw);
-        return !raw.ContainsAnyExcept((byte)0);
-    }
-
     /// <summary>Makes previous writes durable.</summary>
     public void Flush() => _device.Flush();
 

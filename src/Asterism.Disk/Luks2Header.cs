@@ -60,10 +60,12 @@ public sealed class Luks2Header
     internal byte[] SaltSecondary { get; }
 
     /// <summary>Cipher of the payload (always aes-xts-plain64 once validated).</summary>
-    public static string Cipher => Luks2Metadata.Cipher;
+#pragma warning disable CA1822 // instance members so inspection code reads them off a header
+    public string Cipher => Luks2Metadata.Cipher;
 
     /// <summary>Payload sector size (always 4096 once validated).</summary>
-    public static int SectorSize => Luks2Metadata.SectorSize;
+    public int SectorSize => Luks2Metadata.SectorSize;
+#pragma warning restore CA1822
 
     /// <summary>A copy with new metadata and sequence id (for writing).</summary>
     internal Luks2Header With(Luks2Metadata metadata, ulong sequenceId) =>
@@ -89,7 +91,8 @@ public sealed class Luks2Header
         var secondary = ReadCopy(device, length, HeaderSize);
         if (primary.Error is not null && secondary.Error is not null)
         {
-            if (primary.Error.Reason == Luks2HeaderError.NotLuks && secondary.Error.Reason == Luks2HeaderError.NotLuks)
+            if (primary.Error.Reason == Luks2HeaderError.NotLuks
+                && secondary.Error.Reason is Luks2HeaderError.NotLuks or Luks2HeaderError.Truncated)
             {
                 throw primary.Error;
             }

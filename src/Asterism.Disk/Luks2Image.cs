@@ -109,12 +109,12 @@ public sealed class Luks2Image : IDisposable
         {
             return KeyCheckResult.Rejected;
         }
-        foreach (var slot in Header.Metadata.Keyslots.Values)
+        // Like cryptsetup: without an explicit keyslot, high-priority slots first and priority-0 ("ignore") slots skipped.
+        var candidates = keyslot is { } only
+            ? Header.Metadata.Keyslots.Values.Where(k => k.Id == only)
+            : Header.Metadata.Keyslots.Values.Where(k => k.Priority != 0).OrderByDescending(k => k.Priority ?? 1);
+        foreach (var slot in candidates)
         {
-            if (keyslot is { } only && slot.Id != only)
-            {
-                continue;
-            }
             volumeKey = TryKeyslot(slot, passphrase);
             if (volumeKey is not null)
             {
