@@ -78,8 +78,8 @@ public static class DiskCommand
             using var luks = OpenImage(result.GetValue(image)!, writable: false);
             var header = luks.Header;
             stdout.WriteLine($"uuid:        {header.Uuid}");
-            stdout.WriteLine($"cipher:      {Luks2Header.Cipher} ({Luks2Metadata.KeyBytes * 8}-bit key)");
-            stdout.WriteLine($"sector size: {Luks2Header.SectorSize}");
+            stdout.WriteLine($"cipher:      {header.Cipher} ({Luks2Metadata.KeyBytes * 8}-bit key)");
+            stdout.WriteLine($"sector size: {header.SectorSize}");
             stdout.WriteLine($"payload:     offset {header.Metadata.SegmentOffset}");
             stdout.WriteLine($"sequence id: {header.SequenceId} (primary header {(header.PrimaryValid ? "valid" : "INVALID")}, secondary {(header.SecondaryValid ? "valid" : "INVALID")})");
             stdout.WriteLine("keyslots:");
