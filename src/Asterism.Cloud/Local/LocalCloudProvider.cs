@@ -34,6 +34,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private bool _stopped;
+    private IAsyncDisposable? _ownedFirmware;
 
     private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
     {
@@ -75,10 +76,14 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var firmware = options.Firmware ?? spec.Variant switch
         {
             CloudSpec.SimulatedVariant => new SimulatedFirmware(),
-            _ => throw new CloudConfigException($"variant '{spec.Variant}' needs swtpm firmware, which this provider does not have yet"),
+            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
+            _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
         Directory.CreateDirectory(workspace.InstancesDir);
-        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
+        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory)
+        {
+            _ownedFirmware = options.Firmware is null ? firmware as IAsyncDisposable : null,
+        };
         try
         {
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -145,6 +150,11 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             _stopped = true;
             Log.ProviderStopping(_logger);
             await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
+            if (_ownedFirmware is not null)
+            {
+                // TPMs (swtpm) are shut down after their nodes, cleanly.
+                await _ownedFirmware.DisposeAsync().ConfigureAwait(false);
+            }
             await _loadBalancer.DisposeAsync().ConfigureAwait(false);
             await _server.DisposeAsync().ConfigureAwait(false);
             if (File.Exists(_workspace.StatePath) && IsOurs(_workspace.StatePath))
