@@ -102,6 +102,11 @@ public sealed class TpmValidator : IAttestationValidator
         {
             return (Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), fingerprint);
         }
+        if (!MatchesAttestationKeyTemplate(key))
+        {
+            return (Refuse(AttestationFailure.KeyNotRestricted,
+                "the attestation key is not Asterism's AK (restricted ECDSA P-256/SHA-256 signing key, fixedTPM, sensitiveDataOrigin, noDA)"), fingerprint);
+        }
         var pcrs = payload.PcrMap();
         var quote = TpmQuoteVerifier.Verify(key, payload.Attest, payload.Signature, TpmIssuer.QualifyingData(doc.UserData, doc.Nonce), pcrs);
         var failure = quote.Status switch
@@ -132,6 +137,24 @@ public sealed class TpmValidator : IAttestationValidator
         }
         var facts = new AttestationFacts(Variant, pcrs, fingerprint);
         return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), fingerprint);
+    }
+
+    /// <summary>
+    /// The key's public area must be exactly the AK template with its point filled in: no other attributes, scheme or
+    /// policy. That keeps documents canonical (no field of the key can change without changing the verdict) and
+    /// refuses keys the TPM would let sign outside data.
+    /// </summary>
+    private static bool MatchesAttestationKeyTemplate(TpmEccPublicKey key)
+    {
+        var template = TpmAttestationKey.Template();
+        var expected = new byte[template.Length - 4 + 2 + 32 + 2 + 32];
+        template.AsSpan(0, template.Length - 4).CopyTo(expected);
+        var pos = template.Length - 4;
+        expected[pos + 1] = 32;
+        key.X.CopyTo(expected, pos + 2);
+        expected[pos + 35] = 32;
+        key.Y.CopyTo(expected, pos + 36);
+        return key.IsRestrictedSigningKey && key.PublicArea.SequenceEqual(expected);
     }
 
     private static AttestationVerdict Refuse(AttestationFailure failure, string message) => AttestationVerdict.Refuse(failure, message);
