@@ -37,7 +37,7 @@ internal sealed class TestCloud : IAsyncDisposable
         Environment.ProcessPath is { } p && Path.GetFileName(p) == "dotnet" ? p : "dotnet";
 
     /// <summary>Creates the workspace and spec.json (no provider yet).</summary>
-    public static TestCloud Create(int controlPlanes = 1, int workers = 0, IReadOnlyList<string>? nodeArgs = null, IReadOnlyList<string>? nodeCommand = null, string? subnet = null, string? clusterName = null)
+    public static TestCloud Create(int controlPlanes = 1, int workers = 0, IReadOnlyList<string>? nodeArgs = null, IReadOnlyList<string>? nodeCommand = null, string? subnet = null, string? clusterName = null, string variant = CloudSpec.SimulatedVariant)
     {
         var dir = Directory.CreateTempSubdirectory("asterism-cloud-test-").FullName;
         var spec = new CloudSpec
@@ -48,6 +48,7 @@ internal sealed class TestCloud : IAsyncDisposable
             Workers = workers,
             NodeCommand = nodeCommand ?? [DotnetHost, TestInstanceDll],
             NodeArgs = nodeArgs ?? [],
+            Variant = variant,
         };
         var cloud = new TestCloud(dir, spec);
         if (CloudSubnet.TryParse(spec.Subnet, out _, out _))
@@ -83,7 +84,7 @@ internal sealed class TestCloud : IAsyncDisposable
         }
     }
 
-    public async Task StartProviderAsync(TimeSpan? stopGrace = null)
+    public async Task StartProviderAsync(TimeSpan? stopGrace = null, IFirmware? firmware = null)
     {
         Provider = await LocalCloudProvider.StartAsync(
             new LocalCloudOptions
@@ -91,6 +92,7 @@ internal sealed class TestCloud : IAsyncDisposable
                 WorkspaceDir = WorkspaceDir,
                 LoadBalancer = new LoadBalancerOptions { HealthInterval = TimeSpan.FromMilliseconds(200) },
                 StopGracePeriod = stopGrace ?? TimeSpan.FromSeconds(5),
+                Firmware = firmware,
             },
             NullLoggerFactory.Instance,
             CancellationToken.None);

@@ -12,7 +12,7 @@ public sealed record LocalCloudOptions
     /// <summary>How long a stop waits after SIGTERM before SIGKILL.</summary>
     public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Firmware override; null picks it from the spec's variant.</summary>
+    /// <summary>Firmware override; null picks it from the spec's variant. The provider disposes it when it stops.</summary>
     public IFirmware? Firmware { get; init; }
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
@@ -34,11 +34,12 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private bool _stopped;
-    private IAsyncDisposable? _ownedFirmware;
+    private readonly IAsyncDisposable? _firmware;
 
     private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
     {
         _options = options;
+        _firmware = firmware as IAsyncDisposable;
         _logger = loggerFactory.CreateLogger("Asterism.Cloud.Provider");
         _workspace = new CloudWorkspace(options.WorkspaceDir);
         Spec = spec;
@@ -80,10 +81,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
         Directory.CreateDirectory(workspace.InstancesDir);
-        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory)
-        {
-            _ownedFirmware = options.Firmware is null ? firmware as IAsyncDisposable : null,
-        };
+        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
         try
         {
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -150,10 +148,10 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             _stopped = true;
             Log.ProviderStopping(_logger);
             await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
-            if (_ownedFirmware is not null)
+            if (_firmware is not null)
             {
                 // TPMs (swtpm) are shut down after their nodes, cleanly.
-                await _ownedFirmware.DisposeAsync().ConfigureAwait(false);
+                await _firmware.DisposeAsync().ConfigureAwait(false);
             }
             await _loadBalancer.DisposeAsync().ConfigureAwait(false);
             await _server.DisposeAsync().ConfigureAwait(false);
