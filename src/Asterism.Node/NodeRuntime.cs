@@ -176,6 +176,10 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation.Issuer, race, _status, loggers, time).RunAsync(stop.Token);
             var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
             await stop.CancelAsync();
+            // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
+            // a recover call routed here meanwhile would otherwise be refused for PCR 15 instead of finding no server.
+            await Listeners.StopAsync(recoveryHost);
+            recoveryHost = null;
             using (keys)
             {
                 await rejoin;
