@@ -98,7 +98,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         {
             return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName);
         }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable || ServerWentAwayBeforeCall(ex))
         {
             var detail = ex.Status.Detail;
             var lbNotReady = ex.Status.DebugException is IOException or HttpRequestException { InnerException: IOException } && attested is null
@@ -118,6 +118,15 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
         }
     }
+
+    /// <summary>
+    /// A node whose recovery server is shutting down (it just got its key) may still complete a handshake routed to it
+    /// by the load balancer, then answer the call with HTTP/2 GOAWAY NO_ERROR before any stream started: nothing was
+    /// processed, so this is "unavailable", not a failure (gRPC reports it as Internal).
+    /// </summary>
+    private static bool ServerWentAwayBeforeCall(RpcException ex) =>
+        ex.StatusCode == StatusCode.Internal
+        && ex.Status.DebugException is HttpRequestException { InnerException: HttpProtocolException { ErrorCode: 0 } };
 
     /// <summary>The recovery endpoint of a node address.</summary>
     public static string RecoveryEndpoint(string address) => $"{address}:{Ports.Recovery}";
