@@ -89,7 +89,6 @@ internal sealed class TestCloud : IAsyncDisposable
             new LocalCloudOptions
             {
                 WorkspaceDir = WorkspaceDir,
-                LoadBalancer = new LoadBalancerOptions { HealthInterval = TimeSpan.FromMilliseconds(200) },
                 StopGracePeriod = stopGrace ?? TimeSpan.FromSeconds(5),
             },
             NullLoggerFactory.Instance,
