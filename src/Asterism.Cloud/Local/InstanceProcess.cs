@@ -23,6 +23,7 @@ internal sealed class InstanceProcess
     private Process? _process;
     private Task _exitHandled = Task.CompletedTask;
     private int _boots;
+    private bool _shutDown;
 
     public InstanceProcess(CloudSpec spec, InstancePlan plan, CloudWorkspace workspace, IFirmware firmware, TimeProvider time, ILogger logger)
     {
@@ -60,6 +61,10 @@ internal sealed class InstanceProcess
         await _powerLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (_shutDown && action is PowerAction.Start or PowerAction.Reboot)
+            {
+                return Result(action, false, "the provider is shutting down");
+            }
             var changed = action switch
             {
                 PowerAction.Start => await StartCoreAsync(cancellationToken).ConfigureAwait(false),
@@ -83,7 +88,14 @@ internal sealed class InstanceProcess
     }
 
     /// <summary>Stops the instance for provider shutdown (SIGTERM, grace, SIGKILL).</summary>
-    public Task ShutdownAsync(TimeSpan stopGrace) => ApplyAsync(PowerAction.Stop, stopGrace, CancellationToken.None);
+    public async Task ShutdownAsync(TimeSpan stopGrace)
+    {
+        // Flag first (under the power lock) so a start racing with shutdown cannot leave a process behind.
+        await _powerLock.WaitAsync().ConfigureAwait(false);
+        _shutDown = true;
+        _powerLock.Release();
+        await ApplyAsync(PowerAction.Stop, stopGrace, CancellationToken.None).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Kills a node left running by a provider that died without stopping it (SIGKILL of the provider), found
