@@ -99,6 +99,17 @@ public class ProviderMetadataTests
     }
 
     [Fact]
+    public async Task StartAsync_MetadataAddressInUse_FailsWithoutStartingInstances()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1);
+        using var squatter = new System.Net.Sockets.TcpListener(CloudSubnet.Parse(cloud.Spec.Subnet).ProviderAddress, WellKnownPorts.Metadata);
+        squatter.Start();
+        await Assert.ThrowsAsync<IOException>(() => cloud.StartProviderAsync());
+        Assert.False(File.Exists(cloud.Workspace.StatePath));
+        Assert.False(File.Exists(cloud.Workspace.ConsoleLogPath(cloud.Cp(0))));
+    }
+
+    [Fact]
     public async Task StartAsync_TpmVariant_RefusedUntilSwtpmFirmwareExists()
     {
         await using var cloud = TestCloud.Create();

@@ -81,6 +81,10 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
         try
         {
+            foreach (var instance in provider._instances)
+            {
+                await instance.KillStaleAsync(cancellationToken).ConfigureAwait(false);
+            }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
             var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
@@ -144,7 +148,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             _stopped = true;
             Log.ProviderStopping(_logger);
-            await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
+            await Task.WhenAll(_instances.Select(i => i.ShutdownAsync(_options.StopGracePeriod))).ConfigureAwait(false);
             await _loadBalancer.DisposeAsync().ConfigureAwait(false);
             await _server.DisposeAsync().ConfigureAwait(false);
             if (File.Exists(_workspace.StatePath) && IsOurs(_workspace.StatePath))
