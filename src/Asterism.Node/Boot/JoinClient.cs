@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Logging;
 using Asterism.Node.Rejoin;
+using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -60,7 +61,7 @@ public sealed class JoinClient(
                     catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or InvalidDataException
                         or OperationCanceledException && !cancellationToken.IsCancellationRequested)
                     {
-                        var error = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                        var error = RpcErrors.Describe(ex);
                         _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
                     }
                 }

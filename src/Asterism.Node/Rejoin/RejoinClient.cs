@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.Logging;
 using Asterism.Node.Boot;
 using Asterism.Node.Status;
+using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -90,13 +91,9 @@ public sealed class RejoinClient(
                     ? "received state disk key does not open this disk"
                     : "received measurement secret does not match this cluster";
             }
-            catch (RpcException ex)
-            {
-                error = $"{ex.StatusCode}: {ex.Status.Detail}";
-            }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                error = ex is OperationCanceledException ? "timed out" : ex.Message;
+                error = RpcErrors.Describe(ex);
             }
             _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
             status.RejoinAttemptFailed($"{endpoint}: {error}");
