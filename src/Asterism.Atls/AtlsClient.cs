@@ -126,7 +126,8 @@ public static class AtlsClient
         var time = options.TimeProvider;
         return new SocketsHttpHandler
         {
-            ConnectTimeout = handshakeTimeout,
+            // Our own limit (below) fires first so a slow peer is reported as an aTLS Timeout.
+            ConnectTimeout = handshakeTimeout + TimeSpan.FromSeconds(5),
             ConnectCallback = async (context, cancellationToken) =>
             {
                 var endpoint = $"{context.DnsEndPoint.Host}:{context.DnsEndPoint.Port}";
