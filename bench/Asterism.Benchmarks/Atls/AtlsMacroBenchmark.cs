@@ -99,8 +99,10 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         {
             SslOptions = new SslClientAuthenticationOptions
             {
+                // Defaults otherwise (SSL_CTX reuse included); a new server name per connection means no session
+                // is ever resumed, so every connection is a full handshake, as with aTLS.
+                TargetHost = $"tls-{Guid.NewGuid():N}.test",
                 EnabledSslProtocols = SslProtocols.Tls13,
-                AllowTlsResume = false,
                 RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(pinned),
             },
         }, tlsServer.Url, cancellationToken);
