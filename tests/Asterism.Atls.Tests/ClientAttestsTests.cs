@@ -34,6 +34,17 @@ public sealed class ClientAttestsTests : IDisposable
         Assert.True(_serverLogs.Contains("aTLS client attested: variant simulated"), _serverLogs.Dump());
     }
 
+    [Fact]
+    public async Task Ping_ConcurrentAttestingClients_AllAccepted()
+    {
+        await using var server = await StartServerAsync(_node.Validator(_serverLogs));
+
+        var replies = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => server.PingAsync(AtlsClient.CreateAttestingHandler(_node.Issuer()), $"c{i}")));
+
+        Assert.All(replies, r => Assert.Equal("simulated", r.PeerVariant));
+        Assert.Equal(8, server.Counter.Calls);
+    }
+
     [Theory]
     [MemberData(nameof(Node.Refusals), MemberType = typeof(Node))]
     public async Task Ping_RefusedAttestation_NoCallReachesServiceAndReasonLogged(string scenario, AttestationFailure expected)
