@@ -109,8 +109,9 @@ public static class AtlsClient
             }
             catch (AuthenticationException) when (problem is not null)
             {
+                AtlsLog.HandshakeRefused(logger, "NoNonce", endpoint, problem);
                 await ssl.DisposeAsync().ConfigureAwait(false);
-                throw new AtlsRefusedException(AttestationFailure.Malformed, "aTLS: " + problem);
+                throw new AtlsRefusedException(AttestationFailure.MissingExtension, "aTLS: " + problem);
             }
             if (problem is not null || ssl.LocalCertificate is null)
             {
