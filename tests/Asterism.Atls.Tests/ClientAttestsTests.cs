@@ -115,4 +115,29 @@ public sealed class ClientAttestsTests : IDisposable
         Assert.Equal(0, issued);
         Assert.Equal(AttestationFailure.MissingExtension, AtlsRefusedException.FindIn(e)?.Failure);
     }
+
+    [Fact]
+    public async Task Ping_ServerRequestsCertificateWithoutNonce_ClientRefusesToAttest()
+    {
+        var issued = 0;
+        var counting = new FuncIssuer(AttestationVariant.Simulated, (u, n) =>
+        {
+            Interlocked.Increment(ref issued);
+            return _node.Issuer().Issue(u, n);
+        });
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var certificate = AtlsCertificate.Build(key, oid: null, document: null, DateTimeOffset.UtcNow);
+        await using var server = await ProbeServer.StartAsync(l => l.UseHttps(h =>
+        {
+            h.ServerCertificate = certificate;
+            h.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate;
+            h.AllowAnyClientCertificate();
+        }), _serverLogs);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(AtlsClient.CreateAttestingHandler(counting)));
+
+        Assert.Equal(0, server.Counter.Calls);
+        Assert.Equal(0, issued);
+        Assert.Equal(AttestationFailure.MissingExtension, AtlsRefusedException.FindIn(e)?.Failure);
+    }
 }
