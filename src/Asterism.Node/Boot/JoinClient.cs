@@ -77,11 +77,9 @@ public sealed class JoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = options.RejoinTimeout, ValidationTimeout = options.RejoinTimeout, LoggerFactory = loggers });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false, MaxReceiveMessageSize = 64 * 1024 });
-        var client = new API.APIClient(channel);
+        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
         var isControlPlane = options.Role == NodeRole.ControlPlane;
-        var response = await client.IssueJoinTicketAsync(
+        var response = await connection.Client.IssueJoinTicketAsync(
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
             cancellationToken: call.Token);
         if (response.StateDiskKey.Length != 32 || response.MeasurementSecret.Length != 32 || response.MeasurementSalt.Length != 32)

@@ -109,10 +109,8 @@ public sealed class RejoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = options.RejoinTimeout, ValidationTimeout = options.RejoinTimeout, LoggerFactory = loggers });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false, MaxReceiveMessageSize = 64 * 1024 });
-        var client = new API.APIClient(channel);
-        var response = await client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
+        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
+        var response = await connection.Client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
         if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength)
         {
             throw new InvalidDataException("rejoin ticket has keys of the wrong length");
