@@ -97,4 +97,15 @@ public class ProviderMetadataTests
         // The API is gone again: the subnet is free for the next attempt.
         Assert.True(SubnetAllocator.IsFree(CloudSubnet.Parse(cloud.Spec.Subnet)));
     }
+
+    [Fact]
+    public async Task StartAsync_MetadataAddressInUse_FailsWithoutStartingInstances()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1);
+        using var squatter = new System.Net.Sockets.TcpListener(CloudSubnet.Parse(cloud.Spec.Subnet).ProviderAddress, WellKnownPorts.Metadata);
+        squatter.Start();
+        await Assert.ThrowsAsync<IOException>(() => cloud.StartProviderAsync());
+        Assert.False(File.Exists(cloud.Workspace.StatePath));
+        Assert.False(File.Exists(cloud.Workspace.ConsoleLogPath(cloud.Cp(0))));
+    }
 }

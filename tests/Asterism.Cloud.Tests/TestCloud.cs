@@ -15,6 +15,7 @@ namespace Asterism.Cloud.Tests;
 internal sealed class TestCloud : IAsyncDisposable
 {
     private readonly HashSet<int> _seenPids = [];
+    private readonly ListLoggerProvider _logs = new();
 
     private TestCloud(string dir, CloudSpec spec)
     {
@@ -90,11 +91,10 @@ internal sealed class TestCloud : IAsyncDisposable
             new LocalCloudOptions
             {
                 WorkspaceDir = WorkspaceDir,
-                LoadBalancer = new LoadBalancerOptions { HealthInterval = TimeSpan.FromMilliseconds(200) },
                 StopGracePeriod = stopGrace ?? TimeSpan.FromSeconds(5),
                 Firmware = firmware,
             },
-            NullLoggerFactory.Instance,
+            new LoggerFactory([_logs]),
             CancellationToken.None);
         Track();
     }
@@ -124,6 +124,9 @@ internal sealed class TestCloud : IAsyncDisposable
             _seenPids.Add(pid);
         }
     }
+
+    /// <summary>Every message the provider logged so far.</summary>
+    public IReadOnlyList<string> Logs() => _logs.Messages();
 
     public string Console(string name)
     {
@@ -242,6 +245,42 @@ internal static class LbClient
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
         {
             return null;
+        }
+    }
+}
+
+/// <summary>Keeps log messages in memory so tests can read what the provider logged.</summary>
+internal sealed class ListLoggerProvider : ILoggerProvider
+{
+    private readonly List<string> _messages = [];
+
+    public IReadOnlyList<string> Messages()
+    {
+        lock (_messages)
+        {
+            return [.. _messages];
+        }
+    }
+
+    public ILogger CreateLogger(string categoryName) => new ListLogger(this);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class ListLogger(ListLoggerProvider owner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (owner._messages)
+            {
+                owner._messages.Add(formatter(state, exception));
+            }
         }
     }
 }

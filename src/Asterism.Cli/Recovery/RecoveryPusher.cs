@@ -100,9 +100,10 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable || ServerWentAwayBeforeCall(ex))
         {
-            var detail = ex.Status.Detail;
-            var lbNotReady = ex.Status.DebugException is IOException or HttpRequestException { InnerException: IOException } && attested is null
-                && !detail.Contains("refused", StringComparison.OrdinalIgnoreCase);
+            var detail = RpcErrors.Describe(ex);
+            // Constellation's "load balancer not ready": the TCP connection was accepted but the handshake timed out
+            // (the LB has not yet found a backend). A reset or refusal means nobody is waiting.
+            var lbNotReady = attested is null && detail.Contains("timed out", StringComparison.Ordinal);
             return new PushResult(endpoint, PushOutcome.Unavailable, detail, nodeName) { LoadBalancerNotReady = lbNotReady };
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
@@ -111,7 +112,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (RpcException ex)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, $"{ex.StatusCode}: {ex.Status.Detail}", nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, attested?.Facts.Variant.Name);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {

@@ -84,6 +84,10 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
         try
         {
+            foreach (var instance in provider._instances)
+            {
+                await instance.KillStaleAsync(cancellationToken).ConfigureAwait(false);
+            }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
             var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
@@ -147,7 +151,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             _stopped = true;
             Log.ProviderStopping(_logger);
-            await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
+            await Task.WhenAll(_instances.Select(i => i.ShutdownAsync(_options.StopGracePeriod))).ConfigureAwait(false);
             if (_firmware is not null)
             {
                 // TPMs (swtpm) are shut down after their nodes, cleanly.

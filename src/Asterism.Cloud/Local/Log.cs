@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(7014, LogLevel.Information, "Power action name={Name} action={Action} changed={Changed} power={Power}")]
     public static partial void PowerApplied(ILogger logger, string name, string action, bool changed, string power);
 
+    [LoggerMessage(7015, LogLevel.Warning, "Killed an instance left running by a previous provider name={Name} pid={Pid}")]
+    public static partial void StaleKilled(ILogger logger, string name, int pid);
+
     [LoggerMessage(7020, LogLevel.Information, "Backend healthy port={Port} backend={Backend}")]
     public static partial void BackendUp(ILogger logger, int port, string backend);
 
