@@ -135,12 +135,18 @@ public static class AtlsClient
             ConnectCallback = async (context, cancellationToken) =>
             {
                 var endpoint = $"{context.DnsEndPoint.Host}:{context.DnsEndPoint.Port}";
+                // Asterism only ever talks to loopback (127.0.0.0/8, ::1): refuse names and other addresses before
+                // any packet leaves, so a mistyped or hostile endpoint is never dialled.
+                if (!IPAddress.TryParse(context.DnsEndPoint.Host.Trim('[', ']'), out var address) || !IPAddress.IsLoopback(address))
+                {
+                    throw new HttpRequestException($"aTLS: refusing to dial {endpoint}: only loopback addresses (127.0.0.0/8, ::1) are allowed");
+                }
                 using var timeout = new CancellationTokenSource(handshakeTimeout, time);
                 using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
                 var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                 try
                 {
-                    await socket.ConnectAsync(context.DnsEndPoint, linked.Token).ConfigureAwait(false);
+                    await socket.ConnectAsync(new IPEndPoint(address, context.DnsEndPoint.Port), linked.Token).ConfigureAwait(false);
                     return await secure(endpoint, new NetworkStream(socket, ownsSocket: true), linked.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)

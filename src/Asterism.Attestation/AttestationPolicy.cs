@@ -79,6 +79,43 @@ public sealed class AttestationPolicy
     /// <summary>Parses the JSON form; throws <see cref="MeasurementsFormatException"/> naming the problem.</summary>
     public static AttestationPolicy FromJson(ReadOnlySpan<byte> json)
     {
+        try
+        {
+            return Parse(json);
+        }
+        catch (MeasurementsFormatException)
+        {
+            throw;
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or KeyNotFoundException or JsonException)
+        {
+            // Untrusted input (init requests, join tickets): every malformation is this one documented exception.
+            throw new MeasurementsFormatException("attestation policy: malformed (" + ex.GetType().Name + ")");
+        }
+    }
+
+    /// <summary>
+    /// Checks that a validator can be built from this policy (e.g. that some key is trusted), so a node refuses a
+    /// policy at init or join time instead of failing on every later boot.
+    /// </summary>
+    public void EnsureUsable()
+    {
+        if (!TrustAnyKey && TrustedKeys.Count == 0)
+        {
+            throw new MeasurementsFormatException("attestation policy trusts no attestation key (trustAnyKey is false and trustedKeys is empty)");
+        }
+        try
+        {
+            _ = CreateValidator();
+        }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException or InvalidOperationException)
+        {
+            throw new MeasurementsFormatException("attestation policy cannot be used: " + ex.Message);
+        }
+    }
+
+    private static AttestationPolicy Parse(ReadOnlySpan<byte> json)
+    {
         if (json.Length > MaxJsonBytes)
         {
             throw new MeasurementsFormatException($"attestation policy is {json.Length} bytes, at most {MaxJsonBytes} are accepted");

@@ -5,6 +5,9 @@ using System.Text;
 
 namespace Asterism.Disk;
 
+/// <summary>A commit needs more space (or more records) than the store has; nothing was changed.</summary>
+public sealed class RecordStoreFullException(string message) : IOException(message);
+
 /// <summary>The store's on-disk structures do not verify (checksums, bounds, overlaps).</summary>
 public sealed class RecordStoreCorruptException : Exception
 {
@@ -183,6 +186,11 @@ public sealed class RecordStore
             {
                 CommitLocked(batch);
             }
+            catch (RecordStoreFullException)
+            {
+                // Raised before the superblock is written: the committed state is untouched, the store stays usable.
+                throw;
+            }
             catch
             {
                 // The device may hold either state now; only a reopen knows which.
@@ -231,11 +239,12 @@ public sealed class RecordStore
             var padded = new byte[sectors * Sector];
             value.CopyTo(padded, 0);
             _volume.WriteSectors(start, padded);
+            CryptographicOperations.ZeroMemory(padded);
             index[name] = new Entry(start, value.Length, SHA256.HashData(value));
         }
         if (index.Count > MaxRecords)
         {
-            throw new InvalidOperationException($"The store holds at most {MaxRecords} records.");
+            throw new RecordStoreFullException($"The store holds at most {MaxRecords} records.");
         }
         var indexBytes = SerializeIndex(index);
         var indexSector = Allocate(used, SectorsFor(indexBytes.Length));
@@ -287,7 +296,7 @@ public sealed class RecordStore
                 return start;
             }
         }
-        throw new IOException("The record store is full.");
+        throw new RecordStoreFullException("The record store is full.");
     }
 
     private static BitArray BuildUsedMap(long sectorCount, SortedDictionary<string, Entry> index, long indexSector, int indexLength)

@@ -155,9 +155,15 @@ public sealed class StateDisk : IDisposable
         var gate = Locks.GetOrAdd(path, _ => new Lock());
         lock (gate)
         {
-            if (Probe(path).Kind == StateDiskKind.Initialized)
+            // Only a missing file, a file without a LUKS2 header, or a disk whose token says "not initialized" may be
+            // formatted: an initialized disk never, and a refused header neither (it may be an attack, or a disk
+            // whose token we cannot read: reformatting would destroy data).
+            var kind = Probe(path).Kind;
+            if (kind is not (StateDiskKind.Missing or StateDiskKind.NotLuks or StateDiskKind.Uninitialized))
             {
-                throw new InvalidOperationException("Refusing to format an initialized state disk.");
+                throw new InvalidOperationException(kind == StateDiskKind.Initialized
+                    ? "Refusing to format an initialized state disk."
+                    : "Refusing to format a state disk whose header is refused.");
             }
             var device = FileBlockDevice.Create(path, sizeBytes);
             try

@@ -141,6 +141,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
         finally
         {
+            CryptographicOperations.ZeroMemory(passphrase);
             // Let the init call's response reach the CLI before the listener goes away.
             await Listeners.StopAsync(initHost);
         }
@@ -183,6 +184,12 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             using (keys)
             {
                 await rejoin;
+                if (state.Role != options.Role)
+                {
+                    // The disk is the authority on what this node is: never serve recovery or keys under a role the
+                    // boot arguments claim but the disk does not confirm.
+                    throw new InvalidOperationException($"the state disk belongs to a {state.Role.Name()} node, but the node was started as {options.Role.Name()}");
+                }
                 var clusterId = state.ClusterId;
                 await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
                 var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(disk.Store, state) : null;

@@ -54,7 +54,23 @@ public sealed class RecordStoreTests
         Assert.Throws<ArgumentException>(() => store.Put(new string('é', 128), [1]));
         Assert.Throws<ArgumentException>(() => store.Put("\ud800", [1]));
         Assert.Throws<ArgumentException>(() => store.Put("big", new byte[RecordStore.MaxValueBytes + 1]));
-        Assert.Throws<IOException>(() => store.Put("too-big-for-volume", new byte[RecordStore.MaxValueBytes]));
+        Assert.Throws<RecordStoreFullException>(() => store.Put("too-big-for-volume", new byte[RecordStore.MaxValueBytes]));
+    }
+
+    [Fact]
+    public void Put_StoreFull_NothingChangedAndStoreStaysUsable()
+    {
+        using var key = VolumeKey.FromBytes(RandomNumberGenerator.GetBytes(64));
+        using var volume = new EncryptedVolume(new MemoryBlockDevice(VolumeBytes), 0, key);
+        var store = RecordStore.Open(volume);
+        store.Put("state", "kept"u8);
+        Assert.Throws<RecordStoreFullException>(() => store.Put("too-big-for-volume", new byte[RecordStore.MaxValueBytes]));
+        Assert.Equal("kept"u8.ToArray(), store.Get("state"));
+        store.Put("after", "ok"u8);
+        var reopened = RecordStore.Open(volume);
+        Assert.Equal("kept"u8.ToArray(), reopened.Get("state"));
+        Assert.Equal("ok"u8.ToArray(), reopened.Get("after"));
+        Assert.Null(reopened.Get("too-big-for-volume"));
     }
 
     [Fact]

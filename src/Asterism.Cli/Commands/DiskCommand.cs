@@ -148,7 +148,8 @@ public static class DiskCommand
                     throw new CliError("the master secret does not open this disk (key rejected)");
                 }
                 var root = Path.GetFullPath(outDir);
-                Directory.CreateDirectory(root);
+                const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+                Directory.CreateDirectory(root, ownerOnly);
                 var count = 0;
                 foreach (var name in disk.Store.Names)
                 {
@@ -157,9 +158,19 @@ public static class DiskCommand
                     {
                         throw new CliError($"record name \"{name}\" escapes the output directory; refusing");
                     }
-                    Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                    File.WriteAllBytes(target, disk.Store.Get(name) ?? []);
-                    File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+                    Directory.CreateDirectory(Path.GetDirectoryName(target)!, ownerOnly);
+                    // Records may be control-plane secrets: created 0600, never readable by others even briefly.
+                    var value = disk.Store.Get(name) ?? [];
+                    using (var file = new FileStream(target, new FileStreamOptions
+                    {
+                        Mode = FileMode.CreateNew,
+                        Access = FileAccess.Write,
+                        UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                    }))
+                    {
+                        file.Write(value);
+                    }
+                    CryptographicOperations.ZeroMemory(value);
                     count++;
                 }
                 stdout.WriteLine($"Extracted {count} records from {path} to {root}");

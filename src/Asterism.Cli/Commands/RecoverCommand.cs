@@ -72,8 +72,15 @@ public static class RecoverCommand
         }
     }
 
+    /// <summary>HOST[:PORT] with the recovery port added when missing; HOST must be a loopback IP address.</summary>
     public static string AddPortIfMissing(string endpoint)
     {
+        var host = endpoint.StartsWith('[') ? endpoint[1..Math.Max(1, endpoint.IndexOf(']', StringComparison.Ordinal))]
+            : endpoint.Split(':')[0];
+        if (!System.Net.IPAddress.TryParse(host, out var address) || !System.Net.IPAddress.IsLoopback(address))
+        {
+            throw new CliError($"--endpoint {endpoint}: the host must be a loopback IP address (127.0.0.0/8 or [::1])", 2);
+        }
         if (endpoint.StartsWith('[') ? !endpoint.Contains("]:", StringComparison.Ordinal) : !endpoint.Contains(':', StringComparison.Ordinal))
         {
             return $"{endpoint}:{Ports.Recovery}";

@@ -59,33 +59,48 @@ public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, Nod
             }
             var clusterId = KeyDerivation.DeriveClusterId(keys.MeasurementSecret.Span, keys.MeasurementSalt);
             await pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
-            if (disk.ChangePassphrase(initialPassphrase, keys.DiskKey.Span) != KeyCheckResult.Accepted)
+            try
             {
-                throw new InvalidOperationException("the state disk refused its initial passphrase");
+                return Apply(keys, source, clusterId);
             }
-            CryptographicOperations.ZeroMemory(initialPassphrase);
-            if (!disk.TryUnlock(keys.DiskKey.Span))
+            catch (Exception ex)
             {
-                throw new InvalidOperationException("the state disk does not open with its new key");
+                // PCR 15 has moved: this boot can never obtain keys again. Fail the boot; the token is still false,
+                // so the next boot reformats and starts over.
+                _done.TrySetException(new InvalidOperationException("first-boot setup failed after PCR 15 was extended", ex));
+                throw;
             }
-            var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
-            // Node state and control-plane secrets commit together: a power cut leaves both or neither.
-            var batch = new RecordBatch();
-            state.AddTo(batch);
-            if (keys.ClusterSecrets is not null)
-            {
-                NodeState.AddClusterSecrets(batch, keys.ClusterSecrets);
-            }
-            disk.Store.Commit(batch);
-            disk.SetInitialized(true);
-            _log.Info("State disk initialized", [Field.Of("uuid", disk.Uuid), Field.Of("source", source)]);
-            var result = new FirstBootResult(state, keys.ClusterSecrets);
-            _done.TrySetResult(result);
-            return result;
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    private FirstBootResult Apply(FirstBootKeys keys, string source, byte[] clusterId)
+    {
+        if (disk.ChangePassphrase(initialPassphrase, keys.DiskKey.Span) != KeyCheckResult.Accepted)
+        {
+            throw new InvalidOperationException("the state disk refused its initial passphrase");
+        }
+        CryptographicOperations.ZeroMemory(initialPassphrase);
+        if (!disk.TryUnlock(keys.DiskKey.Span))
+        {
+            throw new InvalidOperationException("the state disk does not open with its new key");
+        }
+        var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
+        // Node state and control-plane secrets commit together: a power cut leaves both or neither.
+        var batch = new RecordBatch();
+        state.AddTo(batch);
+        if (keys.ClusterSecrets is not null)
+        {
+            NodeState.AddClusterSecrets(batch, keys.ClusterSecrets);
+        }
+        disk.Store.Commit(batch);
+        disk.SetInitialized(true);
+        _log.Info("State disk initialized", [Field.Of("uuid", disk.Uuid), Field.Of("source", source)]);
+        var result = new FirstBootResult(state, keys.ClusterSecrets);
+        _done.TrySetResult(result);
+        return result;
     }
 }

@@ -36,16 +36,19 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, ILoggerFa
         }
         catch (MasterSecretException ex)
         {
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "master secret: " + ex.Message));
+            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid master secret"));
         }
         try
         {
             policy = AttestationPolicy.FromJson(request.AttestationConfig.Span);
+            policy.EnsureUsable();
         }
         catch (MeasurementsFormatException ex)
         {
             master.Dispose();
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, ex.Message));
+            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid attestation config"));
         }
         var salt = request.MeasurementSalt.ToByteArray();
         var secrets = new ClusterSecrets(master, salt, policy);
@@ -56,7 +59,17 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, ILoggerFa
             MeasurementSalt = salt,
             ClusterSecrets = secrets,
         };
-        var result = await setup.ApplyAsync(keys, "init", context.CancellationToken);
+        FirstBootResult? result;
+        try
+        {
+            result = await setup.ApplyAsync(keys, "init", context.CancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            secrets.Dispose();
+            _log.Error("Init failed", [Field.Of("peer", context.Peer), Field.Of("error", ex.GetType().Name + ": " + ex.Message)]);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.Internal, "initialization failed"));
+        }
         if (result is null)
         {
             secrets.Dispose();

@@ -58,8 +58,7 @@ public sealed class JoinClient(
                         }
                         return;
                     }
-                    catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or InvalidDataException
-                        or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                     {
                         var error = RpcErrors.Describe(ex);
                         _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
@@ -91,10 +90,12 @@ public sealed class JoinClient(
         {
             try
             {
+                var policy = AttestationPolicy.FromJson(response.AttestationConfig.Span);
+                policy.EnsureUsable();
                 secrets = new ClusterSecrets(
                     MasterSecret.FromBytes(response.MasterKey.Span, response.MasterSalt.Span),
                     response.MeasurementSalt.ToByteArray(),
-                    AttestationPolicy.FromJson(response.AttestationConfig.Span));
+                    policy);
             }
             catch (Exception ex) when (ex is MasterSecretException or MeasurementsFormatException)
             {

@@ -11,6 +11,9 @@ public enum KeyVerdict
     DiskKeyRejected,
     MeasurementSecretRejected,
     AlreadyRecovered,
+
+    /// <summary>The key opened the disk but the node state on it could not be read.</summary>
+    StoreUnreadable,
 }
 
 /// <summary>
@@ -35,31 +38,50 @@ public sealed class KeyRace(StateDisk disk)
     /// </summary>
     public async Task<KeyVerdict> OfferAsync(ReceivedKeys keys, CancellationToken cancellationToken)
     {
-        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            await _gate.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            keys.Dispose();
+            throw;
+        }
+        var won = false;
         try
         {
             if (IsDecided)
             {
-                keys.Dispose();
                 return KeyVerdict.AlreadyRecovered;
             }
-            if (disk.CheckKey(keys.DiskKey.Span) != KeyCheckResult.Accepted || !disk.TryUnlock(keys.DiskKey.Span))
+            // TryUnlock runs the keyslot KDF once and keeps the volume key only when the passphrase opens keyslot 0.
+            if (!disk.TryUnlock(keys.DiskKey.Span))
             {
-                keys.Dispose();
                 return KeyVerdict.DiskKeyRejected;
             }
-            var state = NodeState.Read(disk.Store);
+            NodeState state;
+            try
+            {
+                state = NodeState.Read(disk.Store);
+            }
+            catch (Exception ex) when (ex is InvalidDataException or IOException or InvalidOperationException or RecordStoreCorruptException)
+            {
+                return KeyVerdict.StoreUnreadable;
+            }
             var clusterId = KeyDerivation.DeriveClusterId(keys.MeasurementSecret.Span, state.MeasurementSalt);
             if (!CryptographicOperations.FixedTimeEquals(clusterId, state.ClusterId))
             {
-                keys.Dispose();
                 return KeyVerdict.MeasurementSecretRejected;
             }
-            _winner.TrySetResult((keys, state));
+            won = _winner.TrySetResult((keys, state));
             return KeyVerdict.Accepted;
         }
         finally
         {
+            if (!won)
+            {
+                keys.Dispose();
+            }
             _gate.Release();
         }
     }

@@ -57,6 +57,9 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
                     return;
                 case KeyVerdict.AlreadyRecovered:
                     throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
+                case KeyVerdict.StoreUnreadable:
+                    _log.Error("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "the key opens the disk but the node state on it is unreadable")]);
+                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "state disk unusable"));
                 case KeyVerdict.MeasurementSecretRejected:
                     _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "measurement secret does not derive this node's cluster ID")]);
                     throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "measurement secret rejected"));

@@ -87,9 +87,12 @@ public sealed class RejoinClient(
                     }
                     return true;
                 }
-                error = verdict == KeyVerdict.DiskKeyRejected
-                    ? "received state disk key does not open this disk"
-                    : "received measurement secret does not match this cluster";
+                error = verdict switch
+                {
+                    KeyVerdict.DiskKeyRejected => "received state disk key does not open this disk",
+                    KeyVerdict.StoreUnreadable => "state disk opens but its node state is unreadable",
+                    _ => "received measurement secret does not match this cluster",
+                };
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {

@@ -15,11 +15,22 @@ public static class WorkloadApi
     public const string BootCountRecord = "workload-meta/boot-count";
     public const int MaxValueBytes = 64 * 1024;
 
+    /// <summary>The workload's share of the store: it must never fill the disk that holds the node's own state.</summary>
+    public const int MaxKeys = 256;
+
+    /// <summary>Counts this boot; a full store is not a reason to refuse booting (returns the old count).</summary>
     public static int CountBoot(RecordStore store)
     {
         var current = store.Get(BootCountRecord) is { } bytes && int.TryParse(Encoding.ASCII.GetString(bytes), out var n) ? n : 0;
-        store.Put(BootCountRecord, Encoding.ASCII.GetBytes((current + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)));
-        return current + 1;
+        try
+        {
+            store.Put(BootCountRecord, Encoding.ASCII.GetBytes((current + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            return current + 1;
+        }
+        catch (RecordStoreFullException)
+        {
+            return current;
+        }
     }
 
     public static void Map(WebApplication app, RecordStore store, string nodeName)
@@ -51,7 +62,19 @@ public static class WorkloadApi
                 }
                 buffer.Write(chunk, 0, read);
             }
-            store.Put(Prefix + key, buffer.ToArray());
+            var name = Prefix + key;
+            if (store.Get(name) is null && store.Names.Count(n => n.StartsWith(Prefix, StringComparison.Ordinal)) >= MaxKeys)
+            {
+                return Results.Json(new { error = $"the workload may keep at most {MaxKeys} keys" }, statusCode: StatusCodes.Status507InsufficientStorage);
+            }
+            try
+            {
+                store.Put(name, buffer.ToArray());
+            }
+            catch (RecordStoreFullException)
+            {
+                return Results.Json(new { error = "the state disk is full" }, statusCode: StatusCodes.Status507InsufficientStorage);
+            }
             return Results.NoContent();
         });
         app.MapGet("/boot-count", () => Results.Text(Encoding.ASCII.GetString(store.Get(BootCountRecord) ?? "0"u8.ToArray())));
