@@ -100,10 +100,11 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
         {
-            var detail = ex.Status.Detail;
-            var lbNotReady = ex.Status.DebugException is IOException or HttpRequestException { InnerException: IOException } && attested is null
-                && !detail.Contains("refused", StringComparison.OrdinalIgnoreCase);
-            return new PushResult(endpoint, PushOutcome.Unavailable, detail, nodeName) { LoadBalancerNotReady = lbNotReady };
+            // The local load balancer answers at once: it forwards, or it resets the connection when no backend is
+            // healthy, i.e. when no node waits for a key. A reset is therefore plain "unavailable" (retried once, then
+            // "nothing to recover"), never "load balancer not ready" (retried without limit), which made
+            // `recover --endpoint LB` loop for a random time when nothing was left to recover.
+            return new PushResult(endpoint, PushOutcome.Unavailable, ex.Status.Detail, nodeName);
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
         {
