@@ -22,7 +22,9 @@ internal static partial class AtlsLog
         Message = "aTLS handshake refused: reason {Reason}, peer {Peer}: {Detail}")]
     public static partial void HandshakeRefused(ILogger logger, string reason, string peer, string detail);
 
-    [LoggerMessage(EventId = 1104, Level = LogLevel.Warning,
+    // Debug: a transport failure (reset, timeout) is not an attestation outcome, and every caller reports its own
+    // failed call; at Warning it doubled each "Failed to rejoin on endpoint" line on a waiting node's console.
+    [LoggerMessage(EventId = 1104, Level = LogLevel.Debug,
         Message = "aTLS handshake with {Peer} failed: {Detail}")]
     public static partial void HandshakeFailed(ILogger logger, string peer, string detail);
 

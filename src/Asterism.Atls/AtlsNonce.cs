@@ -46,14 +46,23 @@ public static partial class AtlsNonce
     }
 
     /// <summary>
-    /// A throw-away certificate whose Subject (the only part that reaches the wire, in the CertificateRequest's
-    /// certificate_authorities) carries the nonce. The signing key is irrelevant and may be shared.
+    /// A throw-away certificate (without private key) whose Subject carries the nonce: the only part that reaches the
+    /// wire, in the CertificateRequest's certificate_authorities. The signing key is irrelevant and may be shared;
+    /// calls with the same key are serialized because ECDsa instances are not documented thread-safe.
     /// </summary>
     public static X509Certificate2 CreateAuthority(ReadOnlySpan<byte> nonce, ECDsa signingKey, DateTimeOffset now)
     {
         CheckLength(nonce);
-        var request = new CertificateRequest($"CN={Convert.ToHexStringLower(nonce)}, OU={AuthorityUnit}", signingKey, HashAlgorithmName.SHA256);
-        return request.CreateSelfSigned(now.AddHours(-2), now.AddHours(2));
+        ArgumentNullException.ThrowIfNull(signingKey);
+        var name = new X500DistinguishedName($"CN={Convert.ToHexStringLower(nonce)}, OU={AuthorityUnit}");
+        var request = new CertificateRequest(name, signingKey, HashAlgorithmName.SHA256);
+        Span<byte> serial = stackalloc byte[16];
+        RandomNumberGenerator.Fill(serial);
+        serial[0] &= 0x7f;
+        lock (signingKey)
+        {
+            return request.Create(name, X509SignatureGenerator.CreateForECDsa(signingKey), now.AddHours(-2), now.AddHours(2), serial);
+        }
     }
 
     /// <summary>Reads the nonce from the acceptable CA names a server sent; exactly one name, of our form, is accepted.</summary>

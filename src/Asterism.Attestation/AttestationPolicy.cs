@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Asterism.Attestation.Simulated;
+using Asterism.Attestation.Tpm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -51,15 +52,17 @@ public sealed class AttestationPolicy
             }
             return new SimulatedValidator(options, loggers.CreateLogger<SimulatedValidator>());
         }
-        if (ValidatorFactories.TryGetValue(Variant.Name, out var factory))
+        if (Variant == AttestationVariant.Tpm)
         {
-            return factory(this, loggers);
+            var options = new TpmValidatorOptions { Measurements = Measurements, TrustAnyKey = TrustAnyKey };
+            foreach (var key in TrustedKeys)
+            {
+                options.TrustedKeyFingerprints.Add(key);
+            }
+            return new TpmValidator(options, loggers.CreateLogger<TpmValidator>());
         }
         throw new NotSupportedException($"no validator is available for attestation variant \"{Variant.Name}\"");
     }
-
-    /// <summary>Validators of variants that live in other assemblies register here (the tpm variant).</summary>
-    public static Dictionary<string, Func<AttestationPolicy, ILoggerFactory, IAttestationValidator>> ValidatorFactories { get; } = [];
 
     public byte[] ToJson()
     {

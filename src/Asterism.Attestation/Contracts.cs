@@ -72,6 +72,12 @@ public enum AttestationFailure
 
     /// <summary>The validator itself failed (e.g. an exception); the peer is refused, details are in the local log.</summary>
     ValidatorError,
+
+    /// <summary>The attestation key is not a restricted, fixedTPM signing key, so it could sign forged quotes.</summary>
+    KeyNotRestricted,
+
+    /// <summary>The quote does not cover exactly the PCRs (bank and indices) the variant requires and sent.</summary>
+    PcrSelectionMismatch,
 }
 
 /// <summary>What a successful validation established about the peer.</summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Asterism.Attestation;
@@ -26,6 +27,8 @@ public static class MeasurementsFormat
         YamlStream stream = [];
         try
         {
+            // YamlDotNet's representation model recurses per nesting level: refuse deep input before it overflows the stack.
+            CheckYamlDepth(text);
             stream.Load(new StringReader(text));
         }
         catch (YamlException e)
@@ -135,6 +138,26 @@ public static class MeasurementsFormat
             writer.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    /// <summary>Nesting our format needs: the index mapping and one entry mapping.</summary>
+    private const int MaxDepth = 4;
+
+    private static void CheckYamlDepth(string text)
+    {
+        var parser = new Parser(new StringReader(text));
+        var depth = 0;
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case MappingStart or SequenceStart when ++depth > MaxDepth:
+                    throw new MeasurementsFormatException($"measurements: YAML nested deeper than {MaxDepth} levels");
+                case MappingEnd or SequenceEnd:
+                    depth--;
+                    break;
+            }
+        }
     }
 
     private static Measurement ParseYamlEntry(YamlMappingNode node, int index)

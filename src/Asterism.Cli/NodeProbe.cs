@@ -34,7 +34,9 @@ public static class NodeProbe
             using var response = await Http.GetAsync($"http://{address}:{Ports.ClusterApi}/healthz", cancellationToken);
             return response.IsSuccessStatusCode;
         }
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !cancellationToken.IsCancellationRequested)
+        // SocketException: SocketsHttpHandler lets ENOTCONN from reading the remote endpoint escape unwrapped when the
+        // load balancer resets a connection right after accepting it (no healthy backend).
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
         {
             return false;
         }

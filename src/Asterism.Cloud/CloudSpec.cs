@@ -64,6 +64,10 @@ public sealed partial record CloudSpec
         {
             errors.Add("nodeCommand must be a non-empty list of non-empty strings");
         }
+        else if (NodeCommand.Any(a => (a.Contains('/', StringComparison.Ordinal) || a.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) && !Path.IsPathRooted(a)))
+        {
+            errors.Add("paths in nodeCommand must be absolute (nodes run in their instance directory)");
+        }
         if (NodeArgs is null || NodeArgs.Any(a => a is null || a.Contains('\0', StringComparison.Ordinal)))
         {
             errors.Add("nodeArgs must be a list of strings without NUL characters");

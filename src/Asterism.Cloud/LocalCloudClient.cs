@@ -135,7 +135,16 @@ public sealed class LocalCloudClient : HttpMetadataClient
         {
             psi.ArgumentList.Add(a);
         }
-        using var process = Process.Start(psi) ?? throw new LocalCloudException("could not start asterism-cloud");
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new LocalCloudException("could not start asterism-cloud");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new LocalCloudException($"could not start asterism-cloud via setsid (util-linux): {e.Message}", e);
+        }
+        using var launched = process;
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(options.ReadyTimeout);
         try

@@ -3,7 +3,7 @@ namespace Asterism.Config;
 /// <summary>
 /// asterism-conf.yaml: what the operator wants — provider, attestation variant and expected measurements, node counts.
 /// </summary>
-public sealed class ClusterConfig
+public sealed class ClusterConfig : IValidatedWorkspaceFile
 {
     public const string FileName = "asterism-conf.yaml";
     public const string CurrentVersion = "v1";
@@ -16,25 +16,11 @@ public sealed class ClusterConfig
 
     public NodesSection Nodes { get; set; } = new();
 
-    public static ClusterConfig Load(string path)
-    {
-        var config = WorkspaceFile.Load<ClusterConfig>(path);
-        config.Validate(Path.GetFileName(path));
-        return config;
-    }
+    public static ClusterConfig Load(string path) => WorkspaceFile.LoadValidated<ClusterConfig>(path);
 
-    public static ClusterConfig Parse(string yaml)
-    {
-        var config = WorkspaceFile.Parse<ClusterConfig>(yaml, FileName);
-        config.Validate(FileName);
-        return config;
-    }
+    public static ClusterConfig Parse(string yaml) => WorkspaceFile.ParseValidated<ClusterConfig>(yaml, FileName);
 
-    public void Save(string path)
-    {
-        Validate(Path.GetFileName(path));
-        WorkspaceFile.Save(path, this);
-    }
+    public void Save(string path) => WorkspaceFile.SaveValidated(path, this);
 
     /// <summary>Throws <see cref="WorkspaceFileException"/> naming the first invalid field.</summary>
     public void Validate(string fileName = FileName)

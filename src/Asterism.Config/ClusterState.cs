@@ -3,7 +3,7 @@ namespace Asterism.Config;
 /// <summary>
 /// asterism-state.yaml: what exists — the infrastructure the provider made, and after init the cluster values.
 /// </summary>
-public sealed class ClusterState
+public sealed class ClusterState : IValidatedWorkspaceFile
 {
     public const string FileName = "asterism-state.yaml";
     public const string CurrentVersion = "v1";
@@ -18,25 +18,11 @@ public sealed class ClusterState
     [YamlDotNet.Serialization.YamlIgnore]
     public bool IsInitialized => !string.IsNullOrEmpty(ClusterValues?.ClusterId);
 
-    public static ClusterState Load(string path)
-    {
-        var state = WorkspaceFile.Load<ClusterState>(path);
-        state.Validate(Path.GetFileName(path));
-        return state;
-    }
+    public static ClusterState Load(string path) => WorkspaceFile.LoadValidated<ClusterState>(path);
 
-    public static ClusterState Parse(string yaml)
-    {
-        var state = WorkspaceFile.Parse<ClusterState>(yaml, FileName);
-        state.Validate(FileName);
-        return state;
-    }
+    public static ClusterState Parse(string yaml) => WorkspaceFile.ParseValidated<ClusterState>(yaml, FileName);
 
-    public void Save(string path)
-    {
-        Validate(Path.GetFileName(path));
-        WorkspaceFile.Save(path, this);
-    }
+    public void Save(string path) => WorkspaceFile.SaveValidated(path, this);
 
     /// <summary>Checks the pre-init fields always and the cluster values once any is set.</summary>
     public void Validate(string fileName = FileName)

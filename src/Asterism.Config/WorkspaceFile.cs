@@ -8,6 +8,13 @@ namespace Asterism.Config;
 /// <summary>A workspace file that cannot be used; the message names the file and the field.</summary>
 public sealed class WorkspaceFileException(string message) : Exception(message);
 
+/// <summary>A workspace file that checks itself; <see cref="WorkspaceFile"/> validates on every load, parse and save.</summary>
+public interface IValidatedWorkspaceFile
+{
+    /// <summary>Throws <see cref="WorkspaceFileException"/> naming the first invalid field of <paramref name="fileName"/>.</summary>
+    void Validate(string fileName);
+}
+
 /// <summary>YAML reading and writing shared by the workspace files: camelCase keys, unknown keys rejected.</summary>
 public static class WorkspaceFile
 {
@@ -86,6 +93,32 @@ public static class WorkspaceFile
             stream.Flush(flushToDisk: true);
         }
         File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Loads and validates a workspace file.</summary>
+    public static T LoadValidated<T>(string path)
+        where T : class, IValidatedWorkspaceFile
+    {
+        var value = Load<T>(path);
+        value.Validate(Path.GetFileName(path));
+        return value;
+    }
+
+    /// <summary>Parses and validates a workspace file's text.</summary>
+    public static T ParseValidated<T>(string yaml, string fileName)
+        where T : class, IValidatedWorkspaceFile
+    {
+        var value = Parse<T>(yaml, fileName);
+        value.Validate(fileName);
+        return value;
+    }
+
+    /// <summary>Validates, then saves atomically.</summary>
+    public static void SaveValidated<T>(string path, T value)
+        where T : class, IValidatedWorkspaceFile
+    {
+        value.Validate(Path.GetFileName(path));
+        Save(path, value);
     }
 
     internal static bool IsHex(string? value, int bytes) =>

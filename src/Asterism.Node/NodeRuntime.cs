@@ -176,10 +176,8 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation.Issuer, race, _status, loggers, time).RunAsync(stop.Token);
             var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
             await stop.CancelAsync();
-
-            // Close the recovery port before anything else, above all before PCR 15 changes: a client reaching it
-            // afterwards (e.g. `recover` looping through the load balancer) would otherwise get an attestation
-            // refusal (PCR 15 no longer zero) instead of "unavailable". The graceful stop lets the winning call answer.
+            // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
+            // a recover call routed here meanwhile would otherwise be refused for PCR 15 instead of finding no server.
             await Listeners.StopAsync(recoveryHost);
             recoveryHost = null;
             using (keys)

@@ -34,6 +34,17 @@ public sealed class ClientAttestsTests : IDisposable
         Assert.True(_serverLogs.Contains("aTLS client attested: variant simulated"), _serverLogs.Dump());
     }
 
+    [Fact]
+    public async Task Ping_ConcurrentAttestingClients_AllAccepted()
+    {
+        await using var server = await StartServerAsync(_node.Validator(_serverLogs));
+
+        var replies = await Task.WhenAll(Enumerable.Range(0, 8).Select(i => server.PingAsync(AtlsClient.CreateAttestingHandler(_node.Issuer()), $"c{i}")));
+
+        Assert.All(replies, r => Assert.Equal("simulated", r.PeerVariant));
+        Assert.Equal(8, server.Counter.Calls);
+    }
+
     [Theory]
     [MemberData(nameof(Node.Refusals), MemberType = typeof(Node))]
     public async Task Ping_RefusedAttestation_NoCallReachesServiceAndReasonLogged(string scenario, AttestationFailure expected)
@@ -97,6 +108,31 @@ public sealed class ClientAttestsTests : IDisposable
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var plainCertificate = AtlsCertificate.Build(key, oid: null, document: null, DateTimeOffset.UtcNow);
         await using var server = await ProbeServer.StartAsync(l => l.UseHttps(plainCertificate), _serverLogs);
+
+        var e = await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(AtlsClient.CreateAttestingHandler(counting)));
+
+        Assert.Equal(0, server.Counter.Calls);
+        Assert.Equal(0, issued);
+        Assert.Equal(AttestationFailure.MissingExtension, AtlsRefusedException.FindIn(e)?.Failure);
+    }
+
+    [Fact]
+    public async Task Ping_ServerRequestsCertificateWithoutNonce_ClientRefusesToAttest()
+    {
+        var issued = 0;
+        var counting = new FuncIssuer(AttestationVariant.Simulated, (u, n) =>
+        {
+            Interlocked.Increment(ref issued);
+            return _node.Issuer().Issue(u, n);
+        });
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var certificate = AtlsCertificate.Build(key, oid: null, document: null, DateTimeOffset.UtcNow);
+        await using var server = await ProbeServer.StartAsync(l => l.UseHttps(h =>
+        {
+            h.ServerCertificate = certificate;
+            h.ClientCertificateMode = Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode.RequireCertificate;
+            h.AllowAnyClientCertificate();
+        }), _serverLogs);
 
         var e = await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(AtlsClient.CreateAttestingHandler(counting)));
 

@@ -62,6 +62,19 @@ public sealed class ServerAttestsTests : IDisposable
         Assert.Equal(1, validated);
     }
 
+    [Fact]
+    public async Task Ping_ConcurrentFreshConnections_AllAttestIndependently()
+    {
+        await using var server = await ProbeServer.StartAsync(l => l.UseAtlsServer(_node.Issuer()), _serverLogs);
+        var validator = _node.Validator(_clientLogs);
+        var peers = new ConcurrentBag<AtlsPeer>();
+
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(i => server.PingAsync(AtlsClient.CreateHandler(validator, ClientOptions(peers.Add)), $"p{i}")));
+
+        Assert.Equal(8, server.Counter.Calls);
+        Assert.Equal(8, peers.Count);
+    }
+
     [Theory]
     [MemberData(nameof(Node.Refusals), MemberType = typeof(Node))]
     public async Task Ping_RefusedAttestation_NoCallReachesServiceAndReasonLogged(string scenario, AttestationFailure expected)

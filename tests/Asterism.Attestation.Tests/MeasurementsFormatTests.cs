@@ -88,6 +88,17 @@ public class MeasurementsFormatTests
     }
 
     [Fact]
+    public void Parse_DeeplyNestedInput_ThrowsFormatExceptionWithoutOverflow()
+    {
+        const int depth = 12_000;
+        var yaml = "4: {" + string.Concat(Enumerable.Repeat("a: {", depth)) + "1" + new string('}', depth + 1);
+        Assert.Contains("nested deeper", Assert.Throws<MeasurementsFormatException>(() => MeasurementsFormat.ParseYaml(yaml)).Message);
+        var brackets = new string('[', 30_000) + new string(']', 30_000);
+        Assert.Contains("nested deeper", Assert.Throws<MeasurementsFormatException>(() => MeasurementsFormat.ParseYaml(brackets)).Message);
+        Assert.Throws<MeasurementsFormatException>(() => MeasurementsFormat.ParseJson(brackets));
+    }
+
+    [Fact]
     public void Parse_RandomBytes_ThrowsOnlyFormatException()
     {
         var rng = new Random(1234);

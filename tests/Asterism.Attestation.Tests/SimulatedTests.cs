@@ -199,6 +199,36 @@ public sealed class SimulatedTests : IDisposable
     }
 
     [Fact]
+    public void Validate_NonP256AttestationKey_RefusedAsMalformed()
+    {
+        using var p384 = ECDsa.Create(ECCurve.NamedCurves.nistP384);
+        var quote = new SimulatedQuote(p384.ExportSubjectPublicKeyInfo(), _bank.ReadAll(), new byte[SimulatedQuote.SignatureLength]);
+        var doc = new AttestationDocument("simulated", _userData, _nonce, quote.Encode()).Encode();
+        var (validator, _) = Validator(trustAny: true);
+        Assert.Equal(AttestationFailure.Malformed, validator.Validate(doc, _nonce).Failure);
+    }
+
+    [Fact]
+    public void Validate_ManyKeysThroughOneValidator_EachCheckedAgainstItsOwnKey()
+    {
+        var (validator, _) = Validator(trustAny: true);
+        for (var i = 0; i < 5; i++)
+        {
+            using var key = SimulatedAttestationKey.Create();
+            var doc = new SimulatedIssuer(key, _bank).Issue(_userData, _nonce);
+            var verdict = validator.Validate(doc, _nonce);
+            Assert.True(verdict.Accepted);
+            Assert.Equal(key.Fingerprint, verdict.Facts!.AttestationKeyFingerprint);
+            // The same document re-signed claims another key: the cached key of the first must not verify it.
+            Assert.True(AttestationDocument.TryParse(doc, out var parsed, out _));
+            Assert.True(SimulatedQuote.TryParse(parsed.Payload, out var quote, out _));
+            var forged = new SimulatedQuote(_key.PublicKeySpki, quote.Pcrs, quote.Signature);
+            var forgedDoc = new AttestationDocument("simulated", parsed.UserData, parsed.Nonce, forged.Encode()).Encode();
+            Assert.Equal(AttestationFailure.BadSignature, validator.Validate(forgedDoc, _nonce).Failure);
+        }
+    }
+
+    [Fact]
     public async Task ValidatorSet_ByOid_DispatchesAndRefusesUnknownOid()
     {
         var set = new AttestationValidatorSet(Validator().Validator);

@@ -35,6 +35,14 @@ public class CloudSpecTests
         Assert.Throws<CloudConfigException>(() => spec.Save(Path.Combine(Path.GetTempPath(), "never-written.json")));
     }
 
+    [Theory]
+    [InlineData("dotnet", "relative/asterism-node.dll")]
+    [InlineData("./asterism-node", "--x")]
+    public void Validate_RelativeNodePath_Refused(string a, string b)
+    {
+        Assert.Contains((Valid with { NodeCommand = [a, b] }).Validate(), e => e.Contains("absolute", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void SaveLoad_RoundTrip_SameSpec()
     {

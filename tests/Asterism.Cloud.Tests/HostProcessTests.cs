@@ -80,6 +80,40 @@ public class HostProcessTests
     }
 
     [Fact]
+    public async Task StartProviderAsync_AfterProviderWasKilled_StaleInstancesKilledFreshOnesStart()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1);
+        var pids = new List<int>();
+        try
+        {
+            using (var first = await LocalCloudClient.StartProviderAsync(cloud.WorkspaceDir))
+            {
+                pids.Add(first.State.Pid);
+                pids.AddRange((await first.ListAsync(CancellationToken.None)).Select(i => i.Pid!.Value));
+                Procs.Kill(first.State.Pid);
+                await Poll.UntilAsync(() => !Procs.IsAlive(first.State.Pid), TimeSpan.FromSeconds(5), "the provider to die");
+            }
+            Assert.True(Procs.IsAlive(pids[1]), "the orphaned node should still run before the restart");
+
+            using var second = await LocalCloudClient.StartProviderAsync(cloud.WorkspaceDir);
+            pids.Add(second.State.Pid);
+            var fresh = Assert.Single(await second.ListAsync(CancellationToken.None));
+            pids.Add(fresh.Pid!.Value);
+            Assert.False(Procs.IsAlive(pids[1]), "the orphan from the killed provider must be gone");
+            Assert.Equal("running", fresh.Power);
+            Assert.Contains("Killed an instance left running", await File.ReadAllTextAsync(cloud.Workspace.LogPath), StringComparison.Ordinal);
+            await second.ShutdownAsync(TimeSpan.FromSeconds(20), CancellationToken.None);
+        }
+        finally
+        {
+            foreach (var p in pids.Where(Procs.IsAlive))
+            {
+                Procs.Kill(p);
+            }
+        }
+    }
+
+    [Fact]
     public async Task StartProviderAsync_ProviderCannotStart_ReportsExitAndLog()
     {
         await using var cloud = TestCloud.Create(nodeCommand: ["dotnet", "/no/such/asterism-node.dll"]);

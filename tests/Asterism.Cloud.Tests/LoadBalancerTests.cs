@@ -74,6 +74,28 @@ public class LoadBalancerTests
     }
 
     [Fact]
+    public async Task Dispose_OpenForwardedConnection_ClosedAndCleanedUp()
+    {
+        await using var cloud = await TestCloud.StartAsync();
+        var lb = cloud.Provider!.LoadBalancer;
+        await Poll.UntilAsync(() => lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await s.ConnectAsync(cloud.Lb(6443));
+        Assert.Equal($"{cloud.Cp(0)} 6443", await LbClient.ReadLineAsync(s));
+        Assert.Equal(1, lb.ActiveConnections);
+
+        await lb.DisposeAsync();
+
+        Assert.Equal(0, lb.ActiveConnections);
+        Assert.Null(await LbClient.ReadLineAsync(s));
+        await Assert.ThrowsAsync<SocketException>(async () =>
+        {
+            using var again = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await again.ConnectAsync(cloud.Lb(6443));
+        });
+    }
+
+    [Fact]
     public async Task Forward_PortHealthCheckedSeparately()
     {
         var name = "t" + Guid.NewGuid().ToString("N")[..6];

@@ -66,6 +66,40 @@ public class PowerTests
     }
 
     [Fact]
+    public async Task Power_ConcurrentActionsOnOneInstance_StateMatchesTheProcesses()
+    {
+        await using var cloud = await TestCloud.StartAsync();
+        var name = cloud.Cp(0);
+        var actions = new[] { PowerAction.Reboot, PowerAction.Stop, PowerAction.Start, PowerAction.Crash, PowerAction.Start, PowerAction.Reboot, PowerAction.Stop, PowerAction.Start, PowerAction.Crash, PowerAction.Reboot };
+        var results = await Task.WhenAll(actions.Select(a => Task.Run(() => cloud.Provider!.PowerAsync(a, [name], CancellationToken.None))));
+        Assert.All(results, r => Assert.Null(Assert.Single(r.Results).Error));
+
+        // Many boots were killed before the node printed anything; the provider's log has every PID it started.
+        var info = cloud.Info(name);
+        var bootedPids = cloud.Logs()
+            .Select(l => System.Text.RegularExpressions.Regex.Match(l, $"^Instance started name={name} pid=(\\d+) "))
+            .Where(m => m.Success)
+            .Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
+            .ToList();
+        Assert.Equal(info.Boots, TestCloud.Count(cloud.Console(name), "===== asterism-cloud: boot "));
+        Assert.Equal(info.Boots, bootedPids.Count);
+        Assert.True(info.Boots >= 6, $"only {info.Boots} boots");
+        foreach (var pid in bootedPids)
+        {
+            cloud.Track(pid);
+        }
+        var alive = bootedPids.Where(Procs.IsAlive).ToList();
+        if (info.Power == "running")
+        {
+            Assert.Equal([info.Pid!.Value], alive);
+        }
+        else
+        {
+            Assert.Empty(alive);
+        }
+    }
+
+    [Fact]
     public async Task NodeDiesOnItsOwn_ShownStopped_NotRestarted()
     {
         await using var cloud = await TestCloud.StartAsync();

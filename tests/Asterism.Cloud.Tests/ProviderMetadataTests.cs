@@ -99,11 +99,13 @@ public class ProviderMetadataTests
     }
 
     [Fact]
-    public async Task StartAsync_TpmVariant_RefusedUntilSwtpmFirmwareExists()
+    public async Task StartAsync_MetadataAddressInUse_FailsWithoutStartingInstances()
     {
-        await using var cloud = TestCloud.Create();
-        (cloud.Spec with { Variant = "tpm" }).Save(cloud.Workspace.SpecPath);
-        var e = await Assert.ThrowsAsync<CloudConfigException>(() => LocalCloudProvider.StartAsync(new LocalCloudOptions { WorkspaceDir = cloud.WorkspaceDir }, NullLoggerFactory.Instance, CancellationToken.None));
-        Assert.Contains("swtpm", e.Message, StringComparison.Ordinal);
+        await using var cloud = TestCloud.Create(controlPlanes: 1);
+        using var squatter = new System.Net.Sockets.TcpListener(CloudSubnet.Parse(cloud.Spec.Subnet).ProviderAddress, WellKnownPorts.Metadata);
+        squatter.Start();
+        await Assert.ThrowsAsync<IOException>(() => cloud.StartProviderAsync());
+        Assert.False(File.Exists(cloud.Workspace.StatePath));
+        Assert.False(File.Exists(cloud.Workspace.ConsoleLogPath(cloud.Cp(0))));
     }
 }

@@ -15,6 +15,7 @@ namespace Asterism.Cloud.Tests;
 internal sealed class TestCloud : IAsyncDisposable
 {
     private readonly HashSet<int> _seenPids = [];
+    private readonly ListLoggerProvider _logs = new();
 
     private TestCloud(string dir, CloudSpec spec)
     {
@@ -37,7 +38,7 @@ internal sealed class TestCloud : IAsyncDisposable
         Environment.ProcessPath is { } p && Path.GetFileName(p) == "dotnet" ? p : "dotnet";
 
     /// <summary>Creates the workspace and spec.json (no provider yet).</summary>
-    public static TestCloud Create(int controlPlanes = 1, int workers = 0, IReadOnlyList<string>? nodeArgs = null, IReadOnlyList<string>? nodeCommand = null, string? subnet = null, string? clusterName = null)
+    public static TestCloud Create(int controlPlanes = 1, int workers = 0, IReadOnlyList<string>? nodeArgs = null, IReadOnlyList<string>? nodeCommand = null, string? subnet = null, string? clusterName = null, string variant = CloudSpec.SimulatedVariant)
     {
         var dir = Directory.CreateTempSubdirectory("asterism-cloud-test-").FullName;
         var spec = new CloudSpec
@@ -48,6 +49,7 @@ internal sealed class TestCloud : IAsyncDisposable
             Workers = workers,
             NodeCommand = nodeCommand ?? [DotnetHost, TestInstanceDll],
             NodeArgs = nodeArgs ?? [],
+            Variant = variant,
         };
         var cloud = new TestCloud(dir, spec);
         if (CloudSubnet.TryParse(spec.Subnet, out _, out _))
@@ -83,16 +85,16 @@ internal sealed class TestCloud : IAsyncDisposable
         }
     }
 
-    public async Task StartProviderAsync(TimeSpan? stopGrace = null)
+    public async Task StartProviderAsync(TimeSpan? stopGrace = null, IFirmware? firmware = null)
     {
         Provider = await LocalCloudProvider.StartAsync(
             new LocalCloudOptions
             {
                 WorkspaceDir = WorkspaceDir,
-                LoadBalancer = new LoadBalancerOptions { HealthInterval = TimeSpan.FromMilliseconds(200) },
                 StopGracePeriod = stopGrace ?? TimeSpan.FromSeconds(5),
+                Firmware = firmware,
             },
-            NullLoggerFactory.Instance,
+            new LoggerFactory([_logs]),
             CancellationToken.None);
         Track();
     }
@@ -122,6 +124,9 @@ internal sealed class TestCloud : IAsyncDisposable
             _seenPids.Add(pid);
         }
     }
+
+    /// <summary>Every message the provider logged so far.</summary>
+    public IReadOnlyList<string> Logs() => _logs.Messages();
 
     public string Console(string name)
     {
@@ -240,6 +245,42 @@ internal static class LbClient
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
         {
             return null;
+        }
+    }
+}
+
+/// <summary>Keeps log messages in memory so tests can read what the provider logged.</summary>
+internal sealed class ListLoggerProvider : ILoggerProvider
+{
+    private readonly List<string> _messages = [];
+
+    public IReadOnlyList<string> Messages()
+    {
+        lock (_messages)
+        {
+            return [.. _messages];
+        }
+    }
+
+    public ILogger CreateLogger(string categoryName) => new ListLogger(this);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class ListLogger(ListLoggerProvider owner) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            lock (owner._messages)
+            {
+                owner._messages.Add(formatter(state, exception));
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ public sealed class SimulatedValidator : IAttestationValidator
     private readonly HashSet<string> _trusted;
     private readonly bool _trustAny;
     private readonly ILogger _logger;
+    private readonly VerificationKeyCache _keys = new();
 
     public SimulatedValidator(SimulatedValidatorOptions options, ILogger<SimulatedValidator>? logger = null)
     {
@@ -99,25 +100,15 @@ public sealed class SimulatedValidator : IAttestationValidator
         {
             return (AttestationVerdict.Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), fingerprint);
         }
-        using (var key = ECDsa.Create())
+        var key = _keys.Get(quote.PublicKeySpki, fingerprint);
+        if (key is null)
         {
-            try
-            {
-                key.ImportSubjectPublicKeyInfo(quote.PublicKeySpki, out var read);
-                if (read != quote.PublicKeySpki.Length || key.KeySize != 256)
-                {
-                    return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "attestation key is not an ECDSA P-256 key"), fingerprint);
-                }
-            }
-            catch (CryptographicException)
-            {
-                return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "attestation key is not an ECDSA P-256 key"), fingerprint);
-            }
-            var signed = SimulatedQuote.SignedData(quote.Pcrs, doc.UserData, doc.Nonce);
-            if (!key.VerifyData(signed, quote.Signature, HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation))
-            {
-                return (AttestationVerdict.Refuse(AttestationFailure.BadSignature, "quote signature does not verify"), fingerprint);
-            }
+            return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "attestation key is not an ECDSA P-256 key"), fingerprint);
+        }
+        var signed = SimulatedQuote.SignedData(quote.Pcrs, doc.UserData, doc.Nonce);
+        if (!key.Verify(signed, quote.Signature))
+        {
+            return (AttestationVerdict.Refuse(AttestationFailure.BadSignature, "quote signature does not verify"), fingerprint);
         }
         var pcrs = new Dictionary<int, byte[]>(quote.Pcrs.Length);
         for (var i = 0; i < quote.Pcrs.Length; i++)

@@ -19,6 +19,9 @@ public static class RecoverCommand
     public const string PushedLine = "Pushed recovery key.";
     public const string NothingLine = "No control-plane nodes in need of recovery found. Exiting.";
 
+    /// <summary>Upper bound of pushes to one endpoint in a row before giving up on it.</summary>
+    public const int MaxAttempts = 12;
+
     public static string RecoveredLine(int n) => $"Recovered {n} control-plane nodes.";
 
     public static Command Create(GlobalOptions global)
@@ -110,16 +113,18 @@ public static class RecoverCommand
     public static async Task<int> RecoverThroughEndpointAsync(string endpoint, RecoveryPusher pusher, TimeSpan interval, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
     {
         var results = new List<(string, PushResult)>();
-        var recovered = 0;
         while (true)
         {
             var retriedOnce = false;
+            var attempts = 0;
             PushResult pushed;
             while (true)
             {
+                attempts++;
                 progress.Report($"Pushing recovery key through {endpoint}...");
                 pushed = await pusher.PushAsync(endpoint, cancellationToken);
-                var retriable = pushed.Outcome == PushOutcome.Unavailable && (pushed.LoadBalancerNotReady || !retriedOnce);
+                // Bounded: even "not ready" answers stop after MaxAttempts, so the loop always ends.
+                var retriable = pushed.Outcome == PushOutcome.Unavailable && (pushed.LoadBalancerNotReady || !retriedOnce) && attempts < MaxAttempts;
                 if (!retriable)
                 {
                     break;
@@ -136,12 +141,10 @@ public static class RecoverCommand
                 }
                 break;
             }
-            recovered++;
             await stdout.WriteLineAsync(PushedLine);
             progress.Report($"  {pushed.NodeName}: key accepted ({pushed.Variant} attestation verified)");
             results.Add((pushed.NodeName ?? endpoint, pushed));
         }
-        _ = recovered;
         return Summarize(results, stdout, stderr);
     }
 

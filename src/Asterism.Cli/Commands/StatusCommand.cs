@@ -79,7 +79,8 @@ public static class StatusCommand
 
     public static void Print(ClusterView view, TextWriter stdout)
     {
-        stdout.WriteLine($"{"NAME",-28} {"ROLE",-14} {"ADDRESS",-15} {"POWER",-8} PHASE");
+        var width = Math.Max(4, view.Nodes.Select(n => n.Name.Length).DefaultIfEmpty(4).Max());
+        stdout.WriteLine($"{"NAME".PadRight(width)}  {"ROLE",-14} {"ADDRESS",-15} {"POWER",-8} PHASE");
         foreach (var n in view.Nodes)
         {
             var phase = n.Phase switch
@@ -87,7 +88,7 @@ public static class StatusCommand
                 BootPhases.WaitingForKey => $"waiting for decryption key since {n.WaitingSince?.ToLocalTime():HH:mm:ss}" + (n.LastError.Length > 0 ? $" (last rejoin error: {n.LastError})" : ""),
                 _ => n.Phase,
             };
-            stdout.WriteLine($"{n.Name,-28} {n.Role,-14} {n.Address,-15} {n.Power,-8} {phase}");
+            stdout.WriteLine($"{n.Name.PadRight(width)}  {n.Role,-14} {n.Address,-15} {n.Power,-8} {phase}");
         }
         stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}");
         var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);

@@ -98,13 +98,13 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         {
             return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName);
         }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable)
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable || ServerWentAwayBeforeCall(ex))
         {
-            // The local load balancer answers at once: it forwards, or it resets the connection when no backend is
-            // healthy, i.e. when no node waits for a key. A reset is therefore plain "unavailable" (retried once, then
-            // "nothing to recover"), never "load balancer not ready" (retried without limit), which made
-            // `recover --endpoint LB` loop for a random time when nothing was left to recover.
-            return new PushResult(endpoint, PushOutcome.Unavailable, ex.Status.Detail, nodeName);
+            var detail = RpcErrors.Describe(ex);
+            // Constellation's "load balancer not ready": the TCP connection was accepted but the handshake timed out
+            // (the LB has not yet found a backend). A reset or refusal means nobody is waiting.
+            var lbNotReady = attested is null && detail.Contains("timed out", StringComparison.Ordinal);
+            return new PushResult(endpoint, PushOutcome.Unavailable, detail, nodeName) { LoadBalancerNotReady = lbNotReady };
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
         {
@@ -112,13 +112,22 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (RpcException ex)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, $"{ex.StatusCode}: {ex.Status.Detail}", nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, attested?.Facts.Variant.Name);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
         }
     }
+
+    /// <summary>
+    /// A node whose recovery server is shutting down (it just got its key) may still complete a handshake routed to it
+    /// by the load balancer, then answer the call with HTTP/2 GOAWAY NO_ERROR before any stream started: nothing was
+    /// processed, so this is "unavailable", not a failure (gRPC reports it as Internal).
+    /// </summary>
+    private static bool ServerWentAwayBeforeCall(RpcException ex) =>
+        ex.StatusCode == StatusCode.Internal
+        && ex.Status.DebugException is HttpRequestException { InnerException: HttpProtocolException { ErrorCode: 0 } };
 
     /// <summary>The recovery endpoint of a node address.</summary>
     public static string RecoveryEndpoint(string address) => $"{address}:{Ports.Recovery}";

@@ -9,7 +9,7 @@ namespace Asterism.Cloud.Local;
 /// </summary>
 internal sealed class ForwardedConnection(Socket client, Socket backend)
 {
-    private const int BufferSize = 16 * 1024;
+    private const int BufferSize = 64 * 1024;
     private readonly CancellationTokenSource _abort = new();
 
     public async Task RunAsync(CancellationToken ct)

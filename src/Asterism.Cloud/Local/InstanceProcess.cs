@@ -8,7 +8,7 @@ namespace Asterism.Cloud.Local;
 /// One instance: a node process with a serial console, measured before every start. Power operations are
 /// serialised per instance; the exit watcher marks a process that died on its own as stopped (never restarts it).
 /// </summary>
-internal sealed class InstanceProcess : IAsyncDisposable
+internal sealed class InstanceProcess
 {
     // exec keeps the PID, so signals reach the node itself; both streams go to one O_APPEND file in order.
     private const string ConsoleWrapper = "exec \"$@\" </dev/null >>\"$0\" 2>&1";
@@ -23,6 +23,7 @@ internal sealed class InstanceProcess : IAsyncDisposable
     private Process? _process;
     private Task _exitHandled = Task.CompletedTask;
     private int _boots;
+    private bool _shutDown;
 
     public InstanceProcess(CloudSpec spec, InstancePlan plan, CloudWorkspace workspace, IFirmware firmware, TimeProvider time, ILogger logger)
     {
@@ -60,6 +61,10 @@ internal sealed class InstanceProcess : IAsyncDisposable
         await _powerLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (_shutDown && action is PowerAction.Start or PowerAction.Reboot)
+            {
+                return Result(action, false, "the provider is shutting down");
+            }
             var changed = action switch
             {
                 PowerAction.Start => await StartCoreAsync(cancellationToken).ConfigureAwait(false),
@@ -82,11 +87,43 @@ internal sealed class InstanceProcess : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Stops the instance for provider shutdown (SIGTERM, grace, SIGKILL).</summary>
+    public async Task ShutdownAsync(TimeSpan stopGrace)
     {
-        await ApplyAsync(PowerAction.Stop, TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(false);
-        _powerLock.Dispose();
+        // Flag first (under the power lock) so a start racing with shutdown cannot leave a process behind.
+        await _powerLock.WaitAsync().ConfigureAwait(false);
+        _shutDown = true;
+        _powerLock.Release();
+        await ApplyAsync(PowerAction.Stop, stopGrace, CancellationToken.None).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Kills a node left running by a provider that died without stopping it (SIGKILL of the provider), found
+    /// through node.pid and confirmed by its command line naming this instance's node directory.
+    /// </summary>
+    public async Task<int?> KillStaleAsync(CancellationToken cancellationToken)
+    {
+        var pidFile = PidFile;
+        if (!File.Exists(pidFile))
+        {
+            return null;
+        }
+        var ok = int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid);
+        File.Delete(pidFile);
+        if (!ok || !ProcessInfo.IsAlive(pid) || !ProcessInfo.CommandLine(pid).Contains($" --node-dir {_workspace.NodeDir(Plan.Name)} ", StringComparison.Ordinal))
+        {
+            return null;
+        }
+        ProcessSignals.Send(pid, ProcessSignals.SigKill);
+        for (var i = 0; i < 100 && ProcessInfo.IsAlive(pid); i++)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken).ConfigureAwait(false);
+        }
+        Log.StaleKilled(_logger, Plan.Name, pid);
+        return pid;
+    }
+
+    private string PidFile => Path.Combine(InstanceDir, "node.pid");
 
     private PowerResult Result(PowerAction action, bool changed, string? error) =>
         new() { Name = Plan.Name, Action = action.ToWire(), Changed = changed, Power = Snapshot().Power, Error = error };
@@ -131,6 +168,7 @@ internal sealed class InstanceProcess : IAsyncDisposable
             _boots = context.BootNumber;
             _exitHandled = WatchExitAsync(process, context);
         }
+        File.WriteAllText(PidFile, process.Id.ToString(CultureInfo.InvariantCulture) + "\n");
         Log.InstanceStarted(_logger, Plan.Name, process.Id, context.BootNumber);
         return true;
     }
@@ -180,6 +218,14 @@ internal sealed class InstanceProcess : IAsyncDisposable
             }
         }
         process.Dispose();
+        try
+        {
+            File.Delete(PidFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "pid-file", e.Message);
+        }
         AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (exit code {code}) =====");
         Log.InstanceExited(_logger, Plan.Name, pid, code);
         try
@@ -198,7 +244,7 @@ internal sealed class InstanceProcess : IAsyncDisposable
         {
             File.AppendAllText(_workspace.ConsoleLogPath(Plan.Name), line + "\n");
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             Log.PowerFailed(_logger, Plan.Name, "console", e.Message);
         }

@@ -12,7 +12,7 @@ public sealed record LocalCloudOptions
     /// <summary>How long a stop waits after SIGTERM before SIGKILL.</summary>
     public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Firmware override; null picks it from the spec's variant.</summary>
+    /// <summary>Firmware override; null picks it from the spec's variant. The provider disposes it when it stops.</summary>
     public IFirmware? Firmware { get; init; }
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
@@ -34,10 +34,12 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private bool _stopped;
+    private readonly IAsyncDisposable? _firmware;
 
     private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
     {
         _options = options;
+        _firmware = firmware as IAsyncDisposable;
         _logger = loggerFactory.CreateLogger("Asterism.Cloud.Provider");
         _workspace = new CloudWorkspace(options.WorkspaceDir);
         Spec = spec;
@@ -75,12 +77,17 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var firmware = options.Firmware ?? spec.Variant switch
         {
             CloudSpec.SimulatedVariant => new SimulatedFirmware(),
-            _ => throw new CloudConfigException($"variant '{spec.Variant}' needs swtpm firmware, which this provider does not have yet"),
+            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
+            _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
         Directory.CreateDirectory(workspace.InstancesDir);
         var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
         try
         {
+            foreach (var instance in provider._instances)
+            {
+                await instance.KillStaleAsync(cancellationToken).ConfigureAwait(false);
+            }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
             var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
@@ -144,7 +151,12 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             _stopped = true;
             Log.ProviderStopping(_logger);
-            await Task.WhenAll(_instances.Select(i => i.DisposeAsync().AsTask())).ConfigureAwait(false);
+            await Task.WhenAll(_instances.Select(i => i.ShutdownAsync(_options.StopGracePeriod))).ConfigureAwait(false);
+            if (_firmware is not null)
+            {
+                // TPMs (swtpm) are shut down after their nodes, cleanly.
+                await _firmware.DisposeAsync().ConfigureAwait(false);
+            }
             await _loadBalancer.DisposeAsync().ConfigureAwait(false);
             await _server.DisposeAsync().ConfigureAwait(false);
             if (File.Exists(_workspace.StatePath) && IsOurs(_workspace.StatePath))

@@ -29,6 +29,9 @@ internal static partial class Log
     [LoggerMessage(7014, LogLevel.Information, "Power action name={Name} action={Action} changed={Changed} power={Power}")]
     public static partial void PowerApplied(ILogger logger, string name, string action, bool changed, string power);
 
+    [LoggerMessage(7015, LogLevel.Warning, "Killed an instance left running by a previous provider name={Name} pid={Pid}")]
+    public static partial void StaleKilled(ILogger logger, string name, int pid);
+
     [LoggerMessage(7020, LogLevel.Information, "Backend healthy port={Port} backend={Backend}")]
     public static partial void BackendUp(ILogger logger, int port, string backend);
 
@@ -43,4 +46,10 @@ internal static partial class Log
 
     [LoggerMessage(7030, LogLevel.Warning, "Bad cloud API request path={Path} error={Error}")]
     public static partial void BadRequest(ILogger logger, string path, string error);
+
+    [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} port={Port} events={Events}")]
+    public static partial void TpmPoweredOn(ILogger logger, string name, int pid, int port, int events);
+
+    [LoggerMessage(7041, LogLevel.Information, "TPM shut down name={Name} pid={Pid}")]
+    public static partial void TpmShutDown(ILogger logger, string name, int pid);
 }

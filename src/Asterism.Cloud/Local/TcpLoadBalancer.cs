@@ -103,6 +103,10 @@ public sealed class TcpLoadBalancer : IAsyncDisposable
         {
             c.Abort();
         }
+        for (var i = 0; i < 200 && !_connections.IsEmpty; i++)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(10), _time).ConfigureAwait(false);
+        }
         try
         {
             await Task.WhenAll(_loops).ConfigureAwait(false);
@@ -205,36 +209,44 @@ public sealed class TcpLoadBalancer : IAsyncDisposable
 
     private async Task HandleClientAsync(PortPool pool, Socket client, CancellationToken ct)
     {
-        client.NoDelay = true;
-        Socket? backend = null;
-        foreach (var candidate in pool.NextRotation())
-        {
-            backend = await ConnectAsync(candidate, pool.Port, _options.ConnectTimeout, ct).ConfigureAwait(false);
-            if (backend is not null)
-            {
-                break;
-            }
-            // Died between health checks: take it out now rather than at the next round.
-            if (pool.MarkDown(Array.IndexOf(_backends, candidate), _backends))
-            {
-                Log.BackendDown(_logger, pool.Port, candidate.ToString());
-            }
-        }
-        if (backend is null)
-        {
-            Log.NoBackend(_logger, pool.Port, client.RemoteEndPoint?.ToString() ?? "?");
-            ForwardedConnection.Reset(client);
-            return;
-        }
-        var connection = new ForwardedConnection(client, backend);
-        _connections[connection] = 0;
         try
         {
-            await connection.RunAsync(ct).ConfigureAwait(false);
+            client.NoDelay = true;
+            Socket? backend = null;
+            foreach (var candidate in pool.NextRotation())
+            {
+                backend = await ConnectAsync(candidate, pool.Port, _options.ConnectTimeout, ct).ConfigureAwait(false);
+                if (backend is not null)
+                {
+                    break;
+                }
+                // Died between health checks: take it out now rather than at the next round.
+                if (pool.MarkDown(Array.IndexOf(_backends, candidate), _backends))
+                {
+                    Log.BackendDown(_logger, pool.Port, candidate.ToString());
+                }
+            }
+            if (backend is null)
+            {
+                Log.NoBackend(_logger, pool.Port, client.RemoteEndPoint?.ToString() ?? "?");
+                ForwardedConnection.Reset(client);
+                return;
+            }
+            var connection = new ForwardedConnection(client, backend);
+            _connections[connection] = 0;
+            try
+            {
+                await connection.RunAsync(ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                _connections.TryRemove(connection, out _);
+            }
         }
-        finally
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
-            _connections.TryRemove(connection, out _);
+            // The client went away before forwarding began.
+            client.Dispose();
         }
     }
 

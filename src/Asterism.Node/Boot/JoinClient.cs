@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Logging;
 using Asterism.Node.Rejoin;
+using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -60,7 +61,7 @@ public sealed class JoinClient(
                     catch (Exception ex) when (ex is RpcException or HttpRequestException or IOException or InvalidDataException
                         or OperationCanceledException && !cancellationToken.IsCancellationRequested)
                     {
-                        var error = ex is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : ex.Message;
+                        var error = RpcErrors.Describe(ex);
                         _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
                     }
                 }
@@ -76,11 +77,9 @@ public sealed class JoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = options.RejoinTimeout, ValidationTimeout = options.RejoinTimeout, LoggerFactory = loggers });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false, MaxReceiveMessageSize = 64 * 1024 });
-        var client = new API.APIClient(channel);
+        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
         var isControlPlane = options.Role == NodeRole.ControlPlane;
-        var response = await client.IssueJoinTicketAsync(
+        var response = await connection.Client.IssueJoinTicketAsync(
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
             cancellationToken: call.Token);
         if (response.StateDiskKey.Length != 32 || response.MeasurementSecret.Length != 32 || response.MeasurementSalt.Length != 32)

@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.Logging;
 using Asterism.Node.Boot;
 using Asterism.Node.Status;
+using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -90,13 +91,9 @@ public sealed class RejoinClient(
                     ? "received state disk key does not open this disk"
                     : "received measurement secret does not match this cluster";
             }
-            catch (RpcException ex)
-            {
-                error = $"{ex.StatusCode}: {ex.Status.Detail}";
-            }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
-                error = ex is OperationCanceledException ? "timed out" : ex.Message;
+                error = RpcErrors.Describe(ex);
             }
             _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
             status.RejoinAttemptFailed($"{endpoint}: {error}");
@@ -112,10 +109,8 @@ public sealed class RejoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = options.RejoinTimeout, ValidationTimeout = options.RejoinTimeout, LoggerFactory = loggers });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false, MaxReceiveMessageSize = 64 * 1024 });
-        var client = new API.APIClient(channel);
-        var response = await client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
+        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
+        var response = await connection.Client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
         if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength)
         {
             throw new InvalidDataException("rejoin ticket has keys of the wrong length");

@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Security;
+using System.Runtime.InteropServices;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Asterism.Atls;
+using Asterism.Attestation;
+using Asterism.Attestation.Simulated;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Benchmarks.Atls;
+
+/// <summary>
+/// `macro atls`: (1) fresh-connection cost of aTLS (simulated variant) vs plain TLS 1.3 with a static certificate,
+/// each iteration a new handler + connection + one HTTP/2 request, interleaved in the same run; (2) single-core
+/// validation throughput vs `openssl speed ecdsap256` verifications/s measured in the same run.
+/// </summary>
+public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
+{
+    public string Name => "atls";
+
+    public string Description => "aTLS handshake vs plain TLS 1.3; validation docs/s vs openssl ECDSA P-256 verify/s";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var iterations = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 400;
+        using var key = SimulatedAttestationKey.Create();
+        var pcrs = new SimulatedPcrBank();
+        pcrs.MeasureEvent(4, "asterism-node"u8);
+        var issuer = new SimulatedIssuer(key, pcrs);
+        var options = new SimulatedValidatorOptions { Measurements = new Measurements().With(4, new Measurement(pcrs.Read(4))).WithZeroPcr15() };
+        options.TrustedKeyFingerprints.Add(key.Fingerprint);
+        var validator = new SimulatedValidator(options);
+
+        await HandshakesAsync(issuer, validator, iterations, cancellationToken);
+
+        var nonce = AtlsNonce.Create();
+        var certificate = await AtlsCertificate.CreateAsync(issuer, nonce, DateTimeOffset.UtcNow, cancellationToken);
+        var document = issuer.Issue(AtlsCertificate.UserDataFor(certificate), nonce);
+        var verifier = new AtlsCertificateVerifier(new AttestationValidatorSet(validator), TimeSpan.FromSeconds(10));
+        var validatePerSecond = Throughput(() =>
+        {
+            if (!validator.Validate(document, nonce).Accepted)
+            {
+                throw new InvalidOperationException("benchmark document refused");
+            }
+        });
+        var verifyCertPerSecond = Throughput(() =>
+        {
+            if (!verifier.VerifyAsync(certificate, nonce, CancellationToken.None).AsTask().GetAwaiter().GetResult().Verdict.Accepted)
+            {
+                throw new InvalidOperationException("benchmark certificate refused");
+            }
+        });
+        var certificatesPerSecond = Throughput(() =>
+            AtlsCertificate.CreateAsync(issuer, nonce, DateTimeOffset.UtcNow, CancellationToken.None).AsTask().GetAwaiter().GetResult().Dispose());
+        var contextsPerSecond = Throughput(() => SslStreamCertificateContext.Create(certificate, null, offline: true));
+        Console.WriteLine($"atls.server.certificate_ms {1000 / certificatesPerSecond:0.000}");
+        Console.WriteLine($"atls.server.certificate_context_ms {1000 / contextsPerSecond:0.000}");
+        var openssl = await OpensslVerifyPerSecondAsync(cancellationToken);
+        Console.WriteLine($"atls.validate.documents_per_s {validatePerSecond:0}");
+        Console.WriteLine($"atls.validate.certificates_per_s {verifyCertPerSecond:0}");
+        if (openssl is { } verifies)
+        {
+            Console.WriteLine($"openssl.ecdsap256.verify_per_s {verifies:0}");
+            Console.WriteLine($"atls.validate.documents_ratio_vs_openssl_verify {validatePerSecond / verifies:0.00}");
+            Console.WriteLine($"atls.validate.certificates_ratio_vs_openssl_verify {verifyCertPerSecond / verifies:0.00}");
+        }
+        else
+        {
+            Console.WriteLine("openssl.ecdsap256.verify_per_s unavailable (openssl not found or output not understood)");
+        }
+        return 0;
+    }
+
+    private static async Task HandshakesAsync(SimulatedIssuer issuer, SimulatedValidator validator, int iterations, CancellationToken cancellationToken)
+    {
+        using var staticKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var staticCertificate = AtlsCertificate.Build(staticKey, null, null, DateTimeOffset.UtcNow);
+        await using var atlsServer = await StartAsync(l => l.UseAtlsServer(issuer), cancellationToken);
+        await using var tlsServer = await StartAsync(l => l.UseHttps(h =>
+        {
+            h.ServerCertificate = staticCertificate;
+            h.SslProtocols = SslProtocols.Tls13;
+        }), cancellationToken);
+        var pinned = staticCertificate.RawData;
+
+        Func<Task> atls = () => FreshRequestAsync(AtlsClient.CreateHandler(validator), atlsServer.Url, cancellationToken);
+        Func<Task> tls = () => FreshRequestAsync(new SocketsHttpHandler
+        {
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                // Defaults otherwise (SSL_CTX reuse included); a new server name per connection means no session
+                // is ever resumed, so every connection is a full handshake, as with aTLS.
+                TargetHost = $"tls-{Guid.NewGuid():N}.test",
+                EnabledSslProtocols = SslProtocols.Tls13,
+                RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(pinned),
+            },
+        }, tlsServer.Url, cancellationToken);
+
+        for (var i = 0; i < 100; i++)
+        {
+            await atls();
+            await tls();
+        }
+        // Alternate blocks so both modes see the same machine load; per block, record each request's wall time and
+        // the whole process's CPU time (client and server both run here).
+        var atlsTimes = new List<double>();
+        var tlsTimes = new List<double>();
+        var atlsCpu = TimeSpan.Zero;
+        var tlsCpu = TimeSpan.Zero;
+        const int block = 20;
+        for (var done = 0; done < iterations; done += block)
+        {
+            atlsCpu += await BlockAsync(atls, block, atlsTimes);
+            tlsCpu += await BlockAsync(tls, block, tlsTimes);
+        }
+        var atlsMs = Median(atlsTimes);
+        var tlsMs = Median(tlsTimes);
+        var atlsCpuMs = atlsCpu.TotalMilliseconds / atlsTimes.Count;
+        var tlsCpuMs = tlsCpu.TotalMilliseconds / tlsTimes.Count;
+        Console.WriteLine($"atls.handshake.connections {atlsTimes.Count} per mode");
+        Console.WriteLine($"atls.handshake.median_ms {atlsMs:0.000}");
+        Console.WriteLine($"tls13.handshake.median_ms {tlsMs:0.000}");
+        Console.WriteLine($"atls.handshake.ratio_vs_tls13 {atlsMs / tlsMs:0.00} (median wall time, target <= 1.5)");
+        Console.WriteLine($"atls.handshake.cpu_ms {atlsCpuMs:0.000}");
+        Console.WriteLine($"tls13.handshake.cpu_ms {tlsCpuMs:0.000}");
+        Console.WriteLine($"atls.handshake.cpu_ratio_vs_tls13 {atlsCpuMs / tlsCpuMs:0.00} (client + server CPU per connection)");
+    }
+
+    private static async Task FreshRequestAsync(HttpMessageHandler handler, string url, CancellationToken cancellationToken)
+    {
+        using var client = new HttpClient(handler, disposeHandler: true)
+        {
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        using var response = await client.GetAsync(url, cancellationToken);
+        response.EnsureSuccessStatusCode();
+        await response.Content.ReadAsByteArrayAsync(cancellationToken);
+    }
+
+    private static async Task<TimeSpan> BlockAsync(Func<Task> action, int count, List<double> times)
+    {
+        using var self = Process.GetCurrentProcess();
+        var cpu = self.TotalProcessorTime;
+        for (var i = 0; i < count; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            await action();
+            times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+        self.Refresh();
+        return self.TotalProcessorTime - cpu;
+    }
+
+    private static double Median(List<double> values)
+    {
+        values.Sort();
+        return values[values.Count / 2];
+    }
+
+    /// <summary>
+    /// Operations per second of this thread's CPU time, like `openssl speed` (which reports user CPU time unless
+    /// -elapsed is given), so a machine shared with other work still compares fairly.
+    /// </summary>
+    private static double Throughput(Action action)
+    {
+        // Long enough for tiered JIT to reach optimized code (openssl is native from the first call).
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed < TimeSpan.FromSeconds(1))
+        {
+            action();
+        }
+        var count = 0;
+        var wall = Stopwatch.StartNew();
+        var cpu = ThreadCpuSeconds();
+        double used;
+        do
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                action();
+            }
+            count += 100;
+            used = ThreadCpuSeconds() - cpu;
+        }
+        while (used < 2 && wall.Elapsed < TimeSpan.FromSeconds(20));
+        return count / used;
+    }
+
+    private static double ThreadCpuSeconds()
+    {
+        Span<long> timespec = stackalloc long[2];
+        if (ClockGetTime(ThreadCpuClock, ref timespec[0]) != 0)
+        {
+            throw new InvalidOperationException("clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+        }
+        return timespec[0] + (timespec[1] / 1e9);
+    }
+
+    private const int ThreadCpuClock = 3; // CLOCK_THREAD_CPUTIME_ID on Linux
+
+    [LibraryImport("libc", EntryPoint = "clock_gettime")]
+    private static partial int ClockGetTime(int clockId, ref long timespec);
+
+    private static async Task<double?> OpensslVerifyPerSecondAsync(CancellationToken cancellationToken)
+    {
+        var psi = new ProcessStartInfo("openssl", "speed -seconds 2 ecdsap256") { RedirectStandardOutput = true, RedirectStandardError = true };
+        Process? process;
+        try
+        {
+            process = Process.Start(psi);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+        if (process is null)
+        {
+            return null;
+        }
+        using (process)
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+            await process.WaitForExitAsync(cancellationToken);
+            var match = OpensslLine().Match(await stdout + await stderr);
+            return match.Success ? double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture) : null;
+        }
+    }
+
+    // " 256 bits ecdsa (nistp256)   0.0000s   0.0001s  41234.5  13123.4": sign/s then verify/s.
+    [GeneratedRegex(@"ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)")]
+    private static partial Regex OpensslLine();
+
+    private static async Task<Server> StartAsync(Action<ListenOptions> configure, CancellationToken cancellationToken)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
+        {
+            l.Protocols = HttpProtocols.Http2;
+            configure(l);
+        }));
+        var app = builder.Build();
+        app.MapGet("/", () => "ok");
+        await app.StartAsync(cancellationToken);
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
+        return new Server(app, $"https://127.0.0.1:{new Uri(address).Port}/");
+    }
+
+    private sealed record Server(WebApplication App, string Url) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await App.StopAsync();
+            await App.DisposeAsync();
+        }
+    }
+}

@@ -1,0 +1,161 @@
+using System.Security.Cryptography;
+using Asterism.Tpm;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Asterism.Attestation.Tpm;
+
+/// <summary>
+/// Validates `tpm` documents: envelope, nonce, the quote (magic, type, extraData = SHA-256(userData ‖ nonce),
+/// ECDSA signature under a restricted attestation key, PCR selection 0-15 of SHA-256, PCR digest against the values
+/// sent), then key trust and measurements. Every outcome is a verdict and is logged with the variant name.
+/// </summary>
+public sealed class TpmValidator : IAttestationValidator
+{
+    private const string UnknownKey = "-";
+
+    private readonly Measurements _measurements;
+    private readonly HashSet<string> _trusted;
+    private readonly bool _trustAny;
+    private readonly ILogger _logger;
+
+    public TpmValidator(TpmValidatorOptions options, ILogger<TpmValidator>? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        _measurements = options.Measurements ?? Measurements.Empty;
+        _trustAny = options.TrustAnyKey;
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+        _trusted = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var fp in options.TrustedKeyFingerprints)
+        {
+            if (fp is null || fp.Length != 64 || !fp.All(char.IsAsciiHexDigit))
+            {
+                throw new ArgumentException("a trusted key fingerprint must be 64 hex digits (SHA-256 of the SubjectPublicKeyInfo)", nameof(options));
+            }
+            _trusted.Add(fp.ToLowerInvariant());
+        }
+        if (!_trustAny && _trusted.Count == 0)
+        {
+            throw new ArgumentException("configure trusted attestation keys or set TrustAnyKey", nameof(options));
+        }
+    }
+
+    public AttestationVariant Variant => AttestationVariant.Tpm;
+
+    /// <summary>The fingerprint <c>trustedKeys</c> lists for a key: lowercase hex SHA-256 of its SubjectPublicKeyInfo DER.</summary>
+    public static string FingerprintOf(TpmEccPublicKey key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        return Convert.ToHexStringLower(SHA256.HashData(key.ExportSubjectPublicKeyInfo()));
+    }
+
+    public ValueTask<AttestationVerdict> ValidateAsync(ReadOnlyMemory<byte> document, ReadOnlyMemory<byte> nonce, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(Validate(document.Span, nonce.Span));
+    }
+
+    public AttestationVerdict Validate(ReadOnlySpan<byte> document, ReadOnlySpan<byte> nonce)
+    {
+        var (verdict, fingerprint) = Check(document, nonce);
+        if (verdict.Accepted)
+        {
+            AttestationLog.Accepted(_logger, Variant.Name, fingerprint);
+            foreach (var warning in verdict.Warnings)
+            {
+                AttestationLog.Warning(_logger, Variant.Name, fingerprint, warning);
+            }
+        }
+        else
+        {
+            AttestationLog.Refused(_logger, Variant.Name, verdict.Failure, fingerprint, verdict.Message);
+        }
+        return verdict;
+    }
+
+    private (AttestationVerdict Verdict, string Fingerprint) Check(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> nonce)
+    {
+        if (!AttestationDocument.TryParse(bytes, out var doc, out var refusal))
+        {
+            return (refusal, UnknownKey);
+        }
+        if (doc.VariantName != Variant.Name)
+        {
+            return (Refuse(AttestationFailure.UnknownVariant, $"document is of variant '{doc.VariantName}', expected '{Variant.Name}'"), UnknownKey);
+        }
+        if (!TpmQuotePayload.TryParse(doc.Payload, out var payload, out var error))
+        {
+            return (Refuse(AttestationFailure.Malformed, "malformed tpm quote: " + error), UnknownKey);
+        }
+        TpmEccPublicKey key;
+        string fingerprint;
+        try
+        {
+            key = TpmEccPublicKey.Parse(payload.AttestationKeyPublic);
+            fingerprint = FingerprintOf(key);
+        }
+        catch (TpmFormatException e)
+        {
+            return (Refuse(AttestationFailure.Malformed, "malformed attestation key: " + e.Message), UnknownKey);
+        }
+        if (!CryptographicOperations.FixedTimeEquals(doc.Nonce, nonce))
+        {
+            return (Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), fingerprint);
+        }
+        if (!MatchesAttestationKeyTemplate(key))
+        {
+            return (Refuse(AttestationFailure.KeyNotRestricted,
+                "the attestation key is not Asterism's AK (restricted ECDSA P-256/SHA-256 signing key, fixedTPM, sensitiveDataOrigin, noDA)"), fingerprint);
+        }
+        var pcrs = payload.PcrMap();
+        var quote = TpmQuoteVerifier.Verify(key, payload.Attest, payload.Signature, TpmIssuer.QualifyingData(doc.UserData, doc.Nonce), pcrs);
+        var failure = quote.Status switch
+        {
+            TpmQuoteStatus.Valid => AttestationFailure.None,
+            TpmQuoteStatus.KeyNotRestricted => AttestationFailure.KeyNotRestricted,
+            TpmQuoteStatus.BadSignature => AttestationFailure.BadSignature,
+            TpmQuoteStatus.ExtraDataMismatch => AttestationFailure.UserDataMismatch,
+            TpmQuoteStatus.PcrSelectionMismatch => AttestationFailure.PcrSelectionMismatch,
+            TpmQuoteStatus.PcrDigestMismatch => AttestationFailure.PcrDigestMismatch,
+            _ => AttestationFailure.Malformed,
+        };
+        if (failure != AttestationFailure.None)
+        {
+            var detail = quote.Status == TpmQuoteStatus.ExtraDataMismatch
+                ? "the quote's qualifying data is not SHA-256(userData ‖ nonce) of this document"
+                : quote.Message;
+            return (Refuse(failure, detail), fingerprint);
+        }
+        if (!_trustAny && !_trusted.Contains(fingerprint))
+        {
+            return (Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), fingerprint);
+        }
+        var comparison = _measurements.Compare(pcrs);
+        if (!comparison.Passed)
+        {
+            return (Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), fingerprint);
+        }
+        var facts = new AttestationFacts(Variant, pcrs, fingerprint);
+        return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), fingerprint);
+    }
+
+    /// <summary>
+    /// The key's public area must be exactly the AK template with its point filled in: no other attributes, scheme or
+    /// policy. That keeps documents canonical (no field of the key can change without changing the verdict) and
+    /// refuses keys the TPM would let sign outside data.
+    /// </summary>
+    private static bool MatchesAttestationKeyTemplate(TpmEccPublicKey key)
+    {
+        var template = TpmAttestationKey.Template();
+        var expected = new byte[template.Length - 4 + 2 + 32 + 2 + 32];
+        template.AsSpan(0, template.Length - 4).CopyTo(expected);
+        var pos = template.Length - 4;
+        expected[pos + 1] = 32;
+        key.X.CopyTo(expected, pos + 2);
+        expected[pos + 35] = 32;
+        key.Y.CopyTo(expected, pos + 36);
+        return key.IsRestrictedSigningKey && key.PublicArea.SequenceEqual(expected);
+    }
+
+    private static AttestationVerdict Refuse(AttestationFailure failure, string message) => AttestationVerdict.Refuse(failure, message);
+}

@@ -1,0 +1,94 @@
+using System.Net;
+using System.Security.Cryptography;
+using Asterism.Cloud.Local;
+using Asterism.Tpm;
+
+namespace Asterism.Cloud.Tests;
+
+/// <summary>The tpm variant's firmware with real swtpm processes: measured boot, reset on reboot, clean power-off, no leftovers.</summary>
+public class SwtpmFirmwareTests
+{
+    private static async Task<IReadOnlyDictionary<int, byte[]>> ReadPcrsAsync(int port, params int[] pcrs)
+    {
+        await using var client = await TpmClient.ConnectSwtpmAsync(new IPEndPoint(IPAddress.Loopback, port), null, CancellationToken.None);
+        return await client.PcrReadAsync(pcrs, CancellationToken.None);
+    }
+
+    private static int TpmPort(string console)
+    {
+        var at = console.LastIndexOf("--tpm 127.0.0.1:", StringComparison.Ordinal);
+        Assert.True(at >= 0, console);
+        var digits = console[(at + "--tpm 127.0.0.1:".Length)..].TakeWhile(char.IsAsciiDigit);
+        return int.Parse(string.Concat(digits), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Fact]
+    public async Task Boot_TpmVariant_ExtendsBootEventsFromZeroAndResetsOnRebootAndCrash()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1, workers: 1, variant: CloudSpec.TpmVariant);
+        var firmware = new SwtpmFirmware();
+        await cloud.StartProviderAsync(firmware: firmware);
+        var name = cloud.Cp(0);
+        await cloud.WaitForConsoleAsync(name, "listening", 1);
+        var tpms = firmware.ProcessIds();
+        Assert.Equal(2, tpms.Count);
+        foreach (var pid in tpms.Values)
+        {
+            cloud.Track(pid);
+            Assert.True(Procs.IsAlive(pid));
+        }
+        Assert.True(Directory.Exists(Path.Combine(cloud.Workspace.InstanceDir(name), "tpm")));
+
+        // PCR 4 and 9 hold exactly the events written to boot-measurements.json, extended once from zero.
+        var expected = MeasuredBoot.ExpectedPcrs(MeasuredBoot.Read(cloud.Workspace.BootMeasurementsPath(name)).Events);
+        Assert.Equal(MeasuredBoot.ExpectedPcrs(MeasuredBoot.ComputeEvents(cloud.Spec)), expected);
+        var port = TpmPort(cloud.Console(name));
+        var pcrs = await ReadPcrsAsync(port, 4, 9, 15);
+        Assert.Equal(expected[4], pcrs[4]);
+        Assert.Equal(expected[9], pcrs[9]);
+        Assert.Equal(new byte[32], pcrs[15]);
+
+        // What a node does after receiving its keys; a reboot must bring PCR 15 back to zero.
+        await using (var client = await TpmClient.ConnectSwtpmAsync(new IPEndPoint(IPAddress.Loopback, port), null, CancellationToken.None))
+        {
+            await client.PcrEventAsync(15, RandomNumberGenerator.GetBytes(32), CancellationToken.None);
+        }
+        await cloud.Provider!.PowerAsync(PowerAction.Reboot, [name], CancellationToken.None);
+        await cloud.WaitForConsoleAsync(name, "listening", 2);
+        Assert.False(Procs.IsAlive(tpms[name]));
+        var rebooted = firmware.ProcessIds()[name];
+        cloud.Track(rebooted);
+        pcrs = await ReadPcrsAsync(TpmPort(cloud.Console(name)), 4, 9, 15);
+        Assert.Equal(expected[4], pcrs[4]);
+        Assert.Equal(expected[9], pcrs[9]);
+        Assert.Equal(new byte[32], pcrs[15]);
+
+        // A crashed node still gets a clean TPM power-off: the swtpm process is gone, by PID.
+        await cloud.Provider.PowerAsync(PowerAction.Crash, [name], CancellationToken.None);
+        Assert.False(Procs.IsAlive(rebooted));
+        Assert.False(firmware.ProcessIds().ContainsKey(name));
+
+        // Provider shutdown stops the remaining TPM too.
+        var workerTpm = firmware.ProcessIds()[cloud.Worker(0)];
+        await cloud.Provider.StopAsync();
+        Assert.False(Procs.IsAlive(workerTpm));
+        Assert.Empty(firmware.ProcessIds());
+    }
+
+    [Fact]
+    public async Task Start_TpmVariantWithoutOverride_ProviderRunsSwtpmAndLeavesNothingRunning()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1, variant: CloudSpec.TpmVariant);
+        await cloud.StartProviderAsync();
+        var name = cloud.Cp(0);
+        await cloud.WaitForConsoleAsync(name, "listening", 1);
+        var pidFile = Path.Combine(cloud.Workspace.InstanceDir(name), "tpm", "swtpm.pid");
+        var pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        cloud.Track(pid);
+        Assert.True(Procs.IsAlive(pid));
+
+        await cloud.Provider!.StopAsync();
+
+        Assert.False(Procs.IsAlive(pid));
+    }
+}
