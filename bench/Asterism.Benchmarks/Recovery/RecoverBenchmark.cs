@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Globalization;
+using Asterism.Cli;
+using Asterism.Cli.Commands;
+using Asterism.Cloud;
+using Asterism.Config;
+using Asterism.Protocol;
+
+namespace Asterism.Benchmarks.Recovery;
+
+/// <summary>
+/// `asterism recover` on N waiting control-plane nodes (real local cluster, 0 workers): parallel mode against
+/// Constellation's load-balancer loop (--endpoint LB), both measured on the same cluster in the same run. Each
+/// measurement: crash every node, start every node, wait until every node waits for a key (and the load balancer's
+/// health checks have seen the recovery ports), then time the recover command, then wait until every node booted.
+/// Arguments: [sizes=3,10,20] [lb retry intervals=5s] e.g. `macro recover 3,10,20 5s,1s`.
+/// </summary>
+public sealed class RecoverBenchmark : IMacroBenchmark
+{
+    private static readonly TimeSpan PhaseTimeout = TimeSpan.FromMinutes(3);
+
+    public string Name => "recover";
+
+    public string Description => "asterism recover: parallel vs load-balancer loop for N = 3, 10, 20 waiting control planes";
+
+    public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
+    {
+        var sizes = (args.Length > 0 ? args[0] : "3,10,20").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToList();
+        var intervals = (args.Length > 1 ? args[1] : "5s").Split(',').ToList();
+        Console.WriteLine($"# recover: wall time of `asterism recover` (in-process CLI) on N waiting control-plane nodes, {Environment.ProcessorCount} cores");
+        foreach (var n in sizes)
+        {
+            var line = await MeasureAsync(n, intervals, cancellationToken);
+            Console.WriteLine(line);
+        }
+        return 0;
+    }
+
+    private static async Task<string> MeasureAsync(int n, IReadOnlyList<string> intervals, CancellationToken cancellationToken)
+    {
+        var workspace = Directory.CreateTempSubdirectory("asterism-bench-recover-").FullName;
+        try
+        {
+            Progress($"N={n}: create + init");
+            await CliAsync(workspace, cancellationToken, "create", "--control-planes", n.ToString(CultureInfo.InvariantCulture), "--workers", "0");
+            await CliAsync(workspace, cancellationToken, "init", "--timeout", "300s");
+            var loadBalancer = ClusterState.Load(Path.Combine(workspace, ClusterState.FileName)).Infrastructure.ClusterEndpoint;
+            using var cloud = LocalCloudClient.Connect(workspace);
+            var nodes = (await cloud.ListAsync(cancellationToken)).Select(i => (i.Name, i.Address)).ToList();
+
+            // Warm-up (JIT, first aTLS objects): nothing to recover, in parallel mode.
+            await CliAsync(workspace, cancellationToken, "recover");
+
+            var (parallel, _, parallelBooted) = await TimeRecoveryAsync(workspace, cloud, nodes, [], cancellationToken);
+            var line = $"N={n,2}  parallel {parallel.TotalSeconds,6:0.00} s (all booted {parallelBooted.TotalSeconds:0.0} s)";
+            foreach (var interval in intervals)
+            {
+                var (lb, pushed, lbBooted) = await TimeRecoveryAsync(workspace, cloud, nodes, ["--endpoint", loadBalancer, "--retry-interval", interval], cancellationToken);
+                line += $" | load balancer (retry {interval}) {lb.TotalSeconds,6:0.00} s ({pushed}/{n} pushed, all booted {lbBooted.TotalSeconds:0.0} s)  ratio {lb / parallel,5:0.0}x";
+            }
+            return line;
+        }
+        finally
+        {
+            if (LocalCloudClient.TryConnect(workspace) is { } running)
+            {
+                using (running)
+                {
+                    await running.ShutdownAsync(TimeSpan.FromSeconds(60), CancellationToken.None);
+                }
+            }
+            Directory.Delete(workspace, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// Returns the recover command's wall time, how many nodes it pushed (the others rejoined on their own), and the
+    /// time from the start of recover until every node reported booted.
+    /// </summary>
+    private static async Task<(TimeSpan Elapsed, int Pushed, TimeSpan AllBooted)> TimeRecoveryAsync(string workspace, LocalCloudClient cloud, IReadOnlyList<(string Name, string Address)> nodes,
+        string[] mode, CancellationToken cancellationToken)
+    {
+        var label = mode.Length == 0 ? "parallel" : "load balancer " + mode[^1];
+        Progress($"N={nodes.Count} {label}: crash + start every node");
+        await cloud.PowerAsync(PowerAction.Crash, null, cancellationToken);
+        await cloud.PowerAsync(PowerAction.Start, null, cancellationToken);
+        var silent = new Progress(TextWriter.Null, enabled: false);
+        if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.WaitingForKey, PhaseTimeout, silent, cancellationToken))
+        {
+            throw new InvalidOperationException($"not every node waits for a key after {PhaseTimeout.TotalSeconds} s");
+        }
+        // The operator runs recover well after the outage: let the load balancer's health checks (500 ms) see every
+        // recovery port first, so neither mode is measured against a half-ready load balancer.
+        await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
+
+        Progress($"N={nodes.Count} {label}: recover");
+        var watch = Stopwatch.StartNew();
+        using var stopPolling = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var allBooted = WhenAllBootedAsync(nodes, watch, stopPolling.Token);
+        var output = await CliAsync(workspace, cancellationToken, ["recover", .. mode]);
+        var elapsed = watch.Elapsed;
+        // Parallel mode pushes every node; the load-balancer loop may find, after a retry interval, that the rest
+        // rejoined on their own through the first recovered node (as Constellation's loop does).
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var pushed = lines.Length - 1;
+        var expected = Enumerable.Repeat(RecoverCommand.PushedLine, pushed).Append(RecoverCommand.RecoveredLine(pushed));
+        if (pushed < 1 || (mode.Length == 0 && pushed != nodes.Count) || !lines.SequenceEqual(expected))
+        {
+            throw new InvalidOperationException($"unexpected recover output ({label}):\n{output}");
+        }
+        stopPolling.CancelAfter(PhaseTimeout);
+        var booted = await allBooted ?? throw new InvalidOperationException($"not every node booted after recover ({label})");
+        Progress($"N={nodes.Count} {label}: {elapsed.TotalSeconds:0.00} s, {pushed} pushed, all booted after {booted.TotalSeconds:0.0} s");
+        return (elapsed, pushed, booted);
+    }
+
+    /// <summary>Polls every node's boot status (every 100 ms) from the start of recover; the time when all report booted.</summary>
+    private static async Task<TimeSpan?> WhenAllBootedAsync(IReadOnlyList<(string Name, string Address)> nodes, Stopwatch watch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                var statuses = await Task.WhenAll(nodes.Select(n => NodeProbe.BootStatusAsync(n.Address, cancellationToken)));
+                if (statuses.All(s => s?.Phase == BootPhases.Booted))
+                {
+                    return watch.Elapsed;
+                }
+                await Task.Delay(100, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
+    private static async Task<string> CliAsync(string workspace, CancellationToken cancellationToken, params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var code = await Asterism.Cli.Program.RunAsync([.. args, "-C", workspace], TextWriter.Synchronized(stdout), TextWriter.Synchronized(stderr), cancellationToken);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"asterism {string.Join(' ', args)} exited {code}:\n{stdout}{stderr}");
+        }
+        return stdout.ToString();
+    }
+
+    private static void Progress(string message) => Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");
+}

@@ -1,0 +1,3 @@
+using Asterism.EndToEnd.Tests.Infrastructure;
+
+[assembly: TestCaseOrderer(StepOrderer.TypeName, StepOrderer.AssemblyName)]
