@@ -16,7 +16,7 @@ namespace Asterism.Atls;
 /// <summary>One-line Kestrel wiring for both aTLS directions.</summary>
 public static class AtlsListenOptionsExtensions
 {
-    internal const string LoggerCategory = "Asterism.Atls";
+    internal const string LoggerCategory = "atls";
 
     /// <summary>
     /// Server attests: reads the client's nonce from the TLS server name, and presents a fresh self-signed certificate

@@ -50,7 +50,7 @@ public sealed class AttestationPolicy
             {
                 options.TrustedKeyFingerprints.Add(key);
             }
-            return new SimulatedValidator(options, loggers.CreateLogger<SimulatedValidator>());
+            return new SimulatedValidator(options, loggers.CreateLogger("attestation"));
         }
         if (Variant == AttestationVariant.Tpm)
         {
@@ -59,7 +59,7 @@ public sealed class AttestationPolicy
             {
                 options.TrustedKeyFingerprints.Add(key);
             }
-            return new TpmValidator(options, loggers.CreateLogger<TpmValidator>());
+            return new TpmValidator(options, loggers.CreateLogger("attestation"));
         }
         throw new NotSupportedException($"no validator is available for attestation variant \"{Variant.Name}\"");
     }

@@ -16,7 +16,7 @@ public sealed class SimulatedValidator : IAttestationValidator
     private readonly ILogger _logger;
     private readonly VerificationKeyCache _keys = new();
 
-    public SimulatedValidator(SimulatedValidatorOptions options, ILogger<SimulatedValidator>? logger = null)
+    public SimulatedValidator(SimulatedValidatorOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;

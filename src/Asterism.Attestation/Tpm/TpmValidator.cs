@@ -19,7 +19,7 @@ public sealed class TpmValidator : IAttestationValidator
     private readonly bool _trustAny;
     private readonly ILogger _logger;
 
-    public TpmValidator(TpmValidatorOptions options, ILogger<TpmValidator>? logger = null)
+    public TpmValidator(TpmValidatorOptions options, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;
