@@ -16,4 +16,19 @@ public static partial class AttestationLog
     [LoggerMessage(EventId = 1002, Level = LogLevel.Warning,
         Message = "Attestation warning: variant {Variant}, attestation key {KeyFingerprint}: Encountered {Warning}")]
     public static partial void Warning(ILogger logger, string variant, string keyFingerprint, string warning);
+
+    /// <summary>Logs one validation outcome: accepted (plus each measurement warning) or refused with its reason.</summary>
+    public static void Report(ILogger logger, string variant, string keyFingerprint, AttestationVerdict verdict)
+    {
+        if (!verdict.Accepted)
+        {
+            Refused(logger, variant, verdict.Failure, keyFingerprint, verdict.Message);
+            return;
+        }
+        Accepted(logger, variant, keyFingerprint);
+        foreach (var warning in verdict.Warnings)
+        {
+            Warning(logger, variant, keyFingerprint, warning);
+        }
+    }
 }

@@ -61,18 +61,7 @@ public sealed class SimulatedValidator : IAttestationValidator
     public AttestationVerdict Validate(ReadOnlySpan<byte> document, ReadOnlySpan<byte> nonce)
     {
         var (verdict, fingerprint) = Check(document, nonce);
-        if (verdict.Accepted)
-        {
-            AttestationLog.Accepted(_logger, Variant.Name, fingerprint);
-            foreach (var warning in verdict.Warnings)
-            {
-                AttestationLog.Warning(_logger, Variant.Name, fingerprint, warning);
-            }
-        }
-        else
-        {
-            AttestationLog.Refused(_logger, Variant.Name, verdict.Failure, fingerprint, verdict.Message);
-        }
+        AttestationLog.Report(_logger, Variant.Name, fingerprint, verdict);
         return verdict;
     }
 
