@@ -86,8 +86,8 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
     {
         using var staticKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var staticCertificate = AtlsCertificate.Build(staticKey, null, null, DateTimeOffset.UtcNow);
-        await using var atlsServer = await StartAsync(l => l.UseAtlsServer(issuer), cancellationToken);
-        await using var tlsServer = await StartAsync(l => l.UseHttps(h =>
+        await using var atlsServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(issuer), cancellationToken);
+        await using var tlsServer = await LoopbackServer.StartAsync(l => l.UseHttps(h =>
         {
             h.ServerCertificate = staticCertificate;
             h.SslProtocols = SslProtocols.Tls13;
@@ -243,21 +243,6 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
     [GeneratedRegex(@"ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)")]
     private static partial Regex OpensslLine();
 
-    private static async Task<Server> StartAsync(Action<ListenOptions> configure, CancellationToken cancellationToken)
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
-        {
-            l.Protocols = HttpProtocols.Http2;
-            configure(l);
-        }));
-        var app = builder.Build();
-        app.MapGet("/", () => "ok");
-        await app.StartAsync(cancellationToken);
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Server(app, $"https://127.0.0.1:{new Uri(address).Port}/");
-    }
 
     private sealed record Server(WebApplication App, string Url) : IAsyncDisposable
     {

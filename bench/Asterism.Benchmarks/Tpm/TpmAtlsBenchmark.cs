@@ -6,6 +6,7 @@ using Asterism.Atls;
 using Asterism.Attestation;
 using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
+using Asterism.Benchmarks.Atls;
 using Asterism.Tpm;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -57,8 +58,8 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
                 TrustedKeys = [key.Fingerprint],
             }.CreateValidator();
 
-            await using var tpmServer = await StartAsync(l => l.UseAtlsServer(tpm.Issuer), cancellationToken);
-            await using var simServer = await StartAsync(l => l.UseAtlsServer(simIssuer), cancellationToken);
+            await using var tpmServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(tpm.Issuer), cancellationToken);
+            await using var simServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(simIssuer), cancellationToken);
             Func<Task> tpmConnect = () => FreshRequestAsync(AtlsClient.CreateHandler(tpmValidator), tpmServer.Url, cancellationToken);
             Func<Task> simConnect = () => FreshRequestAsync(AtlsClient.CreateHandler(simValidator), simServer.Url, cancellationToken);
             for (var i = 0; i < 50; i++)
@@ -162,19 +163,4 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
         }
     }
 
-    private static async Task<Server> StartAsync(Action<ListenOptions> configure, CancellationToken cancellationToken)
-    {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l =>
-        {
-            l.Protocols = HttpProtocols.Http2;
-            configure(l);
-        }));
-        var app = builder.Build();
-        app.MapGet("/", () => "ok");
-        await app.StartAsync(cancellationToken);
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single();
-        return new Server(app, $"https://127.0.0.1:{new Uri(address).Port}/");
-    }
 }
