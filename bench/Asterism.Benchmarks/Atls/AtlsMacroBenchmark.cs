@@ -243,13 +243,4 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
     [GeneratedRegex(@"ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)")]
     private static partial Regex OpensslLine();
 
-
-    private sealed record Server(WebApplication App, string Url) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            await App.StopAsync();
-            await App.DisposeAsync();
-        }
-    }
 }

@@ -151,16 +151,4 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
         var sorted = values.Order().ToList();
         return sorted[sorted.Count / 2];
     }
-
-    private sealed class Server(WebApplication app, string url) : IAsyncDisposable
-    {
-        public string Url { get; } = url;
-
-        public async ValueTask DisposeAsync()
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
-    }
-
 }
