@@ -1,34 +1,40 @@
+using System.Runtime.CompilerServices;
+using Asterism.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Attestation;
 
-/// <summary>Log messages of the attestation validators (event ids 1000-1099). Every line names the variant.</summary>
-public static partial class AttestationLog
+/// <summary>
+/// Log lines of the attestation validators in the house format (ARCHITECTURE.md §9), with Constellation's texts.
+/// Every line names the variant, so a `simulated` attestation is never mistaken for a real one.
+/// </summary>
+public static class AttestationLog
 {
-    [LoggerMessage(EventId = 1000, Level = LogLevel.Information,
-        Message = "Attestation accepted: variant {Variant}, attestation key {KeyFingerprint}")]
-    public static partial void Accepted(ILogger logger, string variant, string keyFingerprint);
+    public static void Accepted(ILogger logger, string variant, string keyFingerprint,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
+        logger.Info("Successfully validated attestation document", [Field.Of("variant", variant), Field.Of("attestationKey", keyFingerprint)], file, line);
 
-    [LoggerMessage(EventId = 1001, Level = LogLevel.Warning,
-        Message = "Attestation refused: variant {Variant}, reason {Reason}, attestation key {KeyFingerprint}: {Detail}")]
-    public static partial void Refused(ILogger logger, string variant, AttestationFailure reason, string keyFingerprint, string detail);
+    public static void Refused(ILogger logger, string variant, AttestationFailure reason, string keyFingerprint, string detail,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
+        logger.Warn("Failed to validate attestation document", [Field.Of("variant", variant), Field.Of("reason", reason.ToString()), Field.Of("attestationKey", keyFingerprint), Field.Of("error", detail)], file, line);
 
-    [LoggerMessage(EventId = 1002, Level = LogLevel.Warning,
-        Message = "Attestation warning: variant {Variant}, attestation key {KeyFingerprint}: Encountered {Warning}")]
-    public static partial void Warning(ILogger logger, string variant, string keyFingerprint, string warning);
+    public static void Warning(ILogger logger, string variant, string keyFingerprint, string warning,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
+        logger.Warn("Encountered measurement warning", [Field.Of("variant", variant), Field.Of("attestationKey", keyFingerprint), Field.Of("warning", warning)], file, line);
 
     /// <summary>Logs one validation outcome: accepted (plus each measurement warning) or refused with its reason.</summary>
-    public static void Report(ILogger logger, string variant, string keyFingerprint, AttestationVerdict verdict)
+    public static void Report(ILogger logger, string variant, string keyFingerprint, AttestationVerdict verdict,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {
         if (!verdict.Accepted)
         {
-            Refused(logger, variant, verdict.Failure, keyFingerprint, verdict.Message);
+            Refused(logger, variant, verdict.Failure, keyFingerprint, verdict.Message, file, line);
             return;
         }
-        Accepted(logger, variant, keyFingerprint);
+        Accepted(logger, variant, keyFingerprint, file, line);
         foreach (var warning in verdict.Warnings)
         {
-            Warning(logger, variant, keyFingerprint, warning);
+            Warning(logger, variant, keyFingerprint, warning, file, line);
         }
     }
 }

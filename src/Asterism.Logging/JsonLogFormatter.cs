@@ -131,6 +131,16 @@ public static class JsonLogFormatter
         }
     }
 
+    /// <summary>A field value as plain text, with the same redaction as the JSON output.</summary>
+    public static string Render(object? value) => value switch
+    {
+        null => "null",
+        string s => s,
+        byte[] or ReadOnlyMemory<byte> or Memory<byte> or ArraySegment<byte> => Redacted,
+        IEnumerable sequence and not string => "[" + string.Join(",", sequence.Cast<object?>().Select(Render)) + "]",
+        _ => Convert.ToString(value, CultureInfo.InvariantCulture) ?? "",
+    };
+
     private sealed class ArrayBufferWriterStream : System.Buffers.IBufferWriter<byte>
     {
         private readonly System.Buffers.ArrayBufferWriter<byte> _inner = new(256);

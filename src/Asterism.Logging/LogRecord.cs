@@ -24,8 +24,23 @@ public sealed class LogRecord(string message, IReadOnlyList<KeyValuePair<string,
 
     public override string ToString() => Message;
 
-    /// <summary>Formatter passed to <c>ILogger.Log</c>: the fixed message only.</summary>
-    public static string Format(LogRecord record, Exception? exception) => record.Message;
+    /// <summary>
+    /// Formatter passed to <c>ILogger.Log</c>, for sinks other than the JSON one: the fixed message, then the fields
+    /// as <c>name=value</c> (key material redacted exactly as in JSON).
+    /// </summary>
+    public static string Format(LogRecord record, Exception? exception)
+    {
+        if (record.Fields.Count == 0)
+        {
+            return record.Message;
+        }
+        var text = new System.Text.StringBuilder(record.Message);
+        foreach (var (name, value) in record.Fields)
+        {
+            text.Append(' ').Append(name).Append('=').Append(JsonLogFormatter.Render(value));
+        }
+        return text.ToString();
+    }
 
     /// <summary>"folder/File.cs:line" from a full path.</summary>
     public static string ShortCaller(string filePath, int line)

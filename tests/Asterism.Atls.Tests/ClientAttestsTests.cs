@@ -31,7 +31,7 @@ public sealed class ClientAttestsTests : IDisposable
         Assert.Equal("simulated", reply.PeerVariant);
         Assert.Equal("simulated", second.PeerVariant);
         Assert.Equal(2, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("aTLS client attested: variant simulated"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("Attested peer role=client variant=simulated"), _serverLogs.Dump());
     }
 
     [Fact]
@@ -54,7 +54,7 @@ public sealed class ClientAttestsTests : IDisposable
         await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(AtlsClient.CreateAttestingHandler(_node.Attack(scenario))));
 
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("aTLS client refused: variant ") && _serverLogs.Contains($"reason {expected}"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("Refused attested peer role=client variant=") && _serverLogs.Contains($"reason={expected}"), _serverLogs.Dump());
     }
 
     [Fact]
@@ -66,7 +66,7 @@ public sealed class ClientAttestsTests : IDisposable
         await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(plain));
 
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("reason MissingExtension") && _serverLogs.Contains("peer presented no certificate"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("reason=MissingExtension") && _serverLogs.Contains("peer presented no certificate"), _serverLogs.Dump());
     }
 
     [Fact]
@@ -80,7 +80,7 @@ public sealed class ClientAttestsTests : IDisposable
 
         Assert.Equal("simulated", reply.PeerVariant);
         Assert.Equal(1, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("aTLS client warning: variant simulated"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("Encountered measurement warning role=client variant=simulated"), _serverLogs.Dump());
     }
 
     [Fact]
@@ -91,7 +91,7 @@ public sealed class ClientAttestsTests : IDisposable
         await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(AtlsClient.CreateAttestingHandler(_node.Issuer())));
 
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("reason Timeout"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("reason=Timeout"), _serverLogs.Dump());
     }
 
     [Fact]

@@ -41,7 +41,7 @@ public sealed class ServerAttestsTests : IDisposable
         Assert.Equal(_node.Pcrs.Read(4), peer.Pcrs[4]);
         Assert.Equal(_node.Key.Fingerprint, peer.AttestationKeyFingerprint);
         Assert.Equal(2, nonces.Distinct().Count());
-        Assert.True(_clientLogs.Contains("aTLS server attested: variant simulated"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("Attested peer role=server variant=simulated"), _clientLogs.Dump());
     }
 
     [Fact]
@@ -88,7 +88,7 @@ public sealed class ServerAttestsTests : IDisposable
         Assert.Equal(expected, AtlsRefusedException.FindIn(e)?.Failure);
         Assert.Equal(0, server.Counter.Calls);
         Assert.False(validated);
-        Assert.True(_clientLogs.Contains($"aTLS server refused: variant ") && _clientLogs.Contains($"reason {expected}"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("Refused attested peer role=server variant=") && _clientLogs.Contains($"reason={expected}"), _clientLogs.Dump());
     }
 
     [Fact]
@@ -103,8 +103,8 @@ public sealed class ServerAttestsTests : IDisposable
 
         Assert.Equal(1, server.Counter.Calls);
         Assert.Contains("at index 1", Assert.Single(peer!.Warnings));
-        Assert.True(_clientLogs.Contains("aTLS server warning: variant simulated"), _clientLogs.Dump());
-        Assert.True(_clientLogs.Contains("Encountered untrusted measurement value"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("Encountered measurement warning role=server variant=simulated"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("warning=untrusted measurement value"), _clientLogs.Dump());
     }
 
     [Fact]
@@ -118,7 +118,7 @@ public sealed class ServerAttestsTests : IDisposable
 
         Assert.Equal(AttestationFailure.Timeout, AtlsRefusedException.FindIn(e)?.Failure);
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_clientLogs.Contains("reason Timeout"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("reason=Timeout"), _clientLogs.Dump());
     }
 
     [Fact]
@@ -130,6 +130,6 @@ public sealed class ServerAttestsTests : IDisposable
         await Assert.ThrowsAsync<RpcException>(() => server.PingAsync(plain));
 
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_serverLogs.Contains("aTLS handshake refused: reason NoNonce"), _serverLogs.Dump());
+        Assert.True(_serverLogs.Contains("Refused TLS handshake reason=NoNonce"), _serverLogs.Dump());
     }
 }

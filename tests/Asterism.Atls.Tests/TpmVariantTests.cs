@@ -50,7 +50,7 @@ public sealed class TpmVariantTests : IAsyncLifetime
         Assert.Equal(AttestationVariant.Tpm, peer!.Variant);
         Assert.Equal(await _tpm.Pcrs.ReadAsync(4, CancellationToken.None), peer.Pcrs[4]);
         Assert.Equal(_tpm.KeyFingerprint, peer.AttestationKeyFingerprint);
-        Assert.True(_clientLogs.Contains("aTLS server attested: variant tpm"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("Attested peer role=server variant=tpm"), _clientLogs.Dump());
     }
 
     [Fact]
@@ -76,7 +76,7 @@ public sealed class TpmVariantTests : IAsyncLifetime
         var refused = AtlsRefusedException.FindIn(e);
         Assert.Equal(AttestationFailure.MeasurementMismatch, refused?.Failure);
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(_clientLogs.Contains("reason MeasurementMismatch") && _clientLogs.Contains("at index 4"), _clientLogs.Dump());
+        Assert.True(_clientLogs.Contains("reason=MeasurementMismatch") && _clientLogs.Contains("at index 4"), _clientLogs.Dump());
     }
 
     [Fact]

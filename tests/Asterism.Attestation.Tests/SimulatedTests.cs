@@ -161,7 +161,7 @@ public sealed class SimulatedTests : IDisposable
         Assert.True(verdict.Accepted);
         Assert.Contains("at index 1", Assert.Single(verdict.Warnings));
         Assert.All(log.Lines, l => Assert.Contains("simulated", l.Message));
-        Assert.Contains(log.Lines, l => l.Message.Contains("Encountered untrusted measurement value", StringComparison.Ordinal));
+        Assert.Contains(log.Lines, l => l.Message.Contains("warning=untrusted measurement value", StringComparison.Ordinal));
     }
 
     [Fact]

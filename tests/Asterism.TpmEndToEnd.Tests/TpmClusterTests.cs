@@ -76,7 +76,7 @@ public sealed class TpmClusterTests : IAsyncLifetime
         ReplaceFile(_cli.NodeDll, [.. original, 0x00]);
         await _cli.RunOkAsync("power", "reboot", worker);
         await WaitForAsync(
-            () => cps.Any(cp => Console(cp).Contains("reason MeasurementMismatch", StringComparison.Ordinal) && Console(cp).Contains("at index 4", StringComparison.Ordinal)),
+            () => cps.Any(cp => Console(cp).Contains("\"reason\":\"MeasurementMismatch\"", StringComparison.Ordinal) && Console(cp).Contains("at index 4", StringComparison.Ordinal)),
             "3 a JoinService to refuse the tampered worker with index 4");
         Assert.NotEqual("booted", (await StatusAsync()).Single(n => n.Name == worker).Phase);
         RecordSwtpmPids([worker]);

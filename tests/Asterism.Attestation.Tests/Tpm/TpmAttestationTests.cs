@@ -55,7 +55,7 @@ public sealed class TpmAttestationTests(SwtpmFixture tpm) : IClassFixture<SwtpmF
         Assert.Equal(16, verdict.Facts.Pcrs.Count);
         Assert.Equal(pcr4, verdict.Facts.Pcrs[4]);
         Assert.Equal(tpm.Session.KeyFingerprint, verdict.Facts.AttestationKeyFingerprint);
-        Assert.Contains(_log.Lines, l => l.Message.StartsWith("Attestation accepted: variant tpm", StringComparison.Ordinal));
+        Assert.Contains(_log.Lines, l => l.Message.StartsWith("Successfully validated attestation document variant=tpm", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -84,7 +84,7 @@ public sealed class TpmAttestationTests(SwtpmFixture tpm) : IClassFixture<SwtpmF
         var verdict = Validator().Validate(recorded, RandomNumberGenerator.GetBytes(32));
 
         Assert.Equal(AttestationFailure.NonceMismatch, verdict.Failure);
-        Assert.Contains(_log.Lines, l => l.Message.Contains("variant tpm, reason NonceMismatch", StringComparison.Ordinal));
+        Assert.Contains(_log.Lines, l => l.Message.Contains("variant=tpm reason=NonceMismatch", StringComparison.Ordinal));
     }
 
     [Fact]
@@ -217,7 +217,7 @@ public sealed class TpmAttestationTests(SwtpmFixture tpm) : IClassFixture<SwtpmF
 
         Assert.True(verdict.Accepted, verdict.ToString());
         Assert.Contains("at index 4", Assert.Single(verdict.Warnings), StringComparison.Ordinal);
-        Assert.Contains(_log.Lines, l => l.Level == LogLevel.Warning && l.Message.Contains("variant tpm", StringComparison.Ordinal));
+        Assert.Contains(_log.Lines, l => l.Level == LogLevel.Warning && l.Message.Contains("variant=tpm", StringComparison.Ordinal));
     }
 
     [Fact]
