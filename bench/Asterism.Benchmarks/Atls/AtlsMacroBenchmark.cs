@@ -94,8 +94,8 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         }), cancellationToken);
         var pinned = staticCertificate.RawData;
 
-        Func<Task> atls = () => FreshRequestAsync(AtlsClient.CreateHandler(validator), atlsServer.Url, cancellationToken);
-        Func<Task> tls = () => FreshRequestAsync(new SocketsHttpHandler
+        Func<Task> atls = () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateHandler(validator), atlsServer.Url, cancellationToken);
+        Func<Task> tls = () => LoopbackServer.FreshRequestAsync(new SocketsHttpHandler
         {
             SslOptions = new SslClientAuthenticationOptions
             {
@@ -135,18 +135,6 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         Console.WriteLine($"atls.handshake.cpu_ms {atlsCpuMs:0.000}");
         Console.WriteLine($"tls13.handshake.cpu_ms {tlsCpuMs:0.000}");
         Console.WriteLine($"atls.handshake.cpu_ratio_vs_tls13 {atlsCpuMs / tlsCpuMs:0.00} (client + server CPU per connection)");
-    }
-
-    private static async Task FreshRequestAsync(HttpMessageHandler handler, string url, CancellationToken cancellationToken)
-    {
-        using var client = new HttpClient(handler, disposeHandler: true)
-        {
-            DefaultRequestVersion = HttpVersion.Version20,
-            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        using var response = await client.GetAsync(url, cancellationToken);
-        response.EnsureSuccessStatusCode();
-        await response.Content.ReadAsByteArrayAsync(cancellationToken);
     }
 
     private static async Task<TimeSpan> BlockAsync(Func<Task> action, int count, List<double> times)

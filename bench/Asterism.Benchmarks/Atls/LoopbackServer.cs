@@ -30,6 +30,19 @@ public sealed class LoopbackServer(WebApplication app, string url) : IAsyncDispo
         return new LoopbackServer(app, $"https://127.0.0.1:{new Uri(address).Port}/");
     }
 
+    /// <summary>One HTTP/2 GET over a new connection made by <paramref name="handler"/> (disposed afterwards).</summary>
+    public static async Task FreshRequestAsync(HttpMessageHandler handler, string url, CancellationToken cancellationToken)
+    {
+        using var client = new HttpClient(handler, disposeHandler: true)
+        {
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        using var response = await client.GetAsync(url, cancellationToken);
+        response.EnsureSuccessStatusCode();
+        await response.Content.ReadAsByteArrayAsync(cancellationToken);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await app.StopAsync();

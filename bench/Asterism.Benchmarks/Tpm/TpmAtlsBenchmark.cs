@@ -60,8 +60,8 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
 
             await using var tpmServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(tpm.Issuer), cancellationToken);
             await using var simServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(simIssuer), cancellationToken);
-            Func<Task> tpmConnect = () => FreshRequestAsync(AtlsClient.CreateHandler(tpmValidator), tpmServer.Url, cancellationToken);
-            Func<Task> simConnect = () => FreshRequestAsync(AtlsClient.CreateHandler(simValidator), simServer.Url, cancellationToken);
+            Func<Task> tpmConnect = () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateHandler(tpmValidator), tpmServer.Url, cancellationToken);
+            Func<Task> simConnect = () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateHandler(simValidator), simServer.Url, cancellationToken);
             for (var i = 0; i < 50; i++)
             {
                 await tpmConnect();
@@ -122,18 +122,6 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
         {
             throw new InvalidOperationException("benchmark document refused: " + verdict);
         }
-    }
-
-    private static async Task FreshRequestAsync(HttpMessageHandler handler, string url, CancellationToken cancellationToken)
-    {
-        using var client = new HttpClient(handler, disposeHandler: true)
-        {
-            DefaultRequestVersion = HttpVersion.Version20,
-            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
-        };
-        using var response = await client.GetAsync(url, cancellationToken);
-        response.EnsureSuccessStatusCode();
-        await response.Content.ReadAsByteArrayAsync(cancellationToken);
     }
 
     private static async Task BlockAsync(Func<Task> action, int count, List<double> times)

@@ -25,19 +25,8 @@ public sealed class TpmValidator : IAttestationValidator
         _measurements = options.Measurements ?? Measurements.Empty;
         _trustAny = options.TrustAnyKey;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _trusted = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var fp in options.TrustedKeyFingerprints)
-        {
-            if (fp is null || fp.Length != 64 || !fp.All(char.IsAsciiHexDigit))
-            {
-                throw new ArgumentException("a trusted key fingerprint must be 64 hex digits (SHA-256 of the SubjectPublicKeyInfo)", nameof(options));
-            }
-            _trusted.Add(fp.ToLowerInvariant());
-        }
-        if (!_trustAny && _trusted.Count == 0)
-        {
-            throw new ArgumentException("configure trusted attestation keys or set TrustAnyKey", nameof(options));
-        }
+        _trusted = TrustedKeys.Parse(options.TrustedKeyFingerprints, nameof(options));
+        TrustedKeys.RequireSome(_trusted, _trustAny, nameof(options));
     }
 
     public AttestationVariant Variant => AttestationVariant.Tpm;
