@@ -2,6 +2,7 @@ using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Asterism.Atls.OpenSsl;
 using Asterism.Attestation;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
@@ -21,7 +22,8 @@ public static class AtlsListenOptionsExtensions
     /// <summary>
     /// Server attests: reads the client's nonce from the TLS server name, and presents a fresh self-signed certificate
     /// per connection carrying <paramref name="issuer"/>'s document bound to the certificate key and that nonce.
-    /// Connections without a nonce server name are refused in the handshake.
+    /// Connections without a nonce server name are refused in the handshake. TLS is run by OpenSSL directly with one
+    /// shared context (see <see cref="TlsServerContext"/>); Kestrel sees a TLS 1.3 connection with ALPN h2.
     /// </summary>
     public static ListenOptions UseAtlsServer(this ListenOptions listenOptions, IAttestationIssuer issuer, Action<AtlsServerOptions>? configure = null)
     {
@@ -31,27 +33,23 @@ public static class AtlsListenOptionsExtensions
         configure?.Invoke(options);
         var logger = Logger(options.LoggerFactory);
         var time = options.TimeProvider;
-        return listenOptions.UseHttps(new TlsHandshakeCallbackOptions
+        return listenOptions.UseOpenSslTls((serverName, peer, ct) => CredentialAsync(issuer, serverName, peer, logger, time, ct), options.HandshakeTimeout, time, logger);
+    }
+
+    /// <summary>
+    /// The connection's certificate: a fresh P-256 key and the issuer's document bound to it and to the nonce the
+    /// client sent as its TLS server name; null (refuse, logged) when the name carries no nonce.
+    /// </summary>
+    private static async ValueTask<TlsCredential?> CredentialAsync(IAttestationIssuer issuer, string? serverName, string peer, ILogger logger, TimeProvider time, CancellationToken cancellationToken)
+    {
+        if (!AtlsNonce.TryParseServerName(serverName, out var nonce))
         {
-            HandshakeTimeout = options.HandshakeTimeout,
-            OnConnection = async context =>
-            {
-                var peer = context.Connection.RemoteEndPoint?.ToString() ?? "unknown";
-                if (!AtlsNonce.TryParseServerName(context.ClientHelloInfo.ServerName, out var nonce))
-                {
-                    AtlsLog.HandshakeRefused(logger, "NoNonce", peer, "the TLS server name does not carry an aTLS nonce");
-                    throw new AuthenticationException("aTLS: the TLS server name does not carry a nonce");
-                }
-                var certificate = await AtlsCertificate.CreateAsync(issuer, nonce, time.GetUtcNow(), context.CancellationToken).ConfigureAwait(false);
-                return new SslServerAuthenticationOptions
-                {
-                    ServerCertificateContext = SslStreamCertificateContext.Create(certificate, additionalCertificates: null, offline: true),
-                    EnabledSslProtocols = SslProtocols.Tls13,
-                    AllowTlsResume = false,
-                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                };
-            },
-        });
+            AtlsLog.HandshakeRefused(logger, "NoNonce", peer, "the TLS server name does not carry an aTLS nonce");
+            return null;
+        }
+        using var key = new ECDsaOpenSsl(ECCurve.NamedCurves.nistP256);
+        var certificate = await AtlsCertificate.CreateDerAsync(key, issuer, nonce, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        return TlsCredential.Create(certificate, key);
     }
 
     /// <inheritdoc cref="UseAtlsClientValidation(ListenOptions, AttestationValidatorSet, Action{AtlsServerOptions}?)"/>

@@ -48,7 +48,14 @@ public sealed class CallCounter
 
     public int Calls => Volatile.Read(ref _calls);
 
-    public void Increment() => Interlocked.Increment(ref _calls);
+    /// <summary>Runs inside each call, after it is counted (e.g. to stop the server mid-call, as a recovered node does).</summary>
+    public Action? OnCall { get; set; }
+
+    public void Increment()
+    {
+        Interlocked.Increment(ref _calls);
+        OnCall?.Invoke();
+    }
 }
 
 public sealed class ProberService(CallCounter counter) : Prober.ProberBase
@@ -57,6 +64,19 @@ public sealed class ProberService(CallCounter counter) : Prober.ProberBase
     {
         counter.Increment();
         return Task.FromResult(new PingReply { Text = request.Text, PeerVariant = context.GetAtlsPeer()?.Variant.Name ?? "" });
+    }
+
+    public override async Task Exchange(IAsyncStreamReader<PingRequest> requestStream, IServerStreamWriter<PingReply> responseStream, ServerCallContext context)
+    {
+        if (!await requestStream.MoveNext(context.CancellationToken))
+        {
+            return;
+        }
+        await responseStream.WriteAsync(new PingReply { Text = requestStream.Current.Text }, context.CancellationToken);
+        if (await requestStream.MoveNext(context.CancellationToken))
+        {
+            counter.Increment();
+        }
     }
 }
 
@@ -103,6 +123,9 @@ public sealed class ProbeServer : IAsyncDisposable
         var client = new Prober.ProberClient(channel);
         return await client.PingAsync(new PingRequest { Text = text }, deadline: DateTime.UtcNow.AddSeconds(20));
     }
+
+    /// <summary>Graceful stop, as a node stops its RecoveryServer once it has its key.</summary>
+    public Task StopAsync() => _app.StopAsync();
 
     public async ValueTask DisposeAsync()
     {

@@ -1,0 +1,90 @@
+using System.IO.Pipelines;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Atls.OpenSsl;
+
+/// <summary>Kestrel connection middleware that runs TLS with <see cref="TlsServerStream"/> in place of UseHttps.</summary>
+internal static class TlsServerMiddleware
+{
+    /// <summary>
+    /// Every connection: a handshake (within <paramref name="handshakeTimeout"/>) in which
+    /// <paramref name="credentials"/> picks the certificate from the TLS server name and the peer's address (null:
+    /// refuse), then Kestrel reads HTTP/2 from the decrypted stream. Failed handshakes are logged at Debug and closed.
+    /// </summary>
+    public static ListenOptions UseOpenSslTls(this ListenOptions listenOptions, Func<string?, string, CancellationToken, ValueTask<TlsCredential?>> credentials,
+        TimeSpan handshakeTimeout, TimeProvider time, ILogger logger)
+    {
+        var tls = new TlsServerContext();
+        listenOptions.Use(next => async connection =>
+        {
+            var peer = connection.RemoteEndPoint?.ToString() ?? "unknown";
+            var transport = connection.Transport;
+            var stream = new TlsServerStream(tls, transport);
+            await using (stream.ConfigureAwait(false))
+            {
+                using (var timeout = new CancellationTokenSource(handshakeTimeout, time))
+                using (var linked = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, timeout.Token))
+                {
+                    try
+                    {
+                        if (!await stream.HandshakeAsync((serverName, ct) => credentials(serverName, peer, ct), linked.Token).ConfigureAwait(false))
+                        {
+                            return;
+                        }
+                    }
+                    catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                    {
+                        AtlsLog.HandshakeFailed(logger, peer, $"timed out after {handshakeTimeout.TotalSeconds:0.###} s");
+                        return;
+                    }
+                    catch (Exception e) when (e is IOException or AuthenticationException or CryptographicException or OperationCanceledException)
+                    {
+                        AtlsLog.HandshakeFailed(logger, peer, e.Message);
+                        return;
+                    }
+                }
+                var input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
+                var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
+                connection.Transport = new TlsDuplexPipe(input, output);
+                var feature = new TlsFeature(stream.ApplicationProtocol);
+                connection.Features.Set<ITlsConnectionFeature>(feature);
+                connection.Features.Set<ITlsApplicationProtocolFeature>(feature);
+                try
+                {
+                    await next(connection).ConfigureAwait(false);
+                }
+                finally
+                {
+                    await input.CompleteAsync().ConfigureAwait(false);
+                    await output.CompleteAsync().ConfigureAwait(false);
+                    connection.Transport = transport;
+                }
+            }
+        });
+        return listenOptions;
+    }
+
+    private sealed class TlsDuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    /// <summary>Tells Kestrel the connection is TLS with the negotiated ALPN ("h2"), so HTTP/2 is chosen as with UseHttps.</summary>
+    private sealed class TlsFeature(ReadOnlyMemory<byte> applicationProtocol) : ITlsConnectionFeature, ITlsApplicationProtocolFeature
+    {
+        public ReadOnlyMemory<byte> ApplicationProtocol { get; } = applicationProtocol;
+
+        public X509Certificate2? ClientCertificate { get; set; }
+
+        public Task<X509Certificate2?> GetClientCertificateAsync(CancellationToken cancellationToken) => Task.FromResult<X509Certificate2?>(null);
+    }
+}

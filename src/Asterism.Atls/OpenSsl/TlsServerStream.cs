@@ -1,0 +1,471 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Runtime.InteropServices;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+
+namespace Asterism.Atls.OpenSsl;
+
+/// <summary>A certificate and its private key, as OpenSSL objects, for one connection.</summary>
+internal sealed class TlsCredential : IDisposable
+{
+    private TlsCredential(SafeX509Handle certificate, SafeEvpPKeyHandle key)
+    {
+        Certificate = certificate;
+        Key = key;
+    }
+
+    public SafeX509Handle Certificate { get; }
+
+    public SafeEvpPKeyHandle Key { get; }
+
+    public static unsafe TlsCredential Create(byte[] certificateDer, ECDsaOpenSsl key)
+    {
+        ArgumentNullException.ThrowIfNull(certificateDer);
+        ArgumentNullException.ThrowIfNull(key);
+        SafeX509Handle certificate;
+        LibSsl.ERR_clear_error();
+        fixed (byte* der = certificateDer)
+        {
+            var cursor = der;
+            certificate = LibSsl.d2i_X509(IntPtr.Zero, ref cursor, certificateDer.Length);
+        }
+        if (certificate.IsInvalid)
+        {
+            certificate.Dispose();
+            throw new CryptographicException("aTLS: OpenSSL could not parse the connection certificate: " + LibSsl.DrainErrors());
+        }
+        return new TlsCredential(certificate, key.DuplicateKeyHandle());
+    }
+
+    public void Dispose()
+    {
+        Certificate.Dispose();
+        Key.Dispose();
+    }
+}
+
+/// <summary>
+/// The server side of one TLS 1.3 connection run by OpenSSL over memory BIOs: encrypted bytes come from and go to
+/// Kestrel's transport pipe, plaintext is this stream. All OpenSSL calls on the connection are serialized by one
+/// lock (an SSL object is not thread-safe; HTTP/2 reads and writes concurrently) that is never held across an
+/// await; output records are moved to the transport under a gate so they leave in the order OpenSSL made them.
+/// </summary>
+internal sealed class TlsServerStream : Stream
+{
+    private const int MaxOutputChunk = 64 * 1024;
+
+    private readonly Lock _sync = new();
+    private readonly SemaphoreSlim _outputGate = new(1, 1);
+    private readonly SafeSslHandle _ssl;
+    private readonly IntPtr _input;
+    private readonly IntPtr _output;
+    private readonly IDuplexPipe _transport;
+    private bool _handshakeDone;
+    private bool _disposed;
+
+    public TlsServerStream(TlsServerContext context, IDuplexPipe transport)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        _transport = transport ?? throw new ArgumentNullException(nameof(transport));
+        _ssl = context.NewConnection();
+        _input = LibSsl.BIO_new(LibSsl.BIO_s_mem());
+        _output = LibSsl.BIO_new(LibSsl.BIO_s_mem());
+        if (_input == IntPtr.Zero || _output == IntPtr.Zero)
+        {
+            FreeBio(_input);
+            FreeBio(_output);
+            _ssl.Dispose();
+            throw new CryptographicException("aTLS: OpenSSL could not allocate connection buffers: " + LibSsl.DrainErrors());
+        }
+        LibSsl.SSL_set_bio(_ssl, _input, _output);
+        LibSsl.SSL_set_accept_state(_ssl);
+    }
+
+    /// <summary>The ALPN protocol agreed in the handshake ("h2"), or empty.</summary>
+    public ReadOnlyMemory<byte> ApplicationProtocol { get; private set; }
+
+    /// <summary>
+    /// Runs the handshake. When OpenSSL has parsed the ClientHello, <paramref name="credentials"/> gets the TLS
+    /// server name and returns the connection's certificate, or null to refuse (the client gets an alert).
+    /// Returns false when refused; throws <see cref="AuthenticationException"/> or <see cref="IOException"/> when
+    /// the handshake fails otherwise.
+    /// </summary>
+    public async Task<bool> HandshakeAsync(Func<string?, CancellationToken, ValueTask<TlsCredential?>> credentials, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(credentials);
+        var refused = false;
+        while (true)
+        {
+            var step = Step(static ssl => LibSsl.SSL_do_handshake(ssl));
+            await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
+            if (step.Result == 1)
+            {
+                _handshakeDone = true;
+                ApplicationProtocol = SelectedProtocol();
+                return true;
+            }
+            switch (step.Error)
+            {
+                case LibSsl.ErrorWantRead:
+                    if (!await FillInputAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        throw new IOException("aTLS: the client closed the connection during the TLS handshake");
+                    }
+                    break;
+                case LibSsl.ErrorWantX509Lookup:
+                    using (var credential = await credentials(ServerName(), cancellationToken).ConfigureAwait(false))
+                    {
+                        if (credential is null)
+                        {
+                            refused = true;
+                            Refuse();
+                        }
+                        else
+                        {
+                            Install(credential);
+                        }
+                    }
+                    break;
+                case LibSsl.ErrorSsl when refused:
+                    return false;
+                default:
+                    throw new AuthenticationException("aTLS: TLS handshake failed: " + step.Detail);
+            }
+        }
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (buffer.IsEmpty)
+        {
+            return 0;
+        }
+        while (true)
+        {
+            var step = Decrypt(buffer);
+            if (step.OutputPending)
+            {
+                await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
+            }
+            if (step.Result == 1)
+            {
+                return step.Count;
+            }
+            switch (step.Error)
+            {
+                case LibSsl.ErrorZeroReturn:
+                    return 0;
+                case LibSsl.ErrorWantRead:
+                    if (!await FillInputAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        return 0;
+                    }
+                    break;
+                default:
+                    throw new IOException("aTLS: TLS read failed: " + step.Detail);
+            }
+        }
+    }
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (buffer.IsEmpty)
+        {
+            return;
+        }
+        Encrypt(buffer.Span);
+        await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    /// <summary>Sends close_notify (best effort) and frees the OpenSSL connection.</summary>
+    public override async ValueTask DisposeAsync()
+    {
+        var notify = false;
+        lock (_sync)
+        {
+            if (!_disposed && _handshakeDone)
+            {
+                LibSsl.ERR_clear_error();
+                LibSsl.SSL_shutdown(_ssl);
+                LibSsl.ERR_clear_error();
+                notify = true;
+            }
+        }
+        if (notify)
+        {
+            try
+            {
+                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+            {
+                // The peer or Kestrel already closed the transport; nothing more to tell it.
+            }
+        }
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            lock (_sync)
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+                _disposed = true;
+                _ssl.Dispose();
+            }
+            _outputGate.Dispose();
+        }
+        base.Dispose(disposing);
+    }
+
+    public override bool CanRead => true;
+
+    public override bool CanWrite => true;
+
+    public override bool CanSeek => false;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+    public override void Flush()
+    {
+        // Every write is handed to the transport as it is made.
+    }
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>Blocking read; Kestrel only reads asynchronously.</summary>
+    public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Blocking write: a PipeWriter over this stream writes what is still buffered synchronously when it is completed
+    /// (Kestrel completes it after the last HTTP/2 frames, e.g. GOAWAY), so this path must deliver, not throw.
+    /// </summary>
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> buffer)
+    {
+        if (buffer.IsEmpty)
+        {
+            return;
+        }
+        Encrypt(buffer);
+        _outputGate.Wait();
+        try
+        {
+            if (DrainOutput())
+            {
+                _transport.Output.FlushAsync().AsTask().GetAwaiter().GetResult();
+            }
+        }
+        finally
+        {
+            _outputGate.Release();
+        }
+    }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    private readonly record struct StepResult(int Result, int Error, int Count, bool OutputPending, string Detail);
+
+    private StepResult Step(Func<SafeSslHandle, int> operation)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.ERR_clear_error();
+            var result = operation(_ssl);
+            return Outcome(result, 0);
+        }
+    }
+
+    private unsafe StepResult Decrypt(Memory<byte> buffer)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.ERR_clear_error();
+            int result;
+            nuint read;
+            using (var pin = buffer.Pin())
+            {
+                result = LibSsl.SSL_read_ex(_ssl, (byte*)pin.Pointer, (nuint)buffer.Length, out read);
+            }
+            return Outcome(result, (int)read);
+        }
+    }
+
+    private unsafe void Encrypt(ReadOnlySpan<byte> buffer)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.ERR_clear_error();
+            int result;
+            fixed (byte* data = buffer)
+            {
+                // Memory BIOs never block, so a write is either whole or an error.
+                result = LibSsl.SSL_write_ex(_ssl, data, (nuint)buffer.Length, out _);
+            }
+            if (result != 1)
+            {
+                throw new IOException("aTLS: TLS write failed: " + Outcome(result, 0).Detail);
+            }
+        }
+    }
+
+    /// <summary>Must run under <see cref="_sync"/>, right after the OpenSSL call (the error queue is per thread).</summary>
+    private StepResult Outcome(int result, int count)
+    {
+        var error = result == 1 ? LibSsl.ErrorNone : LibSsl.SSL_get_error(_ssl, result);
+        var detail = error is LibSsl.ErrorSsl or LibSsl.ErrorSyscall ? LibSsl.DrainErrors() : string.Empty;
+        LibSsl.ERR_clear_error();
+        return new StepResult(result, error, count, LibSsl.BIO_ctrl_pending(_output) > 0, detail);
+    }
+
+    private string? ServerName()
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            // OpenSSL keeps the name as a NUL-terminated string of at most 255 bytes (longer ones fail the handshake).
+            return Marshal.PtrToStringAnsi(LibSsl.SSL_get_servername(_ssl, LibSsl.NameTypeHostName));
+        }
+    }
+
+    private void Install(TlsCredential credential)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.ERR_clear_error();
+            if (LibSsl.SSL_use_certificate(_ssl, credential.Certificate) != 1 || LibSsl.SSL_use_PrivateKey(_ssl, credential.Key) != 1)
+            {
+                throw new AuthenticationException("aTLS: OpenSSL refused the connection certificate: " + LibSsl.DrainErrors());
+            }
+        }
+    }
+
+    private unsafe void Refuse()
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.SSL_set_cert_cb(_ssl, &TlsServerContext.RefuseCallback, IntPtr.Zero);
+        }
+    }
+
+    private unsafe ReadOnlyMemory<byte> SelectedProtocol()
+    {
+        lock (_sync)
+        {
+            LibSsl.SSL_get0_alpn_selected(_ssl, out var data, out var length);
+            return data == null ? ReadOnlyMemory<byte>.Empty : new ReadOnlySpan<byte>(data, (int)length).ToArray();
+        }
+    }
+
+    /// <summary>Moves the next encrypted bytes from the transport into OpenSSL; false at end of stream.</summary>
+    private async ValueTask<bool> FillInputAsync(CancellationToken cancellationToken)
+    {
+        var result = await _transport.Input.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var buffer = result.Buffer;
+        try
+        {
+            if (buffer.IsEmpty)
+            {
+                return !result.IsCompleted;
+            }
+            Feed(buffer);
+            return true;
+        }
+        finally
+        {
+            _transport.Input.AdvanceTo(buffer.End);
+        }
+    }
+
+    private unsafe void Feed(in ReadOnlySequence<byte> received)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            foreach (var segment in received)
+            {
+                using var pin = segment.Pin();
+                if (LibSsl.BIO_write(_input, (byte*)pin.Pointer, segment.Length) != segment.Length)
+                {
+                    throw new IOException("aTLS: OpenSSL could not buffer received data");
+                }
+            }
+        }
+    }
+
+    /// <summary>Moves everything OpenSSL has produced to the transport, in order, and flushes it.</summary>
+    private async ValueTask FlushOutputAsync(CancellationToken cancellationToken)
+    {
+        await _outputGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (DrainOutput())
+            {
+                await _transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _outputGate.Release();
+        }
+    }
+
+    private unsafe bool DrainOutput()
+    {
+        lock (_sync)
+        {
+            if (_disposed)
+            {
+                return false;
+            }
+            var moved = false;
+            for (var pending = (int)LibSsl.BIO_ctrl_pending(_output); pending > 0; pending = (int)LibSsl.BIO_ctrl_pending(_output))
+            {
+                var span = _transport.Output.GetSpan(Math.Min(pending, MaxOutputChunk));
+                int read;
+                fixed (byte* destination = span)
+                {
+                    read = LibSsl.BIO_read(_output, destination, Math.Min(span.Length, pending));
+                }
+                if (read <= 0)
+                {
+                    break;
+                }
+                _transport.Output.Advance(read);
+                moved = true;
+            }
+            return moved;
+        }
+    }
+
+    private static void FreeBio(IntPtr bio)
+    {
+        if (bio != IntPtr.Zero)
+        {
+            LibSsl.BIO_free(bio);
+        }
+    }
+}
