@@ -83,7 +83,15 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 await call.RequestStream.WriteAsync(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(diskKey.Span) }, timeout.Token);
             }
-            await call.RequestStream.CompleteAsync();
+            try
+            {
+                await call.RequestStream.CompleteAsync();
+            }
+            catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
+            {
+                // The node may already have ended the call (and closed the connection): its status, read below,
+                // decides whether the key was accepted.
+            }
             while (await call.ResponseStream.MoveNext(timeout.Token))
             {
                 // The protocol sends nothing more; drain until the node ends the call.

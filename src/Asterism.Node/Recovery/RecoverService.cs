@@ -54,6 +54,7 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
             {
                 case KeyVerdict.Accepted:
                     _log.Info("Received state disk key and measurement secret, shutting down server", [Field.Of("peer", peer)]);
+                    await AwaitHalfCloseAsync(requestStream, context.CancellationToken);
                     return;
                 case KeyVerdict.AlreadyRecovered:
                     throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
@@ -73,6 +74,31 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
             measurementSecret?.Dispose();
         }
     }
+
+    /// <summary>
+    /// The CLI half-closes its side right after the key. Ending the call only then means the OK status cannot race the
+    /// listener's shutdown (which starts as soon as the key is accepted): a client still sending its end of stream
+    /// into a connection that has closed sees an error instead of the status. A client that never half-closes gets
+    /// the status after <see cref="HalfCloseWait"/> anyway.
+    /// </summary>
+    private static async Task AwaitHalfCloseAsync(IAsyncStreamReader<RecoverMessage> requestStream, CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(HalfCloseWait);
+        try
+        {
+            while (await requestStream.MoveNext(limit.Token))
+            {
+                // Nothing may follow the key; anything that does is ignored.
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+        {
+            // Gone or silent: the key is accepted either way.
+        }
+    }
+
+    private static readonly TimeSpan HalfCloseWait = TimeSpan.FromSeconds(2);
 }
 
 /// <summary>What a recovering node tells the CLI about itself.</summary>
