@@ -48,7 +48,17 @@ public static class AtlsListenOptionsExtensions
             return null;
         }
         using var key = new ECDsaOpenSsl(ECCurve.NamedCurves.nistP256);
-        var certificate = await AtlsCertificate.CreateDerAsync(key, issuer, nonce, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        byte[] certificate;
+        try
+        {
+            certificate = await AtlsCertificate.CreateDerAsync(key, issuer, nonce, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            // A TPM that does not answer, for example: the operator must see it, the client gets an alert.
+            AtlsLog.HandshakeRefused(logger, "IssuerFailed", peer, $"{issuer.Variant.Name} attestation failed: {e.Message}");
+            return null;
+        }
         return TlsCredential.Create(certificate, key);
     }
 

@@ -96,6 +96,20 @@ public sealed class ServerTransportTests : IDisposable
     }
 
     [Fact]
+    public async Task Handshake_ClientWithoutAlpn_ClosedBeforeHttp()
+    {
+        await using var server = await StartAsync();
+
+        await using var ssl = await HandshakeAsync(server.Port, SslProtocols.Tls13, alpn: null);
+        await ssl.WriteAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        var read = await ReadOrResetAsync(ssl, new byte[256]).WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(0, read);
+        Assert.Equal(0, server.Counter.Calls);
+        Assert.True(await EventuallyAsync(() => _serverLogs.Contains("did not negotiate h2")), _serverLogs.Dump());
+    }
+
+    [Fact]
     public async Task Handshake_Tls12OnlyClient_Refused()
     {
         await using var server = await StartAsync();
@@ -151,7 +165,7 @@ public sealed class ServerTransportTests : IDisposable
         Assert.True(await EventuallyAsync(() => _serverLogs.Contains("TLS handshake failed")), _serverLogs.Dump());
     }
 
-    private static async Task<int> ReadOrResetAsync(NetworkStream stream, byte[] buffer)
+    private static async Task<int> ReadOrResetAsync(Stream stream, byte[] buffer)
     {
         try
         {
@@ -163,7 +177,7 @@ public sealed class ServerTransportTests : IDisposable
         }
     }
 
-    private static async Task<SslStream> HandshakeAsync(int port, SslProtocols protocols, List<SslApplicationProtocol> alpn)
+    private static async Task<SslStream> HandshakeAsync(int port, SslProtocols protocols, List<SslApplicationProtocol>? alpn)
     {
         var tcp = new TcpClient();
         await tcp.ConnectAsync(IPAddress.Loopback, port);

@@ -126,6 +126,9 @@ internal static unsafe partial class LibSsl
     public static partial void X509_free(IntPtr certificate);
 
     [LibraryImport(Crypto)]
+    public static partial ulong OpenSSL_version_num();
+
+    [LibraryImport(Crypto)]
     public static partial ulong ERR_get_error();
 
     [LibraryImport(Crypto)]

@@ -15,6 +15,13 @@ internal sealed unsafe class TlsServerContext : IDisposable
 
     public TlsServerContext()
     {
+        // Keys made by .NET (ECDsaOpenSsl) are handed to this library as EVP_PKEY pointers: only sound if both are
+        // the very same OpenSSL.
+        var ours = (long)LibSsl.OpenSSL_version_num();
+        if (ours != SafeEvpPKeyHandle.OpenSslVersion)
+        {
+            throw new CryptographicException($"aTLS: .NET uses OpenSSL 0x{SafeEvpPKeyHandle.OpenSslVersion:x} but libcrypto.so.3 is 0x{ours:x}; the aTLS server needs them to be the same library");
+        }
         LibSsl.ERR_clear_error();
         _context = LibSsl.SSL_CTX_new(LibSsl.TLS_server_method());
         if (_context.IsInvalid)
@@ -29,6 +36,8 @@ internal sealed unsafe class TlsServerContext : IDisposable
             {
                 throw new CryptographicException("aTLS: OpenSSL refused the TLS 1.3-only settings: " + LibSsl.DrainErrors());
             }
+            // num_tickets = 0 is what stops TLS 1.3 tickets; NO_TICKET (stateless tickets) and no session cache
+            // make sure no other resumption path exists.
             LibSsl.SSL_CTX_set_options(_context, LibSsl.OpNoTicket);
             LibSsl.SSL_CTX_ctrl(_context, LibSsl.CtrlSetSessCacheMode, 0, IntPtr.Zero);
             LibSsl.SSL_CTX_set_cert_cb(_context, &CertificateCallback, IntPtr.Zero);
@@ -67,7 +76,10 @@ internal sealed unsafe class TlsServerContext : IDisposable
     [UnmanagedCallersOnly]
     internal static int RefuseCallback(IntPtr ssl, IntPtr arg) => 0;
 
-    /// <summary>Picks "h2" from the client's ALPN list (length-prefixed names); any other offer fails the handshake.</summary>
+    /// <summary>
+    /// Picks "h2" from the client's ALPN list (length-prefixed names); a list without it fails the handshake. A client
+    /// that sends no ALPN at all is refused after the handshake (see <see cref="TlsServerMiddleware"/>).
+    /// </summary>
     [UnmanagedCallersOnly]
     private static int SelectHttp2(IntPtr ssl, byte** selected, byte* selectedLength, byte* offered, uint offeredLength, IntPtr arg)
     {

@@ -16,7 +16,8 @@ internal static class TlsServerMiddleware
     /// <summary>
     /// Every connection: a handshake (within <paramref name="handshakeTimeout"/>) in which
     /// <paramref name="credentials"/> picks the certificate from the TLS server name and the peer's address (null:
-    /// refuse), then Kestrel reads HTTP/2 from the decrypted stream. Failed handshakes are logged at Debug and closed.
+    /// refuse), then Kestrel reads HTTP/2 (ALPN h2 is required) from the decrypted stream. Failed handshakes are
+    /// logged at Debug and closed.
     /// </summary>
     public static ListenOptions UseOpenSslTls(this ListenOptions listenOptions, Func<string?, string, CancellationToken, ValueTask<TlsCredential?>> credentials,
         TimeSpan handshakeTimeout, TimeProvider time, ILogger logger)
@@ -44,11 +45,18 @@ internal static class TlsServerMiddleware
                         AtlsLog.HandshakeFailed(logger, peer, $"timed out after {handshakeTimeout.TotalSeconds:0.###} s");
                         return;
                     }
-                    catch (Exception e) when (e is IOException or AuthenticationException or CryptographicException or OperationCanceledException)
+                    catch (Exception e) when (e is not OutOfMemoryException)
                     {
+                        // Whatever failed (transport, TLS, the issuer), the connection is closed before HTTP/2 starts.
                         AtlsLog.HandshakeFailed(logger, peer, e.Message);
                         return;
                     }
+                }
+                // gRPC needs HTTP/2; without ALPN Kestrel would fall back to HTTP/1.1 on a mixed endpoint.
+                if (!stream.ApplicationProtocol.Span.SequenceEqual("h2"u8))
+                {
+                    AtlsLog.HandshakeFailed(logger, peer, "the client did not negotiate h2 (ALPN)");
+                    return;
                 }
                 var input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
                 var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
@@ -62,13 +70,25 @@ internal static class TlsServerMiddleware
                 }
                 finally
                 {
-                    await input.CompleteAsync().ConfigureAwait(false);
-                    await output.CompleteAsync().ConfigureAwait(false);
                     connection.Transport = transport;
+                    await CompleteQuietlyAsync(input.CompleteAsync()).ConfigureAwait(false);
+                    await CompleteQuietlyAsync(output.CompleteAsync()).ConfigureAwait(false);
                 }
             }
         });
         return listenOptions;
+    }
+
+    /// <summary>Completing the pipes may flush into a connection that is already gone; that is not worth an error.</summary>
+    private static async Task CompleteQuietlyAsync(ValueTask completion)
+    {
+        try
+        {
+            await completion.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
+        {
+        }
     }
 
     private sealed class TlsDuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe

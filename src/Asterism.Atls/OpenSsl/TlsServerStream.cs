@@ -29,6 +29,11 @@ internal sealed class TlsCredential : IDisposable
         {
             var cursor = der;
             certificate = LibSsl.d2i_X509(IntPtr.Zero, ref cursor, certificateDer.Length);
+            if (!certificate.IsInvalid && cursor != der + certificateDer.Length)
+            {
+                certificate.Dispose();
+                throw new CryptographicException("aTLS: the connection certificate has trailing bytes");
+            }
         }
         if (certificate.IsInvalid)
         {
@@ -54,6 +59,7 @@ internal sealed class TlsCredential : IDisposable
 internal sealed class TlsServerStream : Stream
 {
     private const int MaxOutputChunk = 64 * 1024;
+    private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(2);
 
     private readonly Lock _sync = new();
     private readonly SemaphoreSlim _outputGate = new(1, 1);
@@ -63,6 +69,9 @@ internal sealed class TlsServerStream : Stream
     private readonly IDuplexPipe _transport;
     private bool _handshakeDone;
     private bool _disposed;
+
+    // Bytes moved into the transport writer but not yet flushed; guarded by _outputGate.
+    private bool _unflushed;
 
     public TlsServerStream(TlsServerContext context, IDuplexPipe transport)
     {
@@ -95,12 +104,19 @@ internal sealed class TlsServerStream : Stream
     {
         ArgumentNullException.ThrowIfNull(credentials);
         var refused = false;
+        string? attestedName = null;
         while (true)
         {
             var step = Step(static ssl => LibSsl.SSL_do_handshake(ssl));
             await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
             if (step.Result == 1)
             {
+                // After a HelloRetryRequest the second ClientHello could name another server; the certificate was
+                // made for the first name, so both must agree.
+                if (!string.Equals(ServerName(), attestedName, StringComparison.Ordinal))
+                {
+                    throw new AuthenticationException("aTLS: the TLS server name changed during the handshake");
+                }
                 _handshakeDone = true;
                 ApplicationProtocol = SelectedProtocol();
                 return true;
@@ -114,7 +130,8 @@ internal sealed class TlsServerStream : Stream
                     }
                     break;
                 case LibSsl.ErrorWantX509Lookup:
-                    using (var credential = await credentials(ServerName(), cancellationToken).ConfigureAwait(false))
+                    attestedName = ServerName();
+                    using (var credential = await credentials(attestedName, cancellationToken).ConfigureAwait(false))
                     {
                         if (credential is null)
                         {
@@ -143,11 +160,9 @@ internal sealed class TlsServerStream : Stream
         }
         while (true)
         {
+            // A successful read returns at once: its plaintext must never wait behind (or be lost to a cancelled
+            // wait for) the output side. OpenSSL 3 sends a KeyUpdate reply with the next write, not from a read.
             var step = Decrypt(buffer);
-            if (step.OutputPending)
-            {
-                await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
-            }
             if (step.Result == 1)
             {
                 return step.Count;
@@ -163,6 +178,7 @@ internal sealed class TlsServerStream : Stream
                     }
                     break;
                 default:
+                    await TrySendAlertAsync().ConfigureAwait(false);
                     throw new IOException("aTLS: TLS read failed: " + step.Detail);
             }
         }
@@ -175,7 +191,15 @@ internal sealed class TlsServerStream : Stream
             return;
         }
         Encrypt(buffer.Span);
-        await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
+        await _outputGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            MoveOutput();
+        }
+        finally
+        {
+            _outputGate.Release();
+        }
     }
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
@@ -200,13 +224,14 @@ internal sealed class TlsServerStream : Stream
         }
         if (notify)
         {
+            using var limit = new CancellationTokenSource(CloseNotifyTimeout);
             try
             {
-                await FlushOutputAsync(CancellationToken.None).ConfigureAwait(false);
+                await FlushOutputAsync(limit.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
             {
-                // The peer or Kestrel already closed the transport; nothing more to tell it.
+                // The peer stopped reading, or Kestrel already closed the transport: nothing more to tell it.
             }
         }
         Dispose(true);
@@ -226,7 +251,7 @@ internal sealed class TlsServerStream : Stream
                 _disposed = true;
                 _ssl.Dispose();
             }
-            _outputGate.Dispose();
+            // _outputGate is not disposed: a flush may still hold it, and it never allocates a wait handle.
         }
         base.Dispose(disposing);
     }
@@ -241,19 +266,34 @@ internal sealed class TlsServerStream : Stream
 
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
+    /// <summary>Blocking flush (see <see cref="Write(ReadOnlySpan{byte})"/>).</summary>
     public override void Flush()
     {
-        // Every write is handed to the transport as it is made.
+        _outputGate.Wait();
+        try
+        {
+            MoveOutput();
+            if (_unflushed)
+            {
+                _transport.Output.FlushAsync().AsTask().GetAwaiter().GetResult();
+                _unflushed = false;
+            }
+        }
+        finally
+        {
+            _outputGate.Release();
+        }
     }
 
-    public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>Writes only queue records on the transport; this sends them (a PipeWriter over this stream calls it once per flush).</summary>
+    public override Task FlushAsync(CancellationToken cancellationToken) => FlushOutputAsync(cancellationToken).AsTask();
 
     /// <summary>Blocking read; Kestrel only reads asynchronously.</summary>
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
     /// <summary>
-    /// Blocking write: a PipeWriter over this stream writes what is still buffered synchronously when it is completed
-    /// (Kestrel completes it after the last HTTP/2 frames, e.g. GOAWAY), so this path must deliver, not throw.
+    /// Blocking write: a PipeWriter over this stream writes (and flushes) what is still buffered synchronously when it
+    /// is completed, so this path must deliver, not throw. It blocks as Kestrel's own SslStream path does.
     /// </summary>
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
@@ -267,10 +307,7 @@ internal sealed class TlsServerStream : Stream
         _outputGate.Wait();
         try
         {
-            if (DrainOutput())
-            {
-                _transport.Output.FlushAsync().AsTask().GetAwaiter().GetResult();
-            }
+            MoveOutput();
         }
         finally
         {
@@ -282,7 +319,7 @@ internal sealed class TlsServerStream : Stream
 
     public override void SetLength(long value) => throw new NotSupportedException();
 
-    private readonly record struct StepResult(int Result, int Error, int Count, bool OutputPending, string Detail);
+    private readonly record struct StepResult(int Result, int Error, int Count, string Detail);
 
     private StepResult Step(Func<SafeSslHandle, int> operation)
     {
@@ -336,7 +373,7 @@ internal sealed class TlsServerStream : Stream
         var error = result == 1 ? LibSsl.ErrorNone : LibSsl.SSL_get_error(_ssl, result);
         var detail = error is LibSsl.ErrorSsl or LibSsl.ErrorSyscall ? LibSsl.DrainErrors() : string.Empty;
         LibSsl.ERR_clear_error();
-        return new StepResult(result, error, count, LibSsl.BIO_ctrl_pending(_output) > 0, detail);
+        return new StepResult(result, error, count, detail);
     }
 
     private string? ServerName()
@@ -416,20 +453,48 @@ internal sealed class TlsServerStream : Stream
         }
     }
 
-    /// <summary>Moves everything OpenSSL has produced to the transport, in order, and flushes it.</summary>
+    /// <summary>
+    /// Moves everything OpenSSL has produced to the transport, in order, and flushes it. A cancelled flush leaves
+    /// <see cref="_unflushed"/> set, so the next one sends those bytes.
+    /// </summary>
     private async ValueTask FlushOutputAsync(CancellationToken cancellationToken)
     {
         await _outputGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (DrainOutput())
+            MoveOutput();
+            if (_unflushed)
             {
                 await _transport.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                _unflushed = false;
             }
         }
         finally
         {
             _outputGate.Release();
+        }
+    }
+
+    /// <summary>After a failed read, sends the alert OpenSSL queued, if the transport takes it within a second.</summary>
+    private async ValueTask TrySendAlertAsync()
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            await FlushOutputAsync(limit.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
+        {
+            // Best effort: the read error is what the caller needs.
+        }
+    }
+
+    /// <summary>Under <see cref="_outputGate"/>: moves OpenSSL's output into the transport writer.</summary>
+    private void MoveOutput()
+    {
+        if (DrainOutput())
+        {
+            _unflushed = true;
         }
     }
 

@@ -1,0 +1,150 @@
+using System.IO.Pipelines;
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using Asterism.Atls.OpenSsl;
+
+namespace Asterism.Atls.Tests;
+
+/// <summary>
+/// <see cref="TlsServerStream"/> on in-memory pipes against a .NET SslStream client, where the transport's
+/// backpressure can be controlled: reads must never wait behind a stalled output side.
+/// </summary>
+public sealed class TlsServerStreamTests : IAsyncDisposable
+{
+    private static readonly TlsServerContext Context = new();
+
+    private readonly Pipe _toServer = new(new PipeOptions(useSynchronizationContext: false));
+    private readonly Pipe _toClient = new(new PipeOptions(pauseWriterThreshold: 4096, resumeWriterThreshold: 2048, useSynchronizationContext: false));
+    private readonly ECDsaOpenSsl _key = new(ECCurve.NamedCurves.nistP256);
+    private readonly TlsServerStream _server;
+    private readonly SslStream _client;
+
+    public TlsServerStreamTests()
+    {
+        _server = new TlsServerStream(Context, new DuplexPipe(_toServer.Reader, _toClient.Writer));
+        _client = new SslStream(new PipeStream(_toClient.Reader, _toServer.Writer));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _client.Dispose();
+        _server.Dispose();
+        _key.Dispose();
+        await _toServer.Writer.CompleteAsync();
+        await _toClient.Writer.CompleteAsync();
+    }
+
+    [Fact]
+    public async Task Read_WhileOutputBackpressured_ReturnsPlaintextAtOnce()
+    {
+        await HandshakeAsync();
+        var big = RandomNumberGenerator.GetBytes(200_000);
+        await _server.WriteAsync(big).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        var flush = _server.FlushAsync();
+        await Task.Delay(200);
+        Assert.False(flush.IsCompleted, "the client reads nothing yet, so the flush must be waiting on the transport");
+
+        await _client.WriteAsync("hello"u8.ToArray());
+        await _client.FlushAsync();
+        var buffer = new byte[64];
+        var read = await _server.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal("hello"u8.ToArray(), buffer[..read]);
+        var received = new byte[big.Length];
+        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(big, received);
+    }
+
+    [Fact]
+    public async Task Read_ClientClosesWithCloseNotify_ReturnsEndOfStream()
+    {
+        await HandshakeAsync();
+
+        await _client.ShutdownAsync();
+        var read = await _server.ReadAsync(new byte[16]).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.Equal(0, read);
+    }
+
+    [Fact]
+    public void Credential_TrailingBytesAfterCertificate_Refused()
+    {
+        using var certificate = AtlsCertificate.Build(_key, null, null, DateTimeOffset.UtcNow);
+
+        var e = Assert.Throws<CryptographicException>(() => TlsCredential.Create([.. certificate.RawData, 0x00], _key));
+
+        Assert.Contains("trailing bytes", e.Message, StringComparison.Ordinal);
+    }
+
+    private async Task HandshakeAsync()
+    {
+        using var certificate = AtlsCertificate.Build(_key, null, null, DateTimeOffset.UtcNow);
+        var der = certificate.RawData;
+        var server = _server.HandshakeAsync((_, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(der, _key)), CancellationToken.None);
+        await _client.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = AtlsNonce.ToServerName(AtlsNonce.Create()),
+            EnabledSslProtocols = SslProtocols.Tls13,
+            ApplicationProtocols = [SslApplicationProtocol.Http2],
+            RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(der),
+        }).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(await server.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Equal("h2"u8.ToArray(), _server.ApplicationProtocol.ToArray());
+    }
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    /// <summary>The client's side of the in-memory connection as a Stream.</summary>
+    private sealed class PipeStream(PipeReader input, PipeWriter output) : Stream
+    {
+        private readonly Stream _reader = input.AsStream();
+        private readonly Stream _writer = output.AsStream();
+
+        public override bool CanRead => true;
+
+        public override bool CanWrite => true;
+
+        public override bool CanSeek => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _reader.ReadAsync(buffer, cancellationToken);
+
+        public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            await _writer.WriteAsync(buffer, cancellationToken);
+            await _writer.FlushAsync(cancellationToken);
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => _reader.Read(buffer, offset, count);
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            _writer.Write(buffer, offset, count);
+            _writer.Flush();
+        }
+
+        public override void Flush() => _writer.Flush();
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => _writer.FlushAsync(cancellationToken);
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
