@@ -101,7 +101,9 @@ public class LoadBalancerTests
         var name = "t" + Guid.NewGuid().ToString("N")[..6];
         await using var split = await TestCloud.StartAsync(controlPlanes: 2, nodeArgs: ["--ports-for", $"{name}-control-plane-1=9999"], clusterName: name);
         var lb = split.Provider!.LoadBalancer;
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1, TimeSpan.FromSeconds(5), "per-port health");
+        // Each port is probed on its own schedule: wait until all three have been probed once.
+        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1,
+            TimeSpan.FromSeconds(5), "per-port health");
         Assert.Equal([split.Provider.Subnet.InstanceAddress(0)], lb.HealthyBackends(6443));
         for (var i = 0; i < 3; i++)
         {
