@@ -61,7 +61,7 @@ public sealed class ServerTransportTests : IDisposable
     }
 
     [Fact]
-    public async Task Exchange_ServerEndsCallAndStopsBeforeClientHalfCloses_StatusOkArrives()
+    public async Task Exchange_ServerStopsAsSoonAsItHasTheSecondMessage_StatusOkArrives()
     {
         for (var i = 0; i < 30; i++)
         {

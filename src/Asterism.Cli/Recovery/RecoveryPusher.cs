@@ -79,18 +79,18 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, attested?.Facts.Variant.Name);
             }
-            using (var diskKey = KeyDerivation.DeriveDiskKey(master, identity.DiskUuid))
-            {
-                await call.RequestStream.WriteAsync(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(diskKey.Span) }, timeout.Token);
-            }
             try
             {
+                using (var diskKey = KeyDerivation.DeriveDiskKey(master, identity.DiskUuid))
+                {
+                    await call.RequestStream.WriteAsync(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(diskKey.Span) }, timeout.Token);
+                }
                 await call.RequestStream.CompleteAsync();
             }
             catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
             {
-                // The node may already have ended the call (and closed the connection): its status, read below,
-                // decides whether the key was accepted.
+                // A node that accepted the key ends the call and closes its listener; should that overtake this side's
+                // write or end of stream, the write fails although the key arrived: the call's status, read below, decides.
             }
             while (await call.ResponseStream.MoveNext(timeout.Token))
             {
