@@ -53,7 +53,7 @@ public static class AtlsListenOptionsExtensions
         {
             certificate = await AtlsCertificate.CreateDerAsync(key, issuer, nonce, time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        catch (Exception e) when (!(e is OperationCanceledException && cancellationToken.IsCancellationRequested) && e is not OutOfMemoryException)
         {
             // A TPM that does not answer, for example: the operator must see it, the client gets an alert.
             AtlsLog.HandshakeRefused(logger, "IssuerFailed", peer, $"{issuer.Variant.Name} attestation failed: {e.Message}");

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Security.Authentication;
@@ -66,6 +67,59 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
         var read = await _server.ReadAsync(new byte[16]).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
 
         Assert.Equal(0, read);
+    }
+
+    [Fact]
+    public async Task Write_FlushCancelledThenRetried_EachByteArrivesOnce()
+    {
+        await HandshakeAsync();
+        var writer = PipeWriter.Create(_server, new StreamPipeWriterOptions(leaveOpen: true));
+
+        writer.Write("AAAA"u8);
+        writer.CancelPendingFlush();
+        var first = await writer.FlushAsync();
+        writer.Write("BBBB"u8);
+        await writer.FlushAsync();
+        var received = new byte[8];
+        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+        Assert.True(first.IsCanceled);
+        Assert.Equal("AAAABBBB"u8.ToArray(), received);
+    }
+
+    [Fact]
+    public async Task Read_PeerFloodsKeyUpdatesAndReadsNothing_ServerOutputStaysBounded()
+    {
+        var toServer = new Pipe(new PipeOptions(useSynchronizationContext: false));
+        var toClient = new Pipe(new PipeOptions(useSynchronizationContext: false));
+        await using var server = new TlsServerStream(Context, new DuplexPipe(toServer.Reader, toClient.Writer));
+        using var certificate = AtlsCertificate.Build(_key, null, null, DateTimeOffset.UtcNow);
+        var der = certificate.RawData;
+        var handshake = server.HandshakeAsync((_, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(der, _key)), CancellationToken.None);
+        using var client = new OpenSslTestClient(AtlsNonce.ToServerName(AtlsNonce.Create()), toServer.Writer, toClient.Reader);
+        for (var i = 0; i < 100 && !client.HandshakeDone; i++)
+        {
+            await client.StepAsync();
+            await Task.Delay(10);
+            client.Receive();
+        }
+        Assert.True(await handshake.WaitAsync(TimeSpan.FromSeconds(5)));
+        var read = server.ReadAsync(new byte[100]).AsTask();
+
+        // 100,000 KeyUpdates ask for ~2.7 MB of answers; the client never reads them.
+        var held = false;
+        for (var i = 0; i < 100_000 && !held; i++)
+        {
+            client.RequestKeyUpdate();
+            if (i % 1000 == 999)
+            {
+                held = !await client.SendAsync().WaitAsync(TimeSpan.FromSeconds(2)).ContinueWith(t => t.IsCompletedSuccessfully);
+            }
+        }
+
+        Assert.True(held, "the server kept reading although nobody reads its answers");
+        Assert.InRange(server.PendingOutput(), 0, 64 * 1024);
+        Assert.False(read.IsCompleted);
     }
 
     [Fact]

@@ -45,10 +45,17 @@ internal static class TlsServerMiddleware
                         AtlsLog.HandshakeFailed(logger, peer, $"timed out after {handshakeTimeout.TotalSeconds:0.###} s");
                         return;
                     }
+                    catch (Exception e) when (e is IOException or AuthenticationException or OperationCanceledException)
+                    {
+                        // The client's side: it went away, spoke no TLS 1.3, offered no h2, or was too slow.
+                        AtlsLog.HandshakeFailed(logger, peer, e.Message);
+                        return;
+                    }
                     catch (Exception e) when (e is not OutOfMemoryException)
                     {
-                        // Whatever failed (transport, TLS, the issuer), the connection is closed before HTTP/2 starts.
-                        AtlsLog.HandshakeFailed(logger, peer, e.Message);
+                        // This server's side (OpenSSL refused our certificate, a bug): the operator must see it. The
+                        // connection is closed before HTTP/2 starts either way.
+                        AtlsLog.HandshakeRefused(logger, "ServerError", peer, e.Message);
                         return;
                     }
                 }

@@ -59,6 +59,9 @@ internal sealed class TlsCredential : IDisposable
 internal sealed class TlsServerStream : Stream
 {
     private const int MaxOutputChunk = 64 * 1024;
+
+    // Output a read may leave queued before it waits for the transport (KeyUpdate replies pile up otherwise).
+    private const int ReadOutputLimit = 16 * 1024;
     private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(2);
 
     private readonly Lock _sync = new();
@@ -154,6 +157,7 @@ internal sealed class TlsServerStream : Stream
 
     public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        ThrowUnlessHandshakeDone();
         if (buffer.IsEmpty)
         {
             return 0;
@@ -161,7 +165,7 @@ internal sealed class TlsServerStream : Stream
         while (true)
         {
             // A successful read returns at once: its plaintext must never wait behind (or be lost to a cancelled
-            // wait for) the output side. OpenSSL 3 sends a KeyUpdate reply with the next write, not from a read.
+            // wait for) the output side.
             var step = Decrypt(buffer);
             if (step.Result == 1)
             {
@@ -172,6 +176,13 @@ internal sealed class TlsServerStream : Stream
                 case LibSsl.ErrorZeroReturn:
                     return 0;
                 case LibSsl.ErrorWantRead:
+                    // Reads make output too: OpenSSL answers each KeyUpdate(update_requested) at once. No plaintext
+                    // is held here, so this may wait on the transport; a peer that sends only KeyUpdates and reads
+                    // nothing is thereby held back by the transport's backpressure instead of growing our buffer.
+                    if (PendingOutput() > ReadOutputLimit)
+                    {
+                        await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
+                    }
                     if (!await FillInputAsync(cancellationToken).ConfigureAwait(false))
                     {
                         return 0;
@@ -186,12 +197,15 @@ internal sealed class TlsServerStream : Stream
 
     public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        ThrowUnlessHandshakeDone();
         if (buffer.IsEmpty)
         {
             return;
         }
+        cancellationToken.ThrowIfCancellationRequested();
         Encrypt(buffer.Span);
-        await _outputGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // From here the data is consumed: reporting cancellation would make the caller write it again.
+        await _outputGate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
             MoveOutput();
@@ -292,13 +306,14 @@ internal sealed class TlsServerStream : Stream
     public override int Read(byte[] buffer, int offset, int count) => ReadAsync(buffer.AsMemory(offset, count)).AsTask().GetAwaiter().GetResult();
 
     /// <summary>
-    /// Blocking write: a PipeWriter over this stream writes (and flushes) what is still buffered synchronously when it
-    /// is completed, so this path must deliver, not throw. It blocks as Kestrel's own SslStream path does.
+    /// Blocking write: a PipeWriter over this stream that is completed with Complete() (not CompleteAsync, which the
+    /// middleware uses) writes and flushes what is still buffered synchronously, so this path must deliver, not throw.
     /// </summary>
     public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
 
     public override void Write(ReadOnlySpan<byte> buffer)
     {
+        ThrowUnlessHandshakeDone();
         if (buffer.IsEmpty)
         {
             return;
@@ -318,6 +333,15 @@ internal sealed class TlsServerStream : Stream
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>SSL_read/SSL_write would silently run a handshake themselves; plaintext only flows after ours.</summary>
+    private void ThrowUnlessHandshakeDone()
+    {
+        if (!_handshakeDone)
+        {
+            throw new InvalidOperationException("aTLS: the TLS handshake has not completed");
+        }
+    }
 
     private readonly record struct StepResult(int Result, int Error, int Count, string Detail);
 
@@ -483,7 +507,7 @@ internal sealed class TlsServerStream : Stream
         {
             await FlushOutputAsync(limit.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or OperationCanceledException)
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
         {
             // Best effort: the read error is what the caller needs.
         }
@@ -507,13 +531,14 @@ internal sealed class TlsServerStream : Stream
                 return false;
             }
             var moved = false;
-            for (var pending = (int)LibSsl.BIO_ctrl_pending(_output); pending > 0; pending = (int)LibSsl.BIO_ctrl_pending(_output))
+            for (var pending = LibSsl.BIO_ctrl_pending(_output); pending > 0; pending = LibSsl.BIO_ctrl_pending(_output))
             {
-                var span = _transport.Output.GetSpan(Math.Min(pending, MaxOutputChunk));
+                var chunk = (int)Math.Min(pending, MaxOutputChunk);
+                var span = _transport.Output.GetSpan(chunk);
                 int read;
                 fixed (byte* destination = span)
                 {
-                    read = LibSsl.BIO_read(_output, destination, Math.Min(span.Length, pending));
+                    read = LibSsl.BIO_read(_output, destination, Math.Min(span.Length, chunk));
                 }
                 if (read <= 0)
                 {
@@ -523,6 +548,15 @@ internal sealed class TlsServerStream : Stream
                 moved = true;
             }
             return moved;
+        }
+    }
+
+    /// <summary>Bytes OpenSSL has produced that are not yet in the transport writer.</summary>
+    internal long PendingOutput()
+    {
+        lock (_sync)
+        {
+            return _disposed ? 0 : (long)LibSsl.BIO_ctrl_pending(_output);
         }
     }
 
