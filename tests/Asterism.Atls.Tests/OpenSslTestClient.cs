@@ -5,7 +5,8 @@ using Asterism.Atls.OpenSsl;
 namespace Asterism.Atls.Tests;
 
 /// <summary>
-/// A TLS 1.3 client run by OpenSSL over memory BIOs, for what .NET's SslStream cannot do (send KeyUpdates).
+/// A TLS 1.3 client run by OpenSSL over memory BIOs, for what .NET's SslStream cannot do (send KeyUpdates). It uses
+/// the production bindings (<see cref="LibSsl"/>) where client and server share a call.
 /// Its records go to <c>toServer</c>; what the server sends is only read when <see cref="Receive"/> is called.
 /// </summary>
 internal sealed partial class OpenSslTestClient : IDisposable
@@ -13,8 +14,8 @@ internal sealed partial class OpenSslTestClient : IDisposable
     private const string Ssl = "libssl.so.3";
     private const int CtrlSetTlsExtHostName = 55;
 
-    private readonly IntPtr _context;
-    private readonly IntPtr _ssl;
+    private readonly SafeSslContextHandle _context;
+    private readonly SafeSslHandle _ssl;
     private readonly IntPtr _input;
     private readonly IntPtr _output;
     private readonly PipeWriter _toServer;
@@ -24,11 +25,11 @@ internal sealed partial class OpenSslTestClient : IDisposable
     {
         _toServer = toServer;
         _fromServer = fromServer;
-        _context = SSL_CTX_new(TLS_client_method());
-        _ssl = SSL_new(_context);
+        _context = LibSsl.SSL_CTX_new(TLS_client_method());
+        _ssl = LibSsl.SSL_new(_context);
         _input = LibSsl.BIO_new(LibSsl.BIO_s_mem());
         _output = LibSsl.BIO_new(LibSsl.BIO_s_mem());
-        SSL_set_bio(_ssl, _input, _output);
+        LibSsl.SSL_set_bio(_ssl, _input, _output);
         SSL_set_connect_state(_ssl);
         var name = Marshal.StringToHGlobalAnsi(serverName);
         try
@@ -51,14 +52,14 @@ internal sealed partial class OpenSslTestClient : IDisposable
     /// <summary>Runs the client's handshake step and sends what it produced.</summary>
     public async Task StepAsync()
     {
-        SSL_do_handshake(_ssl);
+        LibSsl.SSL_do_handshake(_ssl);
         await SendAsync();
     }
 
     /// <summary>Queues a KeyUpdate asking the server to update its keys too (so it must answer).</summary>
     public void RequestKeyUpdate()
     {
-        if (SSL_key_update(_ssl, 1) != 1 || SSL_do_handshake(_ssl) != 1)
+        if (SSL_key_update(_ssl, 1) != 1 || LibSsl.SSL_do_handshake(_ssl) != 1)
         {
             throw new InvalidOperationException("client KeyUpdate failed");
         }
@@ -96,8 +97,8 @@ internal sealed partial class OpenSslTestClient : IDisposable
 
     public void Dispose()
     {
-        SSL_free(_ssl);
-        SSL_CTX_free(_context);
+        _ssl.Dispose();
+        _context.Dispose();
     }
 
     private unsafe int Read(byte[] buffer)
@@ -112,35 +113,17 @@ internal sealed partial class OpenSslTestClient : IDisposable
     private static partial IntPtr TLS_client_method();
 
     [LibraryImport(Ssl)]
-    private static partial IntPtr SSL_CTX_new(IntPtr method);
+    private static partial void SSL_set_connect_state(SafeSslHandle ssl);
 
     [LibraryImport(Ssl)]
-    private static partial void SSL_CTX_free(IntPtr context);
+    private static partial long SSL_ctrl(SafeSslHandle ssl, int command, long larg, IntPtr parg);
 
     [LibraryImport(Ssl)]
-    private static partial IntPtr SSL_new(IntPtr context);
+    private static unsafe partial int SSL_set_alpn_protos(SafeSslHandle ssl, byte* protocols, uint length);
 
     [LibraryImport(Ssl)]
-    private static partial void SSL_free(IntPtr ssl);
+    private static partial int SSL_key_update(SafeSslHandle ssl, int type);
 
     [LibraryImport(Ssl)]
-    private static partial void SSL_set_bio(IntPtr ssl, IntPtr readBio, IntPtr writeBio);
-
-    [LibraryImport(Ssl)]
-    private static partial void SSL_set_connect_state(IntPtr ssl);
-
-    [LibraryImport(Ssl)]
-    private static partial long SSL_ctrl(IntPtr ssl, int command, long larg, IntPtr parg);
-
-    [LibraryImport(Ssl)]
-    private static unsafe partial int SSL_set_alpn_protos(IntPtr ssl, byte* protocols, uint length);
-
-    [LibraryImport(Ssl)]
-    private static partial int SSL_do_handshake(IntPtr ssl);
-
-    [LibraryImport(Ssl)]
-    private static partial int SSL_key_update(IntPtr ssl, int type);
-
-    [LibraryImport(Ssl)]
-    private static partial int SSL_is_init_finished(IntPtr ssl);
+    private static partial int SSL_is_init_finished(SafeSslHandle ssl);
 }
