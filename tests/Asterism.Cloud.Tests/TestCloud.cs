@@ -216,7 +216,15 @@ internal static class LbClient
     public static async Task<string?> WhoAnswersAsync(IPEndPoint lb)
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await s.ConnectAsync(lb);
+        try
+        {
+            await s.ConnectAsync(lb);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            // Under load the load balancer's immediate reset can overtake the end of connect.
+            return null;
+        }
         var line = await ReadLineAsync(s);
         return line?.Split(' ')[0];
     }
