@@ -45,6 +45,16 @@ public sealed class ServerTransportTests : IDisposable
     }
 
     [Fact]
+    public async Task Ping_ServiceSeesTlsHandshakeFeature()
+    {
+        await using var server = await StartAsync();
+
+        var reply = await server.PingAsync(AtlsClient.CreateHandler(_node.Validator(_clientLogs)));
+
+        Assert.Matches(@"^Tls13 TLS_(AES_128_GCM_SHA256|AES_256_GCM_SHA384|CHACHA20_POLY1305_SHA256) [0-9a-f]{32}\.[0-9a-f]{32}\.atls$", reply.Tls);
+    }
+
+    [Fact]
     public async Task Ping_ServerStopsGracefullyDuringCall_ResponseStillArrives()
     {
         for (var i = 0; i < 10; i++)

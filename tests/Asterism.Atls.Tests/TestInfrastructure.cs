@@ -4,6 +4,7 @@ using Asterism.Atls.Tests.Probe;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
@@ -63,7 +64,13 @@ public sealed class ProberService(CallCounter counter) : Prober.ProberBase
     public override Task<PingReply> Ping(PingRequest request, ServerCallContext context)
     {
         counter.Increment();
-        return Task.FromResult(new PingReply { Text = request.Text, PeerVariant = context.GetAtlsPeer()?.Variant.Name ?? "" });
+        var tls = context.GetHttpContext().Features.Get<ITlsHandshakeFeature>();
+        return Task.FromResult(new PingReply
+        {
+            Text = request.Text,
+            PeerVariant = context.GetAtlsPeer()?.Variant.Name ?? "",
+            Tls = tls is null ? "" : $"{tls.Protocol} {tls.NegotiatedCipherSuite} {tls.HostName}",
+        });
     }
 
     public override async Task Exchange(IAsyncStreamReader<PingRequest> requestStream, IServerStreamWriter<PingReply> responseStream, ServerCallContext context)

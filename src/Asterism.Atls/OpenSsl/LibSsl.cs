@@ -99,6 +99,12 @@ internal static unsafe partial class LibSsl
     public static partial int SSL_use_PrivateKey(SafeSslHandle ssl, SafeEvpPKeyHandle key);
 
     [LibraryImport(Ssl)]
+    public static partial IntPtr SSL_get_current_cipher(SafeSslHandle ssl);
+
+    [LibraryImport(Ssl)]
+    public static partial uint SSL_CIPHER_get_protocol_id(IntPtr cipher);
+
+    [LibraryImport(Ssl)]
     public static partial void SSL_get0_alpn_selected(SafeSslHandle ssl, out byte* data, out uint length);
 
     [LibraryImport(Crypto)]

@@ -1,8 +1,10 @@
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
@@ -68,9 +70,10 @@ internal static class TlsServerMiddleware
                 var input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
                 var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
                 connection.Transport = new TlsDuplexPipe(input, output);
-                var feature = new TlsFeature(stream.ApplicationProtocol);
+                var feature = new TlsFeature(stream.ApplicationProtocol, stream.CipherSuite, stream.ServerNameSent);
                 connection.Features.Set<ITlsConnectionFeature>(feature);
                 connection.Features.Set<ITlsApplicationProtocolFeature>(feature);
+                connection.Features.Set<ITlsHandshakeFeature>(feature);
                 try
                 {
                     await next(connection).ConfigureAwait(false);
@@ -105,12 +108,36 @@ internal static class TlsServerMiddleware
         public PipeWriter Output { get; } = output;
     }
 
-    /// <summary>Tells Kestrel the connection is TLS with the negotiated ALPN ("h2"), so HTTP/2 is chosen as with UseHttps.</summary>
-    private sealed class TlsFeature(ReadOnlyMemory<byte> applicationProtocol) : ITlsConnectionFeature, ITlsApplicationProtocolFeature
+    /// <summary>
+    /// Tells Kestrel (and services) the connection is TLS 1.3 with the negotiated ALPN ("h2"), so HTTP/2 is chosen and
+    /// its TLS checks run as with UseHttps.
+    /// </summary>
+    private sealed class TlsFeature(ReadOnlyMemory<byte> applicationProtocol, TlsCipherSuite? cipherSuite, string hostName)
+        : ITlsConnectionFeature, ITlsApplicationProtocolFeature, ITlsHandshakeFeature
     {
         public ReadOnlyMemory<byte> ApplicationProtocol { get; } = applicationProtocol;
 
         public X509Certificate2? ClientCertificate { get; set; }
+
+        public SslProtocols Protocol => SslProtocols.Tls13;
+
+        public TlsCipherSuite? NegotiatedCipherSuite { get; } = cipherSuite;
+
+        public string HostName { get; } = hostName;
+
+#pragma warning disable SYSLIB0058 // Obsolete, yet still required by the interface: NegotiatedCipherSuite is the answer.
+        CipherAlgorithmType ITlsHandshakeFeature.CipherAlgorithm => CipherAlgorithmType.None;
+
+        int ITlsHandshakeFeature.CipherStrength => 0;
+
+        HashAlgorithmType ITlsHandshakeFeature.HashAlgorithm => HashAlgorithmType.None;
+
+        int ITlsHandshakeFeature.HashStrength => 0;
+
+        ExchangeAlgorithmType ITlsHandshakeFeature.KeyExchangeAlgorithm => ExchangeAlgorithmType.None;
+
+        int ITlsHandshakeFeature.KeyExchangeStrength => 0;
+#pragma warning restore SYSLIB0058
 
         public Task<X509Certificate2?> GetClientCertificateAsync(CancellationToken cancellationToken) => Task.FromResult<X509Certificate2?>(null);
     }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Net.Security;
 using System.Runtime.InteropServices;
 using System.Security.Authentication;
 using System.Security.Cryptography;
@@ -97,6 +98,12 @@ internal sealed class TlsServerStream : Stream
     /// <summary>The ALPN protocol agreed in the handshake ("h2"), or empty.</summary>
     public ReadOnlyMemory<byte> ApplicationProtocol { get; private set; }
 
+    /// <summary>The TLS 1.3 cipher suite agreed in the handshake.</summary>
+    public TlsCipherSuite? CipherSuite { get; private set; }
+
+    /// <summary>The TLS server name the client sent (the nonce name in aTLS).</summary>
+    public string ServerNameSent { get; private set; } = string.Empty;
+
     /// <summary>
     /// Runs the handshake. When OpenSSL has parsed the ClientHello, <paramref name="credentials"/> gets the TLS
     /// server name and returns the connection's certificate, or null to refuse (the client gets an alert).
@@ -122,6 +129,8 @@ internal sealed class TlsServerStream : Stream
                 }
                 _handshakeDone = true;
                 ApplicationProtocol = SelectedProtocol();
+                CipherSuite = SelectedCipherSuite();
+                ServerNameSent = attestedName ?? string.Empty;
                 return true;
             }
             switch (step.Error)
@@ -438,6 +447,16 @@ internal sealed class TlsServerStream : Stream
         {
             LibSsl.SSL_get0_alpn_selected(_ssl, out var data, out var length);
             return data == null ? ReadOnlyMemory<byte>.Empty : new ReadOnlySpan<byte>(data, (int)length).ToArray();
+        }
+    }
+
+    private TlsCipherSuite? SelectedCipherSuite()
+    {
+        lock (_sync)
+        {
+            var cipher = LibSsl.SSL_get_current_cipher(_ssl);
+            // The low 16 bits are the IANA code point, which TlsCipherSuite's values are.
+            return cipher == IntPtr.Zero ? null : (TlsCipherSuite)(ushort)LibSsl.SSL_CIPHER_get_protocol_id(cipher);
         }
     }
 
