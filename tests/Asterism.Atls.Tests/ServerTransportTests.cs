@@ -106,17 +106,23 @@ public sealed class ServerTransportTests : IDisposable
     }
 
     [Fact]
-    public async Task Handshake_ClientWithoutAlpn_ClosedBeforeHttp()
+    public async Task Handshake_ClientWithoutAlpn_RefusedBeforeAttesting()
     {
-        await using var server = await StartAsync();
+        var issued = 0;
+        var issuer = _node.Issuer();
+        var counting = new FuncIssuer(issuer.Variant, (userData, nonce) =>
+        {
+            Interlocked.Increment(ref issued);
+            return issuer.Issue(userData, nonce);
+        });
+        await using var server = await ProbeServer.StartAsync(l => l.UseAtlsServer(counting, o => o.LoggerFactory = _serverLogs.Factory()), _serverLogs);
 
-        await using var ssl = await HandshakeAsync(server.Port, SslProtocols.Tls13, alpn: null);
-        await ssl.WriteAsync("GET / HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
-        var read = await ReadOrResetAsync(ssl, new byte[256]).WaitAsync(TimeSpan.FromSeconds(10));
+        var e = await Assert.ThrowsAsync<AuthenticationException>(() => HandshakeAsync(server.Port, SslProtocols.Tls13, alpn: null));
 
-        Assert.Equal(0, read);
+        Assert.Contains("no application protocol", e.ToString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0, issued);
         Assert.Equal(0, server.Counter.Calls);
-        Assert.True(await EventuallyAsync(() => _serverLogs.Contains("did not negotiate h2")), _serverLogs.Dump());
+        Assert.True(await EventuallyAsync(() => _serverLogs.Contains("TLS handshake failed")), _serverLogs.Dump());
     }
 
     [Fact]

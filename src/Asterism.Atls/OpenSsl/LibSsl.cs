@@ -29,6 +29,11 @@ internal static unsafe partial class LibSsl
     public const int ErrorSyscall = 5;
     public const int ErrorZeroReturn = 6;
 
+    public const int ClientHelloSuccess = 1;
+    public const int ClientHelloError = 0;
+    public const int AlertNoApplicationProtocol = 120;
+    public const uint ExtensionAlpn = 16;
+
     public const int TlsExtErrOk = 0;
     public const int TlsExtErrAlertFatal = 2;
 
@@ -52,6 +57,12 @@ internal static unsafe partial class LibSsl
 
     [LibraryImport(Ssl)]
     public static partial void SSL_CTX_set_cert_cb(SafeSslContextHandle ctx, delegate* unmanaged<IntPtr, IntPtr, int> callback, IntPtr arg);
+
+    [LibraryImport(Ssl)]
+    public static partial void SSL_CTX_set_client_hello_cb(SafeSslContextHandle ctx, delegate* unmanaged<IntPtr, int*, IntPtr, int> callback, IntPtr arg);
+
+    [LibraryImport(Ssl)]
+    public static partial int SSL_client_hello_get0_ext(IntPtr ssl, uint type, out byte* data, out nuint length);
 
     [LibraryImport(Ssl)]
     public static partial void SSL_CTX_set_alpn_select_cb(SafeSslContextHandle ctx, delegate* unmanaged<IntPtr, byte**, byte*, byte*, uint, IntPtr, int> callback, IntPtr arg);

@@ -40,6 +40,7 @@ internal sealed unsafe class TlsServerContext : IDisposable
             // make sure no other resumption path exists.
             LibSsl.SSL_CTX_set_options(_context, LibSsl.OpNoTicket);
             LibSsl.SSL_CTX_ctrl(_context, LibSsl.CtrlSetSessCacheMode, 0, IntPtr.Zero);
+            LibSsl.SSL_CTX_set_client_hello_cb(_context, &RequireAlpn, IntPtr.Zero);
             LibSsl.SSL_CTX_set_cert_cb(_context, &CertificateCallback, IntPtr.Zero);
             LibSsl.SSL_CTX_set_alpn_select_cb(_context, &SelectHttp2, IntPtr.Zero);
         }
@@ -72,13 +73,28 @@ internal sealed unsafe class TlsServerContext : IDisposable
     [UnmanagedCallersOnly]
     private static int CertificateCallback(IntPtr ssl, IntPtr arg) => LibSsl.SSL_get_certificate(ssl) != IntPtr.Zero ? 1 : -1;
 
+    /// <summary>
+    /// First look at a ClientHello: one without ALPN is refused (no_application_protocol) before the connection costs
+    /// an attestation. Whether the list holds "h2" is <see cref="SelectHttp2"/>'s to decide.
+    /// </summary>
+    [UnmanagedCallersOnly]
+    private static int RequireAlpn(IntPtr ssl, int* alert, IntPtr arg)
+    {
+        if (LibSsl.SSL_client_hello_get0_ext(ssl, LibSsl.ExtensionAlpn, out _, out _) == 1)
+        {
+            return LibSsl.ClientHelloSuccess;
+        }
+        *alert = LibSsl.AlertNoApplicationProtocol;
+        return LibSsl.ClientHelloError;
+    }
+
     /// <summary>Installed on a refused connection: fails the handshake with an alert instead of a silent close.</summary>
     [UnmanagedCallersOnly]
     internal static int RefuseCallback(IntPtr ssl, IntPtr arg) => 0;
 
     /// <summary>
     /// Picks "h2" from the client's ALPN list (length-prefixed names); a list without it fails the handshake. A client
-    /// that sends no ALPN at all is refused after the handshake (see <see cref="TlsServerMiddleware"/>).
+    /// that sends no ALPN at all is refused earlier, by <see cref="RequireAlpn"/>.
     /// </summary>
     [UnmanagedCallersOnly]
     private static int SelectHttp2(IntPtr ssl, byte** selected, byte* selectedLength, byte* offered, uint offeredLength, IntPtr arg)
