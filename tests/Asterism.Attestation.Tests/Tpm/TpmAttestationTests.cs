@@ -141,6 +141,27 @@ public sealed class TpmAttestationTests(SwtpmFixture tpm) : IClassFixture<SwtpmF
     }
 
     [Fact]
+    public async Task Validate_SameKeyAgain_CachedKeyStillChecksEverySignature()
+    {
+        var validator = Validator();
+        var (first, firstNonce) = await IssueAsync();
+        var (second, secondNonce) = await IssueAsync();
+        var payload = PayloadOf(second);
+        var signature = (byte[])payload.Signature.Clone();
+        signature[^1] ^= 0x01;
+        var tampered = Rewrap(second, new TpmQuotePayload(payload.AttestationKeyPublic, payload.Attest, signature, payload.Pcrs));
+
+        var accepted = validator.Validate(first, firstNonce);
+        var refused = validator.Validate(tampered, secondNonce);
+        var acceptedAgain = validator.Validate(second, secondNonce);
+
+        Assert.True(accepted.Accepted, accepted.Message);
+        Assert.Equal(AttestationFailure.BadSignature, refused.Failure);
+        Assert.True(acceptedAgain.Accepted, acceptedAgain.Message);
+        Assert.Equal(accepted.Facts!.AttestationKeyFingerprint, acceptedAgain.Facts!.AttestationKeyFingerprint);
+    }
+
+    [Fact]
     public async Task Validate_TamperedAttestMagic_RefusedAsMalformed()
     {
         var (document, nonce) = await IssueAsync();
