@@ -208,8 +208,9 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         try
         {
             var bootCount = WorkloadApi.CountBoot(disk.Store);
+            // Cleartext, so HTTP/1.1 only: without TLS Kestrel cannot negotiate HTTP/2 and warned on every boot.
             hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload,
-                listen => listen.Protocols = HttpProtocols.Http1AndHttp2,
+                listen => listen.Protocols = HttpProtocols.Http1,
                 _ => { },
                 app => WorkloadApi.Map(app, disk.Store, options.Name),
                 cancellationToken));
@@ -222,7 +223,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     app => app.MapGrpcService<JoinApiService>(),
                     cancellationToken));
                 hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi,
-                    listen => listen.Protocols = HttpProtocols.Http1AndHttp2,
+                    listen => listen.Protocols = HttpProtocols.Http1,
                     _ => { },
                     app => ClusterApi.Map(app, metadata, options.Name),
                     cancellationToken));
