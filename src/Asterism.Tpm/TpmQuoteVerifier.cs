@@ -22,9 +22,6 @@ public sealed record TpmQuoteVerification(TpmQuoteStatus Status, string Message,
     public override string ToString() => IsValid ? "valid" : $"{Status}: {Message}";
 }
 
-/// <summary>Verifies an ECDSA P-256 signature over SHA-256(<paramref name="message"/>) with the quote's key.</summary>
-public delegate bool QuoteSignatureCheck(ReadOnlySpan<byte> message, TpmEcdsaSignature signature);
-
 /// <summary>
 /// Pure functions a validator uses to check a TPM2_Quote without a TPM: parse, verify the ECDSA signature over
 /// SHA-256(TPMS_ATTEST), compare extraData, and recompute the PCR digest from the PCR values sent along.
@@ -36,9 +33,9 @@ public static class TpmQuoteVerifier
     /// <paramref name="key"/>, the expected qualifying data and SHA-256 PCR values. Expected failures, malformed input
     /// included, are statuses, never exceptions. The PCR selection in the quote must equal the PCR values supplied.
     /// </summary>
-    /// <param name="verifySignature">
-    /// Checks the signature with <paramref name="key"/> already imported (importing a P-256 key costs about two
-    /// verifications under OpenSSL 3); by default <see cref="VerifySignature"/> imports it for this call.
+    /// <param name="importedKey">
+    /// <paramref name="key"/> already imported, to skip importing it again (about two verifications' worth under
+    /// OpenSSL 3). The caller guarantees it is the same key and that no other thread uses it meanwhile.
     /// </param>
     public static TpmQuoteVerification Verify(
         TpmEccPublicKey key,
@@ -46,7 +43,7 @@ public static class TpmQuoteVerifier
         ReadOnlySpan<byte> signature,
         ReadOnlySpan<byte> expectedExtraData,
         IReadOnlyDictionary<int, byte[]> sha256PcrValues,
-        QuoteSignatureCheck? verifySignature = null)
+        ECDsa? importedKey = null)
     {
         ArgumentNullException.ThrowIfNull(key);
         ArgumentNullException.ThrowIfNull(sha256PcrValues);
@@ -68,7 +65,14 @@ public static class TpmQuoteVerifier
         bool signed;
         try
         {
-            signed = verifySignature is null ? VerifySignature(key, attest, sig) : verifySignature(attest, sig);
+            if (importedKey is null)
+            {
+                signed = VerifySignature(key, attest, sig);
+            }
+            else
+            {
+                signed = VerifySignature(importedKey, attest, sig);
+            }
         }
         catch (TpmFormatException e)
         {
@@ -117,10 +121,22 @@ public static class TpmQuoteVerifier
         {
             return false;
         }
+        using var ecdsa = key.CreateECDsa();
+        return VerifySignature(ecdsa, message, signature);
+    }
+
+    /// <summary>Verifies an ECDSA P-256 signature over SHA-256(<paramref name="message"/>) with an imported key.</summary>
+    public static bool VerifySignature(ECDsa key, ReadOnlySpan<byte> message, TpmEcdsaSignature signature)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(signature);
+        if (signature.HashAlg != TpmAlg.Sha256)
+        {
+            return false;
+        }
         Span<byte> hash = stackalloc byte[32];
         SHA256.HashData(message, hash);
-        using var ecdsa = key.CreateECDsa();
-        return ecdsa.VerifyHash(hash, signature.ToP1363(), DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+        return key.VerifyHash(hash, signature.ToP1363(), DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
     }
 
     /// <summary>

@@ -24,7 +24,6 @@ internal static unsafe partial class LibSsl
     public const int ErrorNone = 0;
     public const int ErrorSsl = 1;
     public const int ErrorWantRead = 2;
-    public const int ErrorWantWrite = 3;
     public const int ErrorWantX509Lookup = 4;
     public const int ErrorSyscall = 5;
     public const int ErrorZeroReturn = 6;

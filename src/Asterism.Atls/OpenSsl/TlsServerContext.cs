@@ -9,7 +9,7 @@ namespace Asterism.Atls.OpenSsl;
 /// certificate: each connection gets its own in <see cref="TlsServerStream.HandshakeAsync"/>, which is why .NET's
 /// SslStream (one SSL_CTX, one X509 chain build and one X509Certificate2 per certificate) is not used here.
 /// </summary>
-internal sealed unsafe class TlsServerContext : IDisposable
+internal sealed unsafe class TlsServerContext
 {
     private readonly SafeSslContextHandle _context;
 
@@ -62,8 +62,6 @@ internal sealed unsafe class TlsServerContext : IDisposable
         }
         return ssl;
     }
-
-    public void Dispose() => _context.Dispose();
 
     /// <summary>
     /// Called once the ClientHello (with its server name) is parsed. Without a certificate yet it asks OpenSSL to

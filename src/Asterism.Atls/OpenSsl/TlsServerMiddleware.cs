@@ -18,9 +18,10 @@ internal static class TlsServerMiddleware
     /// <summary>
     /// Every connection: a handshake (within <paramref name="handshakeTimeout"/>) in which
     /// <paramref name="credentials"/> picks the certificate from the TLS server name and the peer's address (null:
-    /// refuse), then Kestrel reads HTTP/2 (ALPN h2 is required) from the decrypted stream. Failed handshakes are
-    /// logged at Debug and closed.
+    /// refuse), then Kestrel reads HTTP/2 (ALPN h2 is required) from the decrypted stream. A failed handshake is
+    /// closed and logged: at Debug when the client caused it, at Warning when this server did.
     /// </summary>
+    /// <remarks>The OpenSSL context lives as long as the endpoint's middleware, that is, the process.</remarks>
     public static ListenOptions UseOpenSslTls(this ListenOptions listenOptions, Func<string?, string, CancellationToken, ValueTask<TlsCredential?>> credentials,
         TimeSpan handshakeTimeout, TimeProvider time, ILogger logger)
     {
@@ -61,7 +62,8 @@ internal static class TlsServerMiddleware
                         return;
                     }
                 }
-                // gRPC needs HTTP/2; without ALPN Kestrel would fall back to HTTP/1.1 on a mixed endpoint.
+                // gRPC needs HTTP/2; without ALPN Kestrel would fall back to HTTP/1.1 on a mixed endpoint. The
+                // ClientHello and ALPN callbacks already refuse such clients: this is the second lock on that door.
                 if (!stream.ApplicationProtocol.Span.SequenceEqual("h2"u8))
                 {
                     AtlsLog.HandshakeFailed(logger, peer, "the client did not negotiate h2 (ALPN)");

@@ -427,7 +427,8 @@ internal sealed class TlsServerStream : Stream
             LibSsl.ERR_clear_error();
             if (LibSsl.SSL_use_certificate(_ssl, credential.Certificate) != 1 || LibSsl.SSL_use_PrivateKey(_ssl, credential.Key) != 1)
             {
-                throw new AuthenticationException("aTLS: OpenSSL refused the connection certificate: " + LibSsl.DrainErrors());
+                // Our own certificate or key: a server-side fault, not the client's (logged at Warning).
+                throw new CryptographicException("aTLS: OpenSSL refused the connection certificate: " + LibSsl.DrainErrors());
             }
         }
     }

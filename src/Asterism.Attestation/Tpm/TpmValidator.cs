@@ -78,19 +78,42 @@ public sealed class TpmValidator : IAttestationValidator
         {
             return (Refuse(AttestationFailure.Malformed, "malformed attestation key: " + e.Message), UnknownKey);
         }
+        var remembered = false;
+        try
+        {
+            var (verdict, keep) = CheckWithKey(doc, payload, known, nonce);
+            remembered = known.IsCached || (keep && Remember(known));
+            return (verdict, known.Fingerprint);
+        }
+        finally
+        {
+            if (!remembered)
+            {
+                known.Dispose();
+            }
+        }
+    }
+
+    /// <summary>The checks that need the key; Keep: the key proved itself (signed this quote, and is trusted).</summary>
+    private (AttestationVerdict Verdict, bool Keep) CheckWithKey(AttestationDocument doc, TpmQuotePayload payload, KnownKey known, ReadOnlySpan<byte> nonce)
+    {
         var key = known.Key;
         var fingerprint = known.Fingerprint;
         if (!CryptographicOperations.FixedTimeEquals(doc.Nonce, nonce))
         {
-            return (Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), fingerprint);
+            return (Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), false);
         }
         if (!MatchesAttestationKeyTemplate(key))
         {
             return (Refuse(AttestationFailure.KeyNotRestricted,
-                "the attestation key is not Asterism's AK (restricted ECDSA P-256/SHA-256 signing key, fixedTPM, sensitiveDataOrigin, noDA)"), fingerprint);
+                "the attestation key is not Asterism's AK (restricted ECDSA P-256/SHA-256 signing key, fixedTPM, sensitiveDataOrigin, noDA)"), false);
         }
         var pcrs = payload.PcrMap();
-        var quote = TpmQuoteVerifier.Verify(key, payload.Attest, payload.Signature, TpmIssuer.QualifyingData(doc.UserData, doc.Nonce), pcrs, known.Verify);
+        TpmQuoteVerification quote;
+        lock (known.Lock)
+        {
+            quote = TpmQuoteVerifier.Verify(key, payload.Attest, payload.Signature, TpmIssuer.QualifyingData(doc.UserData, doc.Nonce), pcrs, known.Imported);
+        }
         var failure = quote.Status switch
         {
             TpmQuoteStatus.Valid => AttestationFailure.None,
@@ -106,19 +129,19 @@ public sealed class TpmValidator : IAttestationValidator
             var detail = quote.Status == TpmQuoteStatus.ExtraDataMismatch
                 ? "the quote's qualifying data is not SHA-256(userData ‖ nonce) of this document"
                 : quote.Message;
-            return (Refuse(failure, detail), fingerprint);
+            return (Refuse(failure, detail), false);
         }
         if (!_trustAny && !_trusted.Contains(fingerprint))
         {
-            return (Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), fingerprint);
+            return (Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), false);
         }
         var comparison = _measurements.Compare(pcrs);
         if (!comparison.Passed)
         {
-            return (Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), fingerprint);
+            return (Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), true);
         }
         var facts = new AttestationFacts(Variant, pcrs, fingerprint);
-        return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), fingerprint);
+        return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), true);
     }
 
     /// <summary>
@@ -140,9 +163,11 @@ public sealed class TpmValidator : IAttestationValidator
     }
 
     /// <summary>
-    /// The parsed key, its fingerprint and its imported form, by the exact public-area bytes. Parsing checks the
-    /// point by importing it, the fingerprint exports it again and the signature check imports it a third time:
-    /// ~0.1 ms each under OpenSSL 3, for the same few node AKs over and over. Bounded; public keys only.
+    /// The parsed key, its fingerprint and its imported form, by the exact public-area bytes. Parsing checks the point
+    /// by importing it, the fingerprint exports it again and the signature check imports it a third time: ~0.1 ms
+    /// (about two verifications) each under OpenSSL 3, for the same few node AKs over and over. A key is only
+    /// remembered once it has signed a valid quote and is trusted (see <see cref="Remember"/>), so strangers cannot
+    /// fill the cache; it holds public keys only and is bounded.
     /// </summary>
     private KnownKey KeyFor(byte[] publicArea)
     {
@@ -152,38 +177,36 @@ public sealed class TpmValidator : IAttestationValidator
             return known;
         }
         var key = TpmEccPublicKey.Parse(publicArea);
-        known = new KnownKey(key, FingerprintOf(key), key.CreateECDsa());
-        if (_keys.Count < KeyCacheCapacity)
-        {
-            // A racing insert keeps the first entry; ours serves this call and is left to the GC.
-            _keys.TryAdd(id, known);
-        }
-        return known;
+        return new KnownKey(id, key, FingerprintOf(key), key.CreateECDsa(), isCached: false);
     }
 
-    private sealed class KnownKey(TpmEccPublicKey key, string fingerprint, ECDsa imported)
+    /// <summary>Keeps a key that proved itself; false (the caller disposes it) when full or another thread won.</summary>
+    private bool Remember(KnownKey known)
     {
-        private readonly Lock _lock = new();
+        if (_keys.Count >= KeyCacheCapacity)
+        {
+            return false;
+        }
+        var cached = new KnownKey(known.Id, known.Key, known.Fingerprint, known.Imported, isCached: true);
+        return _keys.TryAdd(known.Id, cached);
+    }
+
+    private sealed class KnownKey(string id, TpmEccPublicKey key, string fingerprint, ECDsa imported, bool isCached) : IDisposable
+    {
+        public string Id { get; } = id;
 
         public TpmEccPublicKey Key { get; } = key;
 
         public string Fingerprint { get; } = fingerprint;
 
-        /// <summary>ECDsa instances are not documented thread-safe: one verification at a time per key.</summary>
-        public bool Verify(ReadOnlySpan<byte> message, TpmEcdsaSignature signature)
-        {
-            if (signature.HashAlg != TpmAlg.Sha256)
-            {
-                return false;
-            }
-            Span<byte> hash = stackalloc byte[32];
-            SHA256.HashData(message, hash);
-            var p1363 = signature.ToP1363();
-            lock (_lock)
-            {
-                return imported.VerifyHash(hash, p1363, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
-            }
-        }
+        /// <summary>Only used under <see cref="Lock"/>: ECDsa instances are not documented thread-safe.</summary>
+        public ECDsa Imported { get; } = imported;
+
+        public Lock Lock { get; } = new();
+
+        public bool IsCached { get; } = isCached;
+
+        public void Dispose() => Imported.Dispose();
     }
 
     private static AttestationVerdict Refuse(AttestationFailure failure, string message) => AttestationVerdict.Refuse(failure, message);

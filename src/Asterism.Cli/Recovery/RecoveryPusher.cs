@@ -89,8 +89,9 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             }
             catch (Exception e) when (e is RpcException or IOException or InvalidOperationException)
             {
-                // A node that accepted the key ends the call and closes its listener; should that overtake this side's
-                // write or end of stream, the write fails although the key arrived: the call's status, read below, decides.
+                // A node that accepted the key waits for this half-close before it ends the call and closes its
+                // listener. Should the close still overtake this side's write (a slow client, or a node that no longer
+                // waits), the write fails although the key arrived: the call's status, read below, decides.
             }
             while (await call.ResponseStream.MoveNext(timeout.Token))
             {

@@ -92,13 +92,14 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
                 // Nothing may follow the key; anything that does is ignored.
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
+        catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException or RpcException)
         {
-            // Gone or silent: the key is accepted either way.
+            // Gone, silent or sending garbage: the key is accepted either way.
         }
     }
 
-    private static readonly TimeSpan HalfCloseWait = TimeSpan.FromSeconds(2);
+    /// <summary>Well inside the recovery listener's 2 s shutdown timeout (Listeners), which starts at the same moment.</summary>
+    private static readonly TimeSpan HalfCloseWait = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>What a recovering node tells the CLI about itself.</summary>
