@@ -64,6 +64,7 @@ internal sealed class TlsServerStream : Stream
     // Output a read may leave queued before it waits for the transport (KeyUpdate replies pile up otherwise).
     private const int ReadOutputLimit = 16 * 1024;
     private static readonly TimeSpan CloseNotifyTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan AlertTimeout = TimeSpan.FromSeconds(1);
 
     private readonly Lock _sync = new();
     private readonly SemaphoreSlim _outputGate = new(1, 1);
@@ -117,7 +118,7 @@ internal sealed class TlsServerStream : Stream
         string? attestedName = null;
         while (true)
         {
-            var step = Step(static ssl => LibSsl.SSL_do_handshake(ssl));
+            var step = HandshakeStep();
             await FlushOutputAsync(cancellationToken).ConfigureAwait(false);
             if (step.Result == 1)
             {
@@ -198,7 +199,8 @@ internal sealed class TlsServerStream : Stream
                     }
                     break;
                 default:
-                    await TrySendAlertAsync().ConfigureAwait(false);
+                    // Best effort: the read error is what the caller needs.
+                    await TryFlushOutputAsync(AlertTimeout).ConfigureAwait(false);
                     throw new IOException("aTLS: TLS read failed: " + step.Detail);
             }
         }
@@ -247,15 +249,7 @@ internal sealed class TlsServerStream : Stream
         }
         if (notify)
         {
-            using var limit = new CancellationTokenSource(CloseNotifyTimeout);
-            try
-            {
-                await FlushOutputAsync(limit.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
-            {
-                // The peer stopped reading, or Kestrel already closed the transport: nothing more to tell it.
-            }
+            await TryFlushOutputAsync(CloseNotifyTimeout).ConfigureAwait(false);
         }
         Dispose(true);
         GC.SuppressFinalize(this);
@@ -354,14 +348,13 @@ internal sealed class TlsServerStream : Stream
 
     private readonly record struct StepResult(int Result, int Error, int Count, string Detail);
 
-    private StepResult Step(Func<SafeSslHandle, int> operation)
+    private StepResult HandshakeStep()
     {
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             LibSsl.ERR_clear_error();
-            var result = operation(_ssl);
-            return Outcome(result, 0);
+            return Outcome(LibSsl.SSL_do_handshake(_ssl), 0);
         }
     }
 
@@ -519,17 +512,19 @@ internal sealed class TlsServerStream : Stream
         }
     }
 
-    /// <summary>After a failed read, sends the alert OpenSSL queued, if the transport takes it within a second.</summary>
-    private async ValueTask TrySendAlertAsync()
+    /// <summary>
+    /// Sends what OpenSSL queued (an alert, close_notify) if the transport takes it within <paramref name="limit"/>;
+    /// a peer that stopped reading or a transport Kestrel already closed gets nothing more.
+    /// </summary>
+    private async ValueTask TryFlushOutputAsync(TimeSpan limit)
     {
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        using var timeout = new CancellationTokenSource(limit);
         try
         {
-            await FlushOutputAsync(limit.Token).ConfigureAwait(false);
+            await FlushOutputAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException or OperationCanceledException)
         {
-            // Best effort: the read error is what the caller needs.
         }
     }
 
