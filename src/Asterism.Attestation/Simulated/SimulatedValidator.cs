@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Asterism.Attestation.Simulated;
 
@@ -8,20 +7,19 @@ namespace Asterism.Attestation.Simulated;
 /// Validates `simulated` documents: envelope, nonce, trusted key, signature, then measurements. Every outcome is a
 /// verdict and is logged with the variant name, the reason and the attestation key fingerprint.
 /// </summary>
-public sealed class SimulatedValidator : IAttestationValidator
+public sealed class SimulatedValidator : SynchronousAttestationValidator
 {
     private readonly Measurements _measurements;
     private readonly HashSet<string> _trusted;
     private readonly bool _trustAny;
-    private readonly ILogger _logger;
     private readonly VerificationKeyCache _keys = new();
 
     public SimulatedValidator(SimulatedValidatorOptions options, ILogger? logger = null)
+        : base(logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;
         _trustAny = options.TrustAnyKey;
-        _logger = logger ?? (ILogger)NullLogger.Instance;
         _trusted = TrustedKeys.Parse(options.TrustedKeyFingerprints, nameof(options));
         foreach (var pem in options.TrustedKeysPem)
         {
@@ -39,35 +37,13 @@ public sealed class SimulatedValidator : IAttestationValidator
         TrustedKeys.RequireSome(_trusted, _trustAny, nameof(options));
     }
 
-    public AttestationVariant Variant => AttestationVariant.Simulated;
+    public override AttestationVariant Variant => AttestationVariant.Simulated;
 
-    public ValueTask<AttestationVerdict> ValidateAsync(ReadOnlyMemory<byte> document, ReadOnlyMemory<byte> nonce, CancellationToken cancellationToken)
+    protected override (AttestationVerdict Verdict, string Fingerprint) CheckDocument(AttestationDocument doc, ReadOnlySpan<byte> nonce)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(Validate(document.Span, nonce.Span));
-    }
-
-    public AttestationVerdict Validate(ReadOnlySpan<byte> document, ReadOnlySpan<byte> nonce)
-    {
-        var (verdict, fingerprint) = Check(document, nonce);
-        AttestationLog.Report(_logger, Variant.Name, fingerprint, verdict);
-        return verdict;
-    }
-
-    private (AttestationVerdict Verdict, string Fingerprint) Check(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> nonce)
-    {
-        const string unknownKey = "-";
-        if (!AttestationDocument.TryParse(bytes, out var doc, out var refusal))
-        {
-            return (refusal, unknownKey);
-        }
-        if (doc.VariantName != Variant.Name)
-        {
-            return (AttestationVerdict.Refuse(AttestationFailure.UnknownVariant, $"document is of variant '{doc.VariantName}', expected '{Variant.Name}'"), unknownKey);
-        }
         if (!SimulatedQuote.TryParse(doc.Payload, out var quote, out var error))
         {
-            return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "malformed simulated quote: " + error), unknownKey);
+            return (AttestationVerdict.Refuse(AttestationFailure.Malformed, "malformed simulated quote: " + error), UnknownKey);
         }
         var fingerprint = SimulatedAttestationKey.FingerprintOf(quote.PublicKeySpki);
         if (!CryptographicOperations.FixedTimeEquals(doc.Nonce, nonce))

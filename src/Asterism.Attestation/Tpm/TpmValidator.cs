@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Asterism.Tpm;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Asterism.Attestation.Tpm;
 
@@ -11,29 +10,26 @@ namespace Asterism.Attestation.Tpm;
 /// ECDSA signature under a restricted attestation key, PCR selection 0-15 of SHA-256, PCR digest against the values
 /// sent), then key trust and measurements. Every outcome is a verdict and is logged with the variant name.
 /// </summary>
-public sealed class TpmValidator : IAttestationValidator
+public sealed class TpmValidator : SynchronousAttestationValidator
 {
-    private const string UnknownKey = "-";
-
     private readonly Measurements _measurements;
     private readonly HashSet<string> _trusted;
     private readonly bool _trustAny;
-    private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, KnownKey> _keys = new(StringComparer.Ordinal);
 
     private const int KeyCacheCapacity = 256;
 
     public TpmValidator(TpmValidatorOptions options, ILogger? logger = null)
+        : base(logger)
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;
         _trustAny = options.TrustAnyKey;
-        _logger = logger ?? (ILogger)NullLogger.Instance;
         _trusted = TrustedKeys.Parse(options.TrustedKeyFingerprints, nameof(options));
         TrustedKeys.RequireSome(_trusted, _trustAny, nameof(options));
     }
 
-    public AttestationVariant Variant => AttestationVariant.Tpm;
+    public override AttestationVariant Variant => AttestationVariant.Tpm;
 
     /// <summary>The fingerprint <c>trustedKeys</c> lists for a key: lowercase hex SHA-256 of its SubjectPublicKeyInfo DER.</summary>
     public static string FingerprintOf(TpmEccPublicKey key)
@@ -42,29 +38,8 @@ public sealed class TpmValidator : IAttestationValidator
         return Convert.ToHexStringLower(SHA256.HashData(key.ExportSubjectPublicKeyInfo()));
     }
 
-    public ValueTask<AttestationVerdict> ValidateAsync(ReadOnlyMemory<byte> document, ReadOnlyMemory<byte> nonce, CancellationToken cancellationToken)
+    protected override (AttestationVerdict Verdict, string Fingerprint) CheckDocument(AttestationDocument doc, ReadOnlySpan<byte> nonce)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(Validate(document.Span, nonce.Span));
-    }
-
-    public AttestationVerdict Validate(ReadOnlySpan<byte> document, ReadOnlySpan<byte> nonce)
-    {
-        var (verdict, fingerprint) = Check(document, nonce);
-        AttestationLog.Report(_logger, Variant.Name, fingerprint, verdict);
-        return verdict;
-    }
-
-    private (AttestationVerdict Verdict, string Fingerprint) Check(ReadOnlySpan<byte> bytes, ReadOnlySpan<byte> nonce)
-    {
-        if (!AttestationDocument.TryParse(bytes, out var doc, out var refusal))
-        {
-            return (refusal, UnknownKey);
-        }
-        if (doc.VariantName != Variant.Name)
-        {
-            return (Refuse(AttestationFailure.UnknownVariant, $"document is of variant '{doc.VariantName}', expected '{Variant.Name}'"), UnknownKey);
-        }
         if (!TpmQuotePayload.TryParse(doc.Payload, out var payload, out var error))
         {
             return (Refuse(AttestationFailure.Malformed, "malformed tpm quote: " + error), UnknownKey);
