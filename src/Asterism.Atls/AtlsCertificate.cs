@@ -17,6 +17,9 @@ public static class AtlsCertificate
     private static readonly byte[] SubjectDer = new X500DistinguishedName(SubjectName).RawData;
     private static readonly byte[] SignatureAlgorithmDer = EncodeSignatureAlgorithm();
 
+    /// <summary>Per-connection certificates are valid now ± this (the nonce, not the dates, gives freshness).</summary>
+    private static readonly TimeSpan Validity = TimeSpan.FromHours(2);
+
     /// <summary>Makes a key, has <paramref name="issuer"/> attest it for <paramref name="nonce"/>, and wraps both in a certificate.</summary>
     public static async ValueTask<X509Certificate2> CreateAsync(IAttestationIssuer issuer, ReadOnlyMemory<byte> nonce, DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -36,21 +39,25 @@ public static class AtlsCertificate
         ArgumentNullException.ThrowIfNull(issuer);
         var subjectPublicKeyInfo = key.ExportSubjectPublicKeyInfo();
         var document = await issuer.IssueAsync(UserDataFor(subjectPublicKeyInfo), nonce, cancellationToken).ConfigureAwait(false);
-        return BuildDer(key, subjectPublicKeyInfo, issuer.Variant.Oid, document, now);
+        return BuildDer(key, subjectPublicKeyInfo, issuer.Variant.Oid, document, now.Add(-Validity), now.Add(Validity));
     }
 
     /// <summary>A self-signed certificate for <paramref name="key"/>, with <paramref name="document"/> under <paramref name="oid"/> when given.</summary>
     public static X509Certificate2 Build(ECDsa key, string? oid, byte[]? document, DateTimeOffset now)
     {
         ArgumentNullException.ThrowIfNull(key);
-        return WithPrivateKey(BuildDer(key, key.ExportSubjectPublicKeyInfo(), oid, document, now), key);
+        return WithPrivateKey(BuildDer(key, key.ExportSubjectPublicKeyInfo(), oid, document, now.Add(-Validity), now.Add(Validity)), key);
     }
 
+    /// <summary>A plain self-signed certificate (no document) valid from <paramref name="notBefore"/> to <paramref name="notAfter"/>.</summary>
+    internal static X509Certificate2 Build(ECDsa key, DateTimeOffset notBefore, DateTimeOffset notAfter) =>
+        WithPrivateKey(BuildDer(key, key.ExportSubjectPublicKeyInfo(), null, null, notBefore, notAfter), key);
+
     /// <summary>
-    /// X.509 v3, random positive 128-bit serial, issuer = subject = <see cref="SubjectName"/>, valid now ± 2 h,
+    /// X.509 v3, random positive 128-bit serial, issuer = subject = <see cref="SubjectName"/>, the given validity,
     /// ecdsa-with-SHA256, and the document (if any) as the only extension, non-critical.
     /// </summary>
-    private static byte[] BuildDer(ECDsa key, byte[] subjectPublicKeyInfo, string? oid, byte[]? document, DateTimeOffset now)
+    private static byte[] BuildDer(ECDsa key, byte[] subjectPublicKeyInfo, string? oid, byte[]? document, DateTimeOffset notBefore, DateTimeOffset notAfter)
     {
         var tbs = new AsnWriter(AsnEncodingRules.DER);
         using (tbs.PushSequence())
@@ -68,8 +75,8 @@ public static class AtlsCertificate
             tbs.WriteEncodedValue(SubjectDer);
             using (tbs.PushSequence())
             {
-                tbs.WriteUtcTime(now.AddHours(-2));
-                tbs.WriteUtcTime(now.AddHours(2));
+                tbs.WriteUtcTime(notBefore);
+                tbs.WriteUtcTime(notAfter);
             }
             tbs.WriteEncodedValue(SubjectDer);
             tbs.WriteEncodedValue(subjectPublicKeyInfo);

@@ -136,7 +136,6 @@ public static class AtlsListenOptionsExtensions
     private static X509Certificate2 CreateServerCertificate(DateTimeOffset now)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest(AtlsCertificate.SubjectName, key, HashAlgorithmName.SHA256);
-        return request.CreateSelfSigned(now.AddHours(-2), now.AddYears(1));
+        return AtlsCertificate.Build(key, now.AddHours(-2), now.AddYears(1));
     }
 }
