@@ -10,11 +10,11 @@ namespace Asterism.Attestation.Tpm;
 /// </summary>
 public sealed class TpmAttestationSession : IAsyncDisposable
 {
-    private TpmAttestationSession(TpmClient client, TpmAttestationKey key)
+    private TpmAttestationSession(TpmClient client, TpmAttestationKey key, byte[]? identityCertificate)
     {
         Client = client;
         Key = key;
-        Issuer = new TpmIssuer(key);
+        Issuer = new TpmIssuer(key, identityCertificate);
         Pcrs = new TpmPcrBank(client);
     }
 
@@ -30,7 +30,11 @@ public sealed class TpmAttestationSession : IAsyncDisposable
     public string KeyFingerprint => TpmValidator.FingerprintOf(Key.PublicKey);
 
     /// <summary>Connects to swtpm's command port (loopback only) and creates the attestation key.</summary>
-    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(IPEndPoint endpoint, CancellationToken cancellationToken)
+    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(IPEndPoint endpoint, CancellationToken cancellationToken) =>
+        await ConnectSwtpmAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>As <see cref="ConnectSwtpmAsync(IPEndPoint, CancellationToken)"/>, with the AK's identity certificate (DER) for its documents.</summary>
+    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(IPEndPoint endpoint, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(endpoint);
         if (!IPAddress.IsLoopback(endpoint.Address))
@@ -38,17 +42,21 @@ public sealed class TpmAttestationSession : IAsyncDisposable
             throw new ArgumentException("the swtpm endpoint must be a loopback address", nameof(endpoint));
         }
         var client = await TpmClient.ConnectSwtpmAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
-        return await OpenAsync(client, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(client, identityCertificate, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Creates the attestation key on <paramref name="client"/>; the session owns the client from then on.</summary>
-    public static async Task<TpmAttestationSession> OpenAsync(TpmClient client, CancellationToken cancellationToken)
+    public static Task<TpmAttestationSession> OpenAsync(TpmClient client, CancellationToken cancellationToken) =>
+        OpenAsync(client, null, cancellationToken);
+
+    /// <summary>As <see cref="OpenAsync(TpmClient, CancellationToken)"/>, with the AK's identity certificate (DER) for its documents.</summary>
+    public static async Task<TpmAttestationSession> OpenAsync(TpmClient client, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
         try
         {
             var key = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
-            return new TpmAttestationSession(client, key);
+            return new TpmAttestationSession(client, key, identityCertificate);
         }
         catch
         {

@@ -28,7 +28,7 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
     {
         ArgumentNullException.ThrowIfNull(context);
         var name = context.Instance.Name;
-        var events = MeasuredBoot.ComputeEvents(context.Spec);
+        var events = MeasuredBoot.ComputeEvents(context);
         MeasuredBoot.Write(Path.Combine(context.InstanceDir, MeasuredBoot.FileName), events);
         try
         {
