@@ -36,7 +36,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private bool _stopped;
     private readonly IAsyncDisposable? _firmware;
 
-    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
+    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ApiCredential credential, ILoggerFactory loggerFactory)
     {
         _options = options;
         _firmware = firmware as IAsyncDisposable;
@@ -52,7 +52,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             options.LoadBalancer,
             options.Time,
             loggerFactory.CreateLogger("Asterism.Cloud.LoadBalancer"));
-        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, loggerFactory);
+        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, credential.Verifier(), loggerFactory);
     }
 
     public CloudSpec Spec { get; }
@@ -80,8 +80,9 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
-        Directory.CreateDirectory(workspace.InstancesDir);
-        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
+        workspace.EnsurePrivateDirectories();
+        var credential = ApiCredential.LoadOrCreate(workspace.CredentialPath);
+        var provider = new LocalCloudProvider(options, spec, firmware, credential, loggerFactory);
         try
         {
             foreach (var instance in provider._instances)
@@ -90,6 +91,10 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var plan in spec.PlanInstances())
+            {
+                PrepareInstanceDirectory(workspace, plan.Name, credential);
+            }
             var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
             if (started.Results.FirstOrDefault(r => r.Error is not null) is { } failed)
             {
@@ -111,6 +116,19 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             await provider.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The instance's directories 0700 and its serial console 0600 before anything writes there (the console is
+    /// created by a shell redirection, whose mode would otherwise follow the umask), and SHA-256 of the API
+    /// credential into the node directory so the node can check workload callers without holding the token.
+    /// </summary>
+    private static void PrepareInstanceDirectory(CloudWorkspace workspace, string name, ApiCredential credential)
+    {
+        OwnerOnly.CreateDirectory(workspace.InstanceDir(name));
+        OwnerOnly.CreateDirectory(workspace.NodeDir(name));
+        OwnerOnly.Touch(workspace.ConsoleLogPath(name));
+        credential.WriteHashFile(workspace.CredentialHashPath(name));
     }
 
     public IReadOnlyList<InstanceInfo> Instances() => [.. _instances.Select(i => i.Snapshot())];
