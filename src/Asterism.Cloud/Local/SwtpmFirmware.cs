@@ -74,6 +74,8 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
         {
             await running.DisposeAsync().ConfigureAwait(false);
         }
+        // swtpm keeps the TPM's state (its seeds) here: the owner's alone, whatever the umask.
+        OwnerOnly.CreateDirectory(stateDirectory);
         var tpm = await SwtpmProcess.StartAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
         _tpms[name] = tpm;
         return tpm;
