@@ -109,8 +109,8 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         // aTLS's transport (OpenSSL, one shared context) with the same static certificate and no attestation:
         // separates attestation's own cost from the TLS stack's.
         await using var opensslServer = await LoopbackServer.StartAsync(l => l.UseOpenSslTls(
-            (_, _, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(pinned, staticKey)),
-            TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger.Instance), cancellationToken);
+            (_, _, _, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(pinned, staticKey)),
+            new AtlsServerOptions(), NullLogger.Instance), cancellationToken);
 
         var modes = new (string Name, Func<Task> Run)[]
         {
