@@ -36,6 +36,9 @@ public sealed class AtlsServerOptions
     public ILoggerFactory? LoggerFactory { get; set; }
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Tests and benchmarks observe the listener's budget (pending and running counts).</summary>
+    internal Action<HandshakeBudget>? BudgetCreated { get; set; }
 }
 
 /// <summary>Client-side aTLS settings.</summary>

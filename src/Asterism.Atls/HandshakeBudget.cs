@@ -10,9 +10,9 @@ namespace Asterism.Atls;
 /// <item>a connection must deliver its ClientHello within <see cref="AtlsServerOptions.ClientHelloTimeout"/>;</item>
 /// <item>attestation work (issuing, validating) runs at most <see cref="AtlsServerOptions.MaxConcurrentAttestations"/>
 /// at a time, first come first served; a connection waiting for or running it is never shed;</item>
-/// <item>at <see cref="AtlsServerOptions.MaxPendingHandshakes"/> a newcomer sheds the connection that has waited
-/// longest on its peer (before its ClientHello, or after the server's flight); only when every pending connection
-/// is queued for attestation work is the newcomer refused.</item>
+/// <item>at <see cref="AtlsServerOptions.MaxPendingHandshakes"/> a newcomer sheds the oldest connection still without
+/// a ClientHello; failing that, the one that has waited longest on its peer since the server's flight; only when every
+/// pending connection is queued for (or running) attestation work is the newcomer refused.</item>
 /// </list>
 /// </summary>
 internal sealed class HandshakeBudget
@@ -20,7 +20,8 @@ internal sealed class HandshakeBudget
     private static readonly TimeSpan WarningInterval = TimeSpan.FromSeconds(10);
 
     private readonly Lock _sync = new();
-    private readonly LinkedList<PendingHandshake> _waitingOnPeer = new();
+    private readonly LinkedList<PendingHandshake> _awaitingHello = new();
+    private readonly LinkedList<PendingHandshake> _awaitingPeer = new();
     private readonly LinkedList<TaskCompletionSource> _workQueue = new();
     private readonly int _maxPending;
     private readonly int _maxConcurrent;
@@ -43,6 +44,7 @@ internal sealed class HandshakeBudget
         ClientHelloTimeout = options.ClientHelloTimeout;
         _time = options.TimeProvider;
         _logger = logger;
+        options.BudgetCreated?.Invoke(this);
     }
 
     public TimeSpan ClientHelloTimeout { get; }
@@ -71,7 +73,9 @@ internal sealed class HandshakeBudget
         {
             if (_pending >= _maxPending)
             {
-                if (_waitingOnPeer.First is not { } oldest)
+                // A connection without ClientHello has cost nothing and proven nothing; one past the server's flight
+                // has cost a document but keeps us waiting. Queued work is never shed (see the README).
+                if ((_awaitingHello.First ?? _awaitingPeer.First) is not { } oldest)
                 {
                     Interlocked.Increment(ref _refused);
                     WarnOverloaded();
@@ -90,7 +94,7 @@ internal sealed class HandshakeBudget
             _pending++;
             MaxObservedPending = Math.Max(MaxObservedPending, _pending);
             admitted = new PendingHandshake(this, abort, peer);
-            admitted.List(_waitingOnPeer.AddLast(admitted));
+            admitted.List(_awaitingHello.AddLast(admitted));
         }
         // Outside the lock: aborting runs the victim's cancellation callbacks.
         victim?.Abort();
@@ -98,14 +102,15 @@ internal sealed class HandshakeBudget
         return admitted;
     }
 
-    /// <summary>The oldest shed first: the peer has kept it waiting longest.</summary>
+    /// <summary>Its turn is the peer's again; among these, the one that has waited longest is shed first.</summary>
     internal void WaitOnPeer(PendingHandshake pending)
     {
         lock (_sync)
         {
             if (pending.Counted)
             {
-                pending.List(_waitingOnPeer.AddLast(pending));
+                pending.Unlist();
+                pending.List(_awaitingPeer.AddLast(pending));
             }
         }
     }
@@ -223,10 +228,14 @@ internal sealed class PendingHandshake : IDisposable
     /// <summary>Counted in the budget's pending connections; under the budget's lock.</summary>
     internal bool Counted { get; set; } = true;
 
-    /// <summary>The ClientHello is in: the connection now waits for the server, not on its peer.</summary>
+    /// <summary>The ClientHello is in: no longer shed before the connections still without one.</summary>
     public void ClientHelloReceived()
     {
-        Interlocked.Exchange(ref _helloTimer, null)?.Dispose();
+        if (Interlocked.Exchange(ref _helloTimer, null) is { } timer)
+        {
+            timer.Dispose();
+            _budget.WaitOnPeer(this);
+        }
     }
 
     /// <summary>
@@ -237,7 +246,7 @@ internal sealed class PendingHandshake : IDisposable
     public async ValueTask<T> RunAttestationAsync<T>(Func<CancellationToken, ValueTask<T>> work, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(work);
-        ClientHelloReceived();
+        Interlocked.Exchange(ref _helloTimer, null)?.Dispose();
         _budget.StopWaitingOnPeer(this);
         try
         {
@@ -260,7 +269,7 @@ internal sealed class PendingHandshake : IDisposable
     /// <summary>Authenticated or closed: leaves the budget (idempotent).</summary>
     public void Dispose()
     {
-        ClientHelloReceived();
+        Interlocked.Exchange(ref _helloTimer, null)?.Dispose();
         if (Interlocked.Exchange(ref _released, 1) == 0)
         {
             // _cancel is not disposed: a late shed may still cancel it, which is harmless then.
