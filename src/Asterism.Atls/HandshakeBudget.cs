@@ -32,6 +32,7 @@ internal sealed class HandshakeBudget
     private int _running;
     private long _shed;
     private long _refused;
+    private long _helloTimeouts;
 
     public HandshakeBudget(AtlsServerOptions options, ILogger logger)
     {
@@ -60,6 +61,11 @@ internal sealed class HandshakeBudget
 
     public long Refused => Interlocked.Read(ref _refused);
 
+    /// <summary>Connections closed for sending no ClientHello within <see cref="ClientHelloTimeout"/>.</summary>
+    public long ClientHelloTimeouts => Interlocked.Read(ref _helloTimeouts);
+
+    internal void CountClientHelloTimeout() => Interlocked.Increment(ref _helloTimeouts);
+
     /// <summary>
     /// Admits a new connection; <paramref name="abort"/> closes it when it is shed or too slow with its ClientHello.
     /// Null: refused (every pending connection is queued for attestation work); close it at once.
@@ -75,6 +81,7 @@ internal sealed class HandshakeBudget
             {
                 // A connection without ClientHello has cost nothing and proven nothing; one past the server's flight
                 // has cost a document but keeps us waiting. Queued work is never shed (see the README).
+                var stage = _awaitingHello.First is not null ? "shed-before-hello" : "shed-after-flight";
                 if ((_awaitingHello.First ?? _awaitingPeer.First) is not { } oldest)
                 {
                     Interlocked.Increment(ref _refused);
@@ -89,7 +96,7 @@ internal sealed class HandshakeBudget
                 _pending--;
                 Interlocked.Increment(ref _shed);
                 WarnOverloaded();
-                AtlsLog.HandshakeShed(_logger, "shed", victim.Peer);
+                AtlsLog.HandshakeShed(_logger, stage, victim.Peer);
             }
             _pending++;
             MaxObservedPending = Math.Max(MaxObservedPending, _pending);
@@ -279,10 +286,19 @@ internal sealed class PendingHandshake : IDisposable
 
     internal void StartClientHelloTimer(TimeSpan timeout, TimeProvider time)
     {
-        var timer = time.CreateTimer(static state => ((PendingHandshake)state!).Abort(), this, timeout, Timeout.InfiniteTimeSpan);
+        var timer = time.CreateTimer(static state => ((PendingHandshake)state!).ClientHelloTimedOut(), this, timeout, Timeout.InfiniteTimeSpan);
         if (Interlocked.CompareExchange(ref _helloTimer, timer, null) is not null)
         {
             timer.Dispose();
+        }
+    }
+
+    private void ClientHelloTimedOut()
+    {
+        if (Volatile.Read(ref _helloTimer) is not null)
+        {
+            _budget.CountClientHelloTimeout();
+            Abort();
         }
     }
 

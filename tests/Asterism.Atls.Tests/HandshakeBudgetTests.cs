@@ -37,6 +37,7 @@ public sealed class HandshakeBudgetTests
         _time.Advance(TimeSpan.FromSeconds(0.2));
 
         Assert.True(idle.Aborted);
+        Assert.Equal(1, budget.ClientHelloTimeouts);
         Assert.True(idlePending.Aborted.IsCancellationRequested);
         Assert.False(prompt.Aborted);
     }
