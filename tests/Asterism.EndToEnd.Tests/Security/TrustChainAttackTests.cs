@@ -510,6 +510,28 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
     }
 
     /// <summary>
+    /// `status` shows each node's certified identity: for every node, the fingerprint of its identity certificate (at
+    /// least the first 16 hex digits, as <see cref="NodeIdentity.ToString"/> prints it) appears in `status` or
+    /// `status --json`. NEEDS the lead's status change (not on main yet): fails until it lands, and the exact shape
+    /// (a JSON field name, a column) may then be pinned here.
+    /// </summary>
+    [Fact]
+    [Step(9)]
+    [Trait("Needs", "status-identity")]
+    public async Task Status_ShowsEachNodesCertifiedIdentity()
+    {
+        await Cluster.EnsureAllBootedAsync();
+        var text = (await Cluster.Cli.RunOkAsync("status")).Stdout + (await Cluster.Cli.RunOkAsync("status", "--json")).Stdout;
+        output.WriteLine(text);
+        var missing = Cluster.Instances.Where(n =>
+        {
+            var fingerprint = IdentityCertificate.FingerprintOf(IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(Cluster.Files.NodeDir(n.Name))));
+            return !text.Contains(fingerprint[..16], StringComparison.OrdinalIgnoreCase);
+        }).Select(n => n.Name).ToList();
+        Assert.True(missing.Count == 0, "status does not show the certified identity (certificate fingerprint) of: " + string.Join(", ", missing));
+    }
+
+    /// <summary>
     /// No key bytes (master key and salt, measurement secret, every disk key; five printable forms) in any node's
     /// console, the provider's log, any CLI output, the rogue nodes' consoles, or anything the attackers received.
     /// </summary>
