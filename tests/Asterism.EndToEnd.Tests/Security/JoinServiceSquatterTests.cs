@@ -39,7 +39,6 @@ public sealed class JoinServiceSquatterTests(SquatterCluster cluster, ITestOutpu
     /// certified control plane with PCR 15 ≠ 0. It also fails on the commit before e5d131b, for the same reason.
     /// </summary>
     [Fact]
-    [Trait("Needs", "mutual-atls")]
     public async Task Join_FakeJoinServiceOnAControlPlanePortBeforeInit_NoNodeAppliesItsTicket()
     {
         var squatted = cluster.ControlPlaneNodes[1];

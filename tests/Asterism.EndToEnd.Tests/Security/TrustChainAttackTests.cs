@@ -517,7 +517,6 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
     /// </summary>
     [Fact]
     [Step(9)]
-    [Trait("Needs", "status-identity")]
     public async Task Status_ShowsEachNodesCertifiedIdentity()
     {
         await Cluster.EnsureAllBootedAsync();
