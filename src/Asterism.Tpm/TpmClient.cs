@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Security.Cryptography;
 
 namespace Asterism.Tpm;
@@ -23,11 +22,11 @@ public sealed class TpmClient : IAsyncDisposable
         _options = options ?? new TpmClientOptions();
     }
 
-    /// <summary>Connects to swtpm's command port (loopback only).</summary>
-    public static async Task<TpmClient> ConnectSwtpmAsync(IPEndPoint endpoint, TpmClientOptions? options, CancellationToken cancellationToken)
+    /// <summary>Connects to swtpm's command socket (a Unix socket path).</summary>
+    public static async Task<TpmClient> ConnectSwtpmAsync(string socketPath, TpmClientOptions? options, CancellationToken cancellationToken)
     {
         options ??= new TpmClientOptions();
-        var transport = await SwtpmTcpTransport.ConnectAsync(endpoint, options.MaxResponseSize, cancellationToken).ConfigureAwait(false);
+        var transport = await SwtpmSocketTransport.ConnectAsync(socketPath, options.MaxResponseSize, cancellationToken).ConfigureAwait(false);
         return new TpmClient(transport, options);
     }
 

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Security.Cryptography;
 using Asterism.Cloud.Local;
 using Asterism.Tpm;
@@ -8,18 +7,17 @@ namespace Asterism.Cloud.Tests;
 /// <summary>The tpm variant's firmware with real swtpm processes: measured boot, reset on reboot, clean power-off, no leftovers.</summary>
 public class SwtpmFirmwareTests
 {
-    private static async Task<IReadOnlyDictionary<int, byte[]>> ReadPcrsAsync(int port, params int[] pcrs)
+    private static async Task<IReadOnlyDictionary<int, byte[]>> ReadPcrsAsync(string socket, params int[] pcrs)
     {
-        await using var client = await TpmClient.ConnectSwtpmAsync(new IPEndPoint(IPAddress.Loopback, port), null, CancellationToken.None);
+        await using var client = await TpmClient.ConnectSwtpmAsync(socket, null, CancellationToken.None);
         return await client.PcrReadAsync(pcrs, CancellationToken.None);
     }
 
-    private static int TpmPort(string console)
+    private static string TpmSocket(string console)
     {
-        var at = console.LastIndexOf("--tpm 127.0.0.1:", StringComparison.Ordinal);
+        var at = console.LastIndexOf("--tpm unix:", StringComparison.Ordinal);
         Assert.True(at >= 0, console);
-        var digits = console[(at + "--tpm 127.0.0.1:".Length)..].TakeWhile(char.IsAsciiDigit);
-        return int.Parse(string.Concat(digits), System.Globalization.CultureInfo.InvariantCulture);
+        return string.Concat(console[(at + "--tpm unix:".Length)..].TakeWhile(c => !char.IsWhiteSpace(c)));
     }
 
     [Fact]
@@ -42,14 +40,14 @@ public class SwtpmFirmwareTests
         // PCR 4 and 9 hold exactly the events written to boot-measurements.json, extended once from zero.
         var expected = MeasuredBoot.ExpectedPcrs(MeasuredBoot.Read(cloud.Workspace.BootMeasurementsPath(name)).Events);
         Assert.Equal(MeasuredBoot.ExpectedPcrs(MeasuredBoot.ComputeEvents(cloud.Spec)), expected);
-        var port = TpmPort(cloud.Console(name));
-        var pcrs = await ReadPcrsAsync(port, 4, 9, 15);
+        var socket = TpmSocket(cloud.Console(name));
+        var pcrs = await ReadPcrsAsync(socket, 4, 9, 15);
         Assert.Equal(expected[4], pcrs[4]);
         Assert.Equal(expected[9], pcrs[9]);
         Assert.Equal(new byte[32], pcrs[15]);
 
         // What a node does after receiving its keys; a reboot must bring PCR 15 back to zero.
-        await using (var client = await TpmClient.ConnectSwtpmAsync(new IPEndPoint(IPAddress.Loopback, port), null, CancellationToken.None))
+        await using (var client = await TpmClient.ConnectSwtpmAsync(socket, null, CancellationToken.None))
         {
             await client.PcrEventAsync(15, RandomNumberGenerator.GetBytes(32), CancellationToken.None);
         }
@@ -58,7 +56,7 @@ public class SwtpmFirmwareTests
         Assert.False(Procs.IsAlive(tpms[name]));
         var rebooted = firmware.ProcessIds()[name];
         cloud.Track(rebooted);
-        pcrs = await ReadPcrsAsync(TpmPort(cloud.Console(name)), 4, 9, 15);
+        pcrs = await ReadPcrsAsync(TpmSocket(cloud.Console(name)), 4, 9, 15);
         Assert.Equal(expected[4], pcrs[4]);
         Assert.Equal(expected[9], pcrs[9]);
         Assert.Equal(new byte[32], pcrs[15]);

@@ -47,8 +47,8 @@ internal static partial class Log
     [LoggerMessage(7030, LogLevel.Warning, "Bad cloud API request path={Path} error={Error}")]
     public static partial void BadRequest(ILogger logger, string path, string error);
 
-    [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} port={Port} events={Events}")]
-    public static partial void TpmPoweredOn(ILogger logger, string name, int pid, int port, int events);
+    [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} socket={Socket} events={Events}")]
+    public static partial void TpmPoweredOn(ILogger logger, string name, int pid, string socket, int events);
 
     [LoggerMessage(7041, LogLevel.Information, "TPM shut down name={Name} pid={Pid}")]
     public static partial void TpmShutDown(ILogger logger, string name, int pid);

@@ -40,8 +40,8 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
                     await client.PcrExtendAsync(e.Pcr, Convert.FromHexString(e.Digest), cancellationToken).ConfigureAwait(false);
                 }
             }
-            Log.TpmPoweredOn(_logger, name, tpm.ProcessId, tpm.CommandEndpoint.Port, events.Count);
-            return new FirmwareBoot(events, ["--tpm", $"127.0.0.1:{tpm.CommandEndpoint.Port}"]);
+            Log.TpmPoweredOn(_logger, name, tpm.ProcessId, tpm.SocketPath, events.Count);
+            return new FirmwareBoot(events, ["--tpm", "unix:" + tpm.SocketPath]);
         }
         catch (TpmException e)
         {

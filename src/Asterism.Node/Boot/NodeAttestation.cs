@@ -1,7 +1,8 @@
-using System.Net;
+using System.Security.Cryptography;
 using Asterism.Attestation;
 using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
+using Asterism.Tpm;
 
 namespace Asterism.Node.Boot;
 
@@ -25,14 +26,34 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, IA
         {
             // The provider (the firmware) has measured the boot into this TPM already; the node only quotes and
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
-            if (!IPEndPoint.TryParse(options.TpmEndpoint ?? "", out var endpoint) || endpoint.Port == 0 || !IPAddress.IsLoopback(endpoint.Address))
+            var socketPath = ParseTpmSocket(options.TpmEndpoint);
+            var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
+                ?? throw new InvalidOperationException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
+            try
             {
-                throw new ArgumentException("the tpm variant needs --tpm HOST:PORT on a loopback address");
+                var session = await TpmAttestationSession.ConnectSwtpmAsync(socketPath, auth, cancellationToken);
+                return new NodeAttestation(session.Issuer, session.Pcrs, session);
             }
-            var session = await TpmAttestationSession.ConnectSwtpmAsync(endpoint, cancellationToken);
-            return new NodeAttestation(session.Issuer, session.Pcrs, session);
+            finally
+            {
+                CryptographicOperations.ZeroMemory(auth);
+            }
         }
         throw new NotSupportedException($"attestation variant \"{options.Variant}\" is not supported by this node");
+    }
+
+    /// <summary>
+    /// The TPM is only reached through swtpm's Unix socket in the instance's 0700 directory: <c>unix:/abs/path</c>
+    /// or <c>/abs/path</c>. Any other form (a TCP HOST:PORT above all, which every local process could dial) is refused.
+    /// </summary>
+    public static string ParseTpmSocket(string? value)
+    {
+        var path = value is not null && value.StartsWith("unix:", StringComparison.Ordinal) ? value["unix:".Length..] : value;
+        if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains('\0'))
+        {
+            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock (TCP endpoints are refused)");
+        }
+        return path;
     }
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
