@@ -4,18 +4,22 @@ using System.Text;
 namespace Asterism.Attestation;
 
 /// <summary>
-/// The versioned binary envelope every variant's document travels in. Layout (v1, big-endian):
+/// The versioned binary envelope every variant's document travels in. Layout (v2, big-endian):
 /// <code>
-/// "ASTA" | u8 version=1 | u8 nameLen, variant name (ASCII, 1-32) | u8 userDataLen, userData (0-64)
-///        | u8 nonceLen, nonce (0-64) | u32 payloadLen, payload | nothing after
+/// "ASTA" | u8 version=2 | u8 nameLen, variant name (ASCII, 1-32) | u8 userDataLen, userData (0-64)
+///        | u8 nonceLen, nonce (0-64) | u16 identityLen, identity certificate (DER, 0-4096)
+///        | u32 payloadLen, payload | nothing after
 /// </code>
+/// The identity certificate names the node and its role and certifies the attestation key (see
+/// <see cref="Identities.IdentityAuthority"/>); the payload's signature by that key is what binds it to this document.
 /// The whole document is at most <see cref="MaxSize"/> bytes. The envelope itself proves nothing: each
 /// variant's payload binds userData and nonce cryptographically (e.g. a signature over SHA-256(userData ‖ nonce)).
 /// </summary>
 public sealed class AttestationDocument
 {
     public const int MaxSize = 64 * 1024;
-    public const byte CurrentVersion = 1;
+    public const byte CurrentVersion = 2;
+    public const int MaxIdentityLength = Identities.IdentityCertificate.MaxSize;
     public const int MaxVariantNameLength = 32;
     public const int MaxUserDataLength = 64;
     public const int MaxNonceLength = 64;
@@ -23,6 +27,11 @@ public sealed class AttestationDocument
     private static ReadOnlySpan<byte> Magic => "ASTA"u8;
 
     public AttestationDocument(string variantName, ReadOnlySpan<byte> userData, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> payload)
+        : this(variantName, userData, nonce, [], payload)
+    {
+    }
+
+    public AttestationDocument(string variantName, ReadOnlySpan<byte> userData, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> identity, ReadOnlySpan<byte> payload)
     {
         ArgumentException.ThrowIfNullOrEmpty(variantName);
         if (variantName.Length > MaxVariantNameLength || !variantName.All(char.IsAscii))
@@ -37,13 +46,18 @@ public sealed class AttestationDocument
         {
             throw new ArgumentException($"nonce must be at most {MaxNonceLength} bytes", nameof(nonce));
         }
-        if (HeaderSize(variantName.Length, userData.Length, nonce.Length) + payload.Length > MaxSize)
+        if (identity.Length > MaxIdentityLength)
+        {
+            throw new ArgumentException($"identity certificate must be at most {MaxIdentityLength} bytes", nameof(identity));
+        }
+        if (HeaderSize(variantName.Length, userData.Length, nonce.Length) + identity.Length + payload.Length > MaxSize)
         {
             throw new ArgumentException($"document would exceed {MaxSize} bytes", nameof(payload));
         }
         VariantName = variantName;
         UserData = userData.ToArray();
         Nonce = nonce.ToArray();
+        Identity = identity.ToArray();
         Payload = payload.ToArray();
     }
 
@@ -52,9 +66,12 @@ public sealed class AttestationDocument
     public byte[] Nonce { get; }
     public byte[] Payload { get; }
 
+    /// <summary>DER identity certificate of the attestation key, or empty.</summary>
+    public byte[] Identity { get; }
+
     public byte[] Encode()
     {
-        var buffer = new byte[HeaderSize(VariantName.Length, UserData.Length, Nonce.Length) + Payload.Length];
+        var buffer = new byte[HeaderSize(VariantName.Length, UserData.Length, Nonce.Length) + Identity.Length + Payload.Length];
         var span = buffer.AsSpan();
         Magic.CopyTo(span);
         span[4] = CurrentVersion;
@@ -67,6 +84,10 @@ public sealed class AttestationDocument
         span[pos++] = (byte)Nonce.Length;
         Nonce.CopyTo(span[pos..]);
         pos += Nonce.Length;
+        BinaryPrimitives.WriteUInt16BigEndian(span[pos..], (ushort)Identity.Length);
+        pos += 2;
+        Identity.CopyTo(span[pos..]);
+        pos += Identity.Length;
         BinaryPrimitives.WriteUInt32BigEndian(span[pos..], (uint)Payload.Length);
         pos += 4;
         Payload.CopyTo(span[pos..]);
@@ -109,6 +130,11 @@ public sealed class AttestationDocument
             refusal = Malformed("bad nonce field");
             return false;
         }
+        if (!reader.TryReadU16Prefixed(out var identity) || identity.Length > MaxIdentityLength)
+        {
+            refusal = Malformed("bad identity field");
+            return false;
+        }
         if (!reader.TryReadU32Prefixed(out var payload))
         {
             refusal = Malformed("truncated payload");
@@ -119,7 +145,7 @@ public sealed class AttestationDocument
             refusal = Malformed("trailing bytes after payload");
             return false;
         }
-        document = new AttestationDocument(Encoding.ASCII.GetString(name), userData, nonce, payload);
+        document = new AttestationDocument(Encoding.ASCII.GetString(name), userData, nonce, identity, payload);
         return true;
     }
 
@@ -127,7 +153,7 @@ public sealed class AttestationDocument
         AttestationVerdict.Refuse(AttestationFailure.Malformed, "malformed attestation document: " + message);
 
     private static int HeaderSize(int nameLength, int userDataLength, int nonceLength) =>
-        4 + 1 + 1 + nameLength + 1 + userDataLength + 1 + nonceLength + 4;
+        4 + 1 + 1 + nameLength + 1 + userDataLength + 1 + nonceLength + 2 + 4;
 }
 
 /// <summary>A bounds-checked cursor over untrusted bytes; every read reports failure instead of throwing.</summary>

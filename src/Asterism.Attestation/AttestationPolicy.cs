@@ -21,8 +21,17 @@ public sealed class AttestationPolicy
 
     public required Measurements Measurements { get; init; }
 
-    /// <summary>Accept any attestation key (local clusters only: no hardware root of trust to pin).</summary>
+    /// <summary>
+    /// Accept any attestation key. Only for simulated test clusters: it makes every key trusted because it signed,
+    /// so the configuration refuses it for the tpm variant and every CLI command warns.
+    /// </summary>
     public bool TrustAnyKey { get; init; }
+
+    /// <summary>
+    /// The provider CA certificate (PEM): attestation keys it certifies are trusted, and the identity (instance name
+    /// and role) their certificates name is what key release decides by.
+    /// </summary>
+    public string? ProviderCa { get; init; }
 
     /// <summary>Trusted attestation keys: lowercase hex SHA-256 of each key's SubjectPublicKeyInfo.</summary>
     public IReadOnlyList<string> TrustedKeys { get; init; } = [];
@@ -37,7 +46,35 @@ public sealed class AttestationPolicy
         Measurements = Measurements.WithZeroPcr15(),
         TrustAnyKey = TrustAnyKey,
         TrustedKeys = TrustedKeys,
+        ProviderCa = ProviderCa,
     };
+
+    /// <summary>This policy with other expected measurements (same key trust).</summary>
+    public AttestationPolicy WithMeasurements(Measurements measurements) => new()
+    {
+        Variant = Variant,
+        Measurements = measurements,
+        TrustAnyKey = TrustAnyKey,
+        TrustedKeys = TrustedKeys,
+        ProviderCa = ProviderCa,
+    };
+
+    /// <summary>The identity authority of <see cref="ProviderCa"/>, or null.</summary>
+    public Identities.IdentityAuthority? CreateIdentityAuthority()
+    {
+        if (ProviderCa is null)
+        {
+            return null;
+        }
+        try
+        {
+            return Identities.IdentityAuthority.FromPem(ProviderCa);
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            throw new MeasurementsFormatException("attestation policy: providerCa is not a usable ECDSA P-256 CA certificate (" + e.Message + ")");
+        }
+    }
 
     /// <summary>Builds the validator of this policy's variant.</summary>
     public IAttestationValidator CreateValidator(ILoggerFactory? loggers = null)
@@ -45,7 +82,7 @@ public sealed class AttestationPolicy
         loggers ??= NullLoggerFactory.Instance;
         if (Variant == AttestationVariant.Simulated)
         {
-            var options = new SimulatedValidatorOptions { Measurements = Measurements, TrustAnyKey = TrustAnyKey };
+            var options = new SimulatedValidatorOptions { Measurements = Measurements, TrustAnyKey = TrustAnyKey, IdentityAuthority = CreateIdentityAuthority() };
             foreach (var key in TrustedKeys)
             {
                 options.TrustedKeyFingerprints.Add(key);
@@ -54,7 +91,11 @@ public sealed class AttestationPolicy
         }
         if (Variant == AttestationVariant.Tpm)
         {
-            var options = new TpmValidatorOptions { Measurements = Measurements, TrustAnyKey = TrustAnyKey };
+            if (TrustAnyKey)
+            {
+                throw new ArgumentException("trustAnyKey is refused for the tpm variant: configure the provider CA");
+            }
+            var options = new TpmValidatorOptions { Measurements = Measurements, IdentityAuthority = CreateIdentityAuthority() };
             foreach (var key in TrustedKeys)
             {
                 options.TrustedKeyFingerprints.Add(key);
@@ -71,6 +112,7 @@ public sealed class AttestationPolicy
             ["variant"] = Variant.Name,
             ["trustAnyKey"] = TrustAnyKey,
             ["trustedKeys"] = new JsonArray(TrustedKeys.Select(k => (JsonNode?)JsonValue.Create(k)).ToArray()),
+            ["providerCa"] = ProviderCa,
             ["measurements"] = JsonNode.Parse(MeasurementsFormat.ToJson(Measurements)),
         };
         return JsonSerializer.SerializeToUtf8Bytes(node);
@@ -100,9 +142,9 @@ public sealed class AttestationPolicy
     /// </summary>
     public void EnsureUsable()
     {
-        if (!TrustAnyKey && TrustedKeys.Count == 0)
+        if (!TrustAnyKey && TrustedKeys.Count == 0 && ProviderCa is null)
         {
-            throw new MeasurementsFormatException("attestation policy trusts no attestation key (trustAnyKey is false and trustedKeys is empty)");
+            throw new MeasurementsFormatException("attestation policy trusts no attestation key (no providerCa, trustedKeys empty, trustAnyKey false)");
         }
         try
         {
@@ -132,7 +174,7 @@ public sealed class AttestationPolicy
         }
         foreach (var (name, _) in root)
         {
-            if (name is not ("variant" or "trustAnyKey" or "trustedKeys" or "measurements"))
+            if (name is not ("variant" or "trustAnyKey" or "trustedKeys" or "measurements" or "providerCa"))
             {
                 throw new MeasurementsFormatException($"attestation policy: unknown field \"{name}\"");
             }
@@ -159,6 +201,7 @@ public sealed class AttestationPolicy
                 TrustAnyKey = root["trustAnyKey"]?.GetValue<bool>() ?? false,
                 TrustedKeys = trustedKeys,
                 Measurements = measurements,
+                ProviderCa = root["providerCa"]?.GetValue<string>(),
             };
         }
         catch (Exception ex) when (ex is InvalidOperationException or FormatException)

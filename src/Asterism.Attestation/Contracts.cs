@@ -78,13 +78,20 @@ public enum AttestationFailure
 
     /// <summary>The quote does not cover exactly the PCRs (bank and indices) the variant requires and sent.</summary>
     PcrSelectionMismatch,
+
+    /// <summary>The document is valid but its certified identity (name, role) or state is not the one this verifier expects.</summary>
+    IdentityMismatch,
 }
 
-/// <summary>What a successful validation established about the peer.</summary>
+/// <summary>
+/// What a successful validation established about the peer: its variant, PCR values, attestation key and, when the
+/// key is certified by a configured authority, the node identity (name and role) the certificate names.
+/// </summary>
 public sealed record AttestationFacts(
     AttestationVariant Variant,
     IReadOnlyDictionary<int, byte[]> Pcrs,
-    string AttestationKeyFingerprint);
+    string AttestationKeyFingerprint,
+    Identities.NodeIdentity? Identity = null);
 
 /// <summary>The result of validating one document.</summary>
 public sealed record AttestationVerdict

@@ -17,13 +17,4 @@ internal static class TrustedKeys
         }
         return trusted;
     }
-
-    /// <summary>Fails closed: a validator that trusts no key and not "any key" could never accept anything.</summary>
-    public static void RequireSome(HashSet<string> trusted, bool trustAny, string paramName)
-    {
-        if (!trustAny && trusted.Count == 0)
-        {
-            throw new ArgumentException("configure trusted attestation keys or set TrustAnyKey", paramName);
-        }
-    }
 }

@@ -16,6 +16,12 @@ public sealed class Workspace(string directory)
 
     public string MasterSecretPath => Path.Combine(Directory, MasterSecret.DefaultFileName);
 
+    /// <summary>The init secret `create` made (0600); control-plane-0 takes init only with it.</summary>
+    public string InitSecretPath => Path.Combine(Directory, "asterism-init-secret");
+
+    /// <summary>The node record `init` writes: each node's name, role and disk UUID, MAC'd with a key from the master secret.</summary>
+    public string NodeRecordPath => Path.Combine(Directory, Recovery.NodeRecord.FileName);
+
     public CloudWorkspace Cloud => new(Directory);
 
     /// <summary>Fails unless the directory holds a cluster created by <c>asterism create</c>.</summary>
@@ -90,6 +96,7 @@ public sealed class Workspace(string directory)
             Measurements = measurements,
             TrustAnyKey = config.Attestation.TrustAnyKey,
             TrustedKeys = config.Attestation.TrustedKeys ?? [],
+            ProviderCa = config.Attestation.ProviderCa,
         };
     }
 
@@ -102,7 +109,7 @@ public sealed class Workspace(string directory)
         }
         if (policy.TrustAnyKey)
         {
-            yield return $"attestation ({policy.Variant.Name}) trusts any attestation key (trustAnyKey: true); only measurements and nonce binding are checked";
+            yield return $"INSECURE: attestation ({policy.Variant.Name}) trusts any attestation key (trustAnyKey: true): any local process can sign its own attestation; remove trustAnyKey from {ClusterConfig.FileName}";
         }
     }
 }

@@ -28,6 +28,12 @@ public sealed partial record CloudSpec
     /// <summary>Extra arguments every node gets (measured into PCR 9).</summary>
     public IReadOnlyList<string> NodeArgs { get; init; } = [];
 
+    /// <summary>
+    /// Lowercase hex SHA-256 of the workspace's init secret: the provider hands it to the first control-plane node
+    /// only (its measured boot configuration), which takes init calls carrying that secret and nothing else.
+    /// </summary>
+    public string? InitSecretSha256 { get; init; }
+
     /// <summary>Every problem with the spec; empty when it is usable.</summary>
     public IReadOnlyList<string> Validate()
     {
@@ -67,6 +73,10 @@ public sealed partial record CloudSpec
         else if (NodeCommand.Any(a => (a.Contains('/', StringComparison.Ordinal) || a.EndsWith(".dll", StringComparison.OrdinalIgnoreCase)) && !Path.IsPathRooted(a)))
         {
             errors.Add("paths in nodeCommand must be absolute (nodes run in their instance directory)");
+        }
+        if (InitSecretSha256 is not null && (InitSecretSha256.Length != 64 || !InitSecretSha256.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f')))
+        {
+            errors.Add("initSecretSha256 must be 64 lowercase hex digits");
         }
         if (NodeArgs is null || NodeArgs.Any(a => a is null || a.Contains('\0', StringComparison.Ordinal)))
         {

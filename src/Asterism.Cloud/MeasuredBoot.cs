@@ -30,9 +30,20 @@ public static class MeasuredBoot
     public const string FileName = "boot-measurements.json";
     public const int NodeBinaryPcr = 4;
     public const int BootArgumentsPcr = 9;
+
+    /// <summary>The init target's init configuration (the init secret's hash); no other node has it.</summary>
+    public const int InitSecretPcr = 12;
     private const int MaxFileBytes = 64 * 1024;
     private const int MaxEvents = 64;
     private const string ArgumentsDomain = "asterism-boot-arguments-v1";
+
+    /// <summary>The events of one instance's boot: the spec's events, and the init configuration for the init target.</summary>
+    public static IReadOnlyList<BootEvent> ComputeEvents(Local.BootContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        var events = ComputeEvents(context.Spec);
+        return Local.NodeProvisioning.InitSecretEvent(context.Spec, context.Instance) is { } init ? [.. events, init] : events;
+    }
 
     /// <summary>The events for a spec: reads and hashes the node binary (throws <see cref="CloudConfigException"/> if unreadable).</summary>
     public static IReadOnlyList<BootEvent> ComputeEvents(CloudSpec spec)

@@ -67,9 +67,18 @@ public sealed class ClusterConfig : IValidatedWorkspaceFile
                 Fail($"attestation.trustedKeys[{i}]", "must be 64 lowercase hex digits (SHA-256 of the key's SubjectPublicKeyInfo)");
             }
         }
-        if (!Attestation.TrustAnyKey && (Attestation.TrustedKeys is null || Attestation.TrustedKeys.Count == 0))
+        if (Attestation.ProviderCa is not null
+            && (!System.Security.Cryptography.PemEncoding.TryFind(Attestation.ProviderCa, out var pem) || Attestation.ProviderCa[pem.Label] is not "CERTIFICATE"))
         {
-            Fail("attestation.trustedKeys", "empty while trustAnyKey is false: no node could ever be trusted");
+            Fail("attestation.providerCa", "must be a PEM certificate (-----BEGIN CERTIFICATE-----)");
+        }
+        if (Attestation.TrustAnyKey && Attestation.Variant == "tpm")
+        {
+            Fail("attestation.trustAnyKey", "is refused with the tpm variant: a key must be certified (providerCa) or pinned (trustedKeys), never trusted because it signed");
+        }
+        if (!Attestation.TrustAnyKey && Attestation.ProviderCa is null && (Attestation.TrustedKeys is null || Attestation.TrustedKeys.Count == 0))
+        {
+            Fail("attestation.providerCa", "missing while trustedKeys is empty: no node could ever be trusted");
         }
         if (Nodes is null)
         {
@@ -92,8 +101,17 @@ public sealed class AttestationSection
     /// <summary><c>simulated</c> (software, local clusters and tests only) or <c>tpm</c>.</summary>
     public string Variant { get; set; } = "simulated";
 
-    /// <summary>Accept any attestation key (local clusters only: there is no hardware root of trust to pin).</summary>
-    public bool TrustAnyKey { get; set; } = true;
+    /// <summary>
+    /// The provider CA certificate (PEM) that certifies every instance's attestation key; `create` writes it. Keys it
+    /// certifies are trusted, and their certificates name each node and its role.
+    /// </summary>
+    public string? ProviderCa { get; set; }
+
+    /// <summary>
+    /// INSECURE, simulated test clusters only: trust any attestation key because it signed. Never written by
+    /// `create`; refused with tpm; every command warns while it is set.
+    /// </summary>
+    public bool TrustAnyKey { get; set; }
 
     /// <summary>Pinned attestation keys: SHA-256 of each key's SubjectPublicKeyInfo, lowercase hex.</summary>
     public List<string>? TrustedKeys { get; set; }

@@ -14,6 +14,9 @@ public sealed record Luks2FormatOptions
 
     /// <summary>PBKDF2-SHA256 iterations of the volume key digest (the key is 512 random bits).</summary>
     public int DigestIterations { get; init; } = 1000;
+
+    /// <summary>The LUKS2 UUID (lowercase canonical form); null makes a random one.</summary>
+    public string? Uuid { get; init; }
 }
 
 /// <summary>
@@ -92,7 +95,11 @@ public sealed class Luks2Image : IDisposable
             KeyslotsSize = PayloadOffset - Luks2Header.KeyslotAreaStart,
             ConfigFlags = [],
         };
-        var header = new Luks2Header(Guid.NewGuid().ToString("D"), "", "", 1,
+        if (options.Uuid is not null && (!Guid.TryParseExact(options.Uuid, "D", out _) || options.Uuid != options.Uuid.ToLowerInvariant()))
+        {
+            throw new ArgumentException("the UUID must be a lowercase 36-character UUID", nameof(options));
+        }
+        var header = new Luks2Header(options.Uuid ?? Guid.NewGuid().ToString("D"), "", "", 1,
             RandomNumberGenerator.GetBytes(64), RandomNumberGenerator.GetBytes(64), metadata);
         device.Write(0, new byte[Luks2Header.KeyslotAreaStart]);
         var image = new Luks2Image(device, ownsDevice, header);

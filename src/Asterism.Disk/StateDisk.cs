@@ -146,9 +146,10 @@ public sealed class StateDisk : IDisposable
 
     /// <summary>
     /// Creates (or overwrites) the image with a new LUKS2 volume, keyslot 0 for <paramref name="passphrase"/> and
-    /// token 0 = not initialized. Refuses to overwrite an image whose token says Initialized.
+    /// token 0 = not initialized. Refuses to overwrite an image whose token says Initialized. <paramref name="uuid"/>
+    /// is the disk's LUKS2 UUID (the one its node's certified identity owns); null makes a random one.
     /// </summary>
-    public static StateDisk Format(string imagePath, long sizeBytes, ReadOnlySpan<byte> passphrase)
+    public static StateDisk Format(string imagePath, long sizeBytes, ReadOnlySpan<byte> passphrase, string? uuid = null)
     {
         ArgumentNullException.ThrowIfNull(imagePath);
         var path = Path.GetFullPath(imagePath);
@@ -168,7 +169,7 @@ public sealed class StateDisk : IDisposable
             var device = FileBlockDevice.Create(path, sizeBytes);
             try
             {
-                var image = Luks2Image.Format(device, ownsDevice: true, passphrase);
+                var image = Luks2Image.Format(device, ownsDevice: true, passphrase, new Luks2FormatOptions { Uuid = uuid });
                 image.SetToken(StateDiskToken.Id, StateDiskToken.Serialize(false));
                 return new StateDisk(path, image);
             }

@@ -1,4 +1,5 @@
 using Asterism.Atls;
+using Asterism.Attestation.Identities;
 using Asterism.Crypto;
 using Asterism.Logging;
 using Asterism.Protocol.Join;
@@ -10,8 +11,10 @@ namespace Asterism.JoinService;
 
 /// <summary>
 /// join.API: hands a node that proved by aTLS that it runs the expected software (with PCR 15 still zero) the keys
-/// for its disk, derived from the master secret on this node's own state disk. The aTLS layer has already refused
-/// every unattested peer before a call reaches here; this class checks the request itself.
+/// for its own disk, derived from the master secret on this node's own state disk. The aTLS layer has already refused
+/// every unattested peer before a call reaches here. Who the caller is comes from its certified identity, never from
+/// the request: a disk key goes only to the identity that owns the disk UUID, control-plane material only to a
+/// certified control plane. Refusals are PermissionDenied with a generic text; the log names both sides.
 /// </summary>
 public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers) : API.APIBase
 {
@@ -19,9 +22,10 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
 
     public override Task<IssueRejoinTicketResponse> IssueRejoinTicket(IssueRejoinTicketRequest request, ServerCallContext context)
     {
-        var peer = PeerOf(context, "IssueRejoinTicket");
+        var (identity, peer) = PeerOf(context, "IssueRejoinTicket");
         _log.Info("IssueRejoinTicket called", [Field.Of("peerAddress", context.Peer), .. peer]);
         CheckUuid(request.DiskUuid, "IssueRejoinTicket");
+        CheckOwner(identity, request.DiskUuid, "IssueRejoinTicket", context);
         using var diskKey = KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid);
         using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret);
         _log.Info("IssueRejoinTicket successful", [Field.Of("diskUuid", request.DiskUuid)]);
@@ -34,10 +38,18 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
 
     public override Task<IssueJoinTicketResponse> IssueJoinTicket(IssueJoinTicketRequest request, ServerCallContext context)
     {
-        var peer = PeerOf(context, "IssueJoinTicket");
+        var (identity, peer) = PeerOf(context, "IssueJoinTicket");
         _log.Info("IssueJoinTicket called", [Field.Of("peerAddress", context.Peer), Field.Of("nodeName", request.NodeName),
             Field.Of("controlPlane", request.IsControlPlane), .. peer]);
         CheckUuid(request.DiskUuid, "IssueJoinTicket");
+        CheckOwner(identity, request.DiskUuid, "IssueJoinTicket", context);
+        if (request.IsControlPlane != identity.IsControlPlane || (request.NodeName.Length > 0 && request.NodeName != identity.Name))
+        {
+            _log.Warn("Refused ticket request for another role or name", [Field.Of("call", "IssueJoinTicket"), Field.Of("peerAddress", context.Peer),
+                Field.Of("identity", identity.Name), Field.Of("role", identity.Role), Field.Of("requestedName", request.NodeName),
+                Field.Of("requestedControlPlane", request.IsControlPlane)]);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "request does not match the caller's certified identity"));
+        }
         using var diskKey = KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid);
         using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret);
         var response = new IssueJoinTicketResponse
@@ -46,7 +58,7 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
             MeasurementSalt = ByteString.CopyFrom(secrets.MeasurementSalt),
             MeasurementSecret = ByteString.CopyFrom(measurementSecret.Span),
         };
-        if (request.IsControlPlane)
+        if (identity.IsControlPlane)
         {
             response.MasterKey = ByteString.CopyFrom(secrets.MasterSecret.Key);
             response.MasterSalt = ByteString.CopyFrom(secrets.MasterSecret.Salt);
@@ -65,11 +77,23 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         }
     }
 
+    /// <summary>A disk key only for the identity that owns the disk: its UUID is derived from the certified identity.</summary>
+    private void CheckOwner(NodeIdentity identity, string diskUuid, string call, ServerCallContext context)
+    {
+        if (!string.Equals(identity.DiskUuid, diskUuid, StringComparison.Ordinal))
+        {
+            _log.Warn("Refused ticket request for a disk of another node", [Field.Of("call", call), Field.Of("peerAddress", context.Peer),
+                Field.Of("identity", identity.Name), Field.Of("role", identity.Role), Field.Of("ownedDiskUuid", identity.DiskUuid),
+                Field.Of("requestedDiskUuid", diskUuid)]);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "the disk does not belong to the caller"));
+        }
+    }
+
     /// <summary>
-    /// The attested peer; defence in depth: should this service ever be mapped on a listener without client-attesting
-    /// aTLS, no key leaves it.
+    /// The attested peer and its certified identity; defence in depth: should this service ever be mapped on a
+    /// listener without client-attesting aTLS, or the policy trust a key without a certificate, no key leaves it.
     /// </summary>
-    private KeyValuePair<string, object?>[] PeerOf(ServerCallContext context, string call)
+    private (NodeIdentity Identity, KeyValuePair<string, object?>[] Fields) PeerOf(ServerCallContext context, string call)
     {
         var facts = context.GetAtlsPeer()?.Facts;
         if (facts is null)
@@ -77,6 +101,13 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
             _log.Warn("Refused ticket request without attestation", [Field.Of("call", call), Field.Of("peerAddress", context.Peer)]);
             throw new RpcException(new Status(StatusCode.Unauthenticated, "attestation required"));
         }
-        return [Field.Of("variant", facts.Variant.Name), Field.Of("attestationKey", facts.AttestationKeyFingerprint)];
+        if (facts.Identity is not { } identity)
+        {
+            _log.Warn("Refused ticket request without a certified identity", [Field.Of("call", call), Field.Of("peerAddress", context.Peer),
+                Field.Of("attestationKey", facts.AttestationKeyFingerprint)]);
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "a certified node identity is required"));
+        }
+        return (identity, [Field.Of("variant", facts.Variant.Name), Field.Of("attestationKey", facts.AttestationKeyFingerprint),
+            Field.Of("identity", identity.Name), Field.Of("role", identity.Role)]);
     }
 }

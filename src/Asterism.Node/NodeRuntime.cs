@@ -112,7 +112,9 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     private async Task<(StateDisk, NodeState, ClusterSecrets?)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         var passphrase = RandomNumberGenerator.GetBytes(32);
-        var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase);
+        // The disk's UUID is the one this node's certified identity owns: JoinServices and recover release its key
+        // to this identity only.
+        var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase, attestation.Identity.DiskUuid);
         _status.SetDiskUuid(disk.Uuid);
         _setup.Info("Preparing new state disk", [Field.Of("uuid", disk.Uuid)]);
         var setup = new FirstBootSetup(disk, passphrase, options, attestation.Pcrs, loggers);
@@ -120,15 +122,22 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         WebApplication? initHost = null;
         try
         {
-            if (options.Role == NodeRole.ControlPlane)
+            // The provider gave the init target (control-plane-0) the init secret's hash: it takes init from the CLI
+            // and no join ticket from anyone. Every other node joins and never serves init.
+            var initSecretHash = InitSecretHash();
+            Task join = Task.CompletedTask;
+            if (initSecretHash is not null && options.Role == NodeRole.ControlPlane)
             {
                 initHost = await Listeners.StartAsync(options.Address, Ports.Init,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new InitService(setup, disk.Uuid, loggers)),
+                    services => services.AddSingleton(new InitService(setup, disk.Uuid, initSecretHash, loggers)),
                     app => app.MapGrpcService<InitService>(),
                     cancellationToken);
             }
-            var join = new JoinClient(options, disk.Uuid, endpoints, attestation.Issuer, setup, loggers, time).RunAsync(stop.Token);
+            else
+            {
+                join = new JoinClient(options, disk.Uuid, endpoints, attestation, setup, loggers, time).RunAsync(stop.Token);
+            }
             var result = await setup.Completed.WaitAsync(cancellationToken);
             await stop.CancelAsync();
             await join;
@@ -147,10 +156,31 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
     }
 
+    /// <summary>The init secret's SHA-256 the provider left for the init target, or null for every other node.</summary>
+    private byte[]? InitSecretHash()
+    {
+        var path = Path.Combine(options.NodeDirectory, Cloud.Local.NodeProvisioning.InitSecretHashFileName);
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+        var text = File.ReadAllText(path).Trim();
+        if (text.Length != 64 || !text.All(char.IsAsciiHexDigitLower))
+        {
+            throw new InvalidDataException($"{path} does not hold a lowercase hex SHA-256");
+        }
+        return Convert.FromHexString(text);
+    }
+
     private async Task<(NodeState, ClusterSecrets?)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
         _setup.Info("Preparing existing state disk", [Field.Of("uuid", disk.Uuid)]);
+        if (disk.Uuid != attestation.Identity.DiskUuid)
+        {
+            // No JoinService and no operator would release this disk's key to this identity: say so instead of waiting.
+            throw new InvalidOperationException($"state disk {disk.Uuid} does not belong to this node's certified identity {attestation.Identity.Name} (which owns {attestation.Identity.DiskUuid})");
+        }
         var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
         _setup.Info("Waiting for decryption key", [Field.Of("uuid", disk.Uuid), Field.Of("recoveryEndpoint", recoveryEndpoint)]);
         _status.WaitingForKey();
@@ -174,7 +204,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 recoveryLog.Info("Running as worker node, skipping recovery server");
             }
-            var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation.Issuer, race, _status, loggers, time).RunAsync(stop.Token);
+            var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation, race, _status, loggers, time).RunAsync(stop.Token);
             var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
             await stop.CancelAsync();
             // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):

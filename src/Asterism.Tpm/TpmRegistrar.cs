@@ -68,6 +68,33 @@ public sealed class TpmRegistrar
         _time = time ?? TimeProvider.System;
     }
 
+    /// <summary>
+    /// Loads the EK CA certificate(s) registrars trust from a PEM file — the local provider's manufacturer CA, or a
+    /// TPM vendor's EK CA bundle for hardware TPMs. Throws <see cref="TpmException"/> when it holds no certificate.
+    /// </summary>
+    public static X509Certificate2Collection LoadManufacturerCas(string pemPath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(pemPath);
+        var collection = new X509Certificate2Collection();
+        try
+        {
+            if (new FileInfo(pemPath).Length > 1024 * 1024)
+            {
+                throw new TpmException($"EK CA file {pemPath} is larger than 1 MiB");
+            }
+            collection.ImportFromPemFile(pemPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+        {
+            throw new TpmException($"EK CA file {pemPath} cannot be read: {e.Message}", e);
+        }
+        if (collection.Count == 0)
+        {
+            throw new TpmException($"EK CA file {pemPath} holds no certificate");
+        }
+        return collection;
+    }
+
     /// <summary>Registers <paramref name="ak"/>, loaded on <paramref name="tpm"/>; the endorsement auth authorises the EK.</summary>
     public Task<TpmRegistrationResult> RegisterAsync(TpmClient tpm, TpmAttestationKey ak, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
     {

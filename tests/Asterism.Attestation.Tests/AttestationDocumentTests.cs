@@ -43,7 +43,7 @@ public class AttestationDocumentTests
     public void TryParse_OtherVersion_IsUnsupportedVersion()
     {
         var bytes = Sample().Encode();
-        bytes[4] = 2;
+        bytes[4] = 1;
         Assert.False(AttestationDocument.TryParse(bytes, out _, out var refusal));
         Assert.Equal(AttestationFailure.UnsupportedVersion, refusal.Failure);
     }

@@ -24,7 +24,7 @@ public class SwtpmFirmwareTests
     public async Task Boot_TpmVariant_ExtendsBootEventsFromZeroAndResetsOnRebootAndCrash()
     {
         await using var cloud = TestCloud.Create(controlPlanes: 1, workers: 1, variant: CloudSpec.TpmVariant);
-        var firmware = new SwtpmFirmware();
+        var firmware = new SwtpmFirmware(cloud.Workspace.CloudDir);
         await cloud.StartProviderAsync(firmware: firmware);
         var name = cloud.Cp(0);
         await cloud.WaitForConsoleAsync(name, "listening", 1);

@@ -89,7 +89,9 @@ public sealed class WorkspaceFilesTests : IDisposable
         { ConfYaml().Replace("    4:", "    24:", StringComparison.Ordinal), "attestation.measurements.24: PCR index must be 0-23" },
         { ConfYaml().Replace("controlPlanes: 3", "controlPlanes: 0", StringComparison.Ordinal), "nodes.controlPlanes: must be between 1 and 64" },
         { ConfYaml().Replace("workers: 2", "workers: -1", StringComparison.Ordinal), "nodes.workers" },
-        { ConfYaml().Replace("trustAnyKey: true", "trustAnyKey: false", StringComparison.Ordinal), "attestation.trustedKeys: empty while trustAnyKey is false" },
+        { ConfYaml().Replace("trustAnyKey: true", "trustAnyKey: false", StringComparison.Ordinal), "attestation.providerCa: missing while trustedKeys is empty" },
+        { ConfYaml().Replace("variant: simulated", "variant: tpm", StringComparison.Ordinal), "attestation.trustAnyKey: is refused with the tpm variant" },
+        { ConfYaml().Replace("trustAnyKey: true", "providerCa: not a certificate", StringComparison.Ordinal), "attestation.providerCa: must be a PEM certificate" },
         { ConfYaml().Replace("controlPlanes: 3", "controlPlanes: many", StringComparison.Ordinal), "line" },
         { "version: [", "line" },
     };
@@ -143,10 +145,18 @@ public sealed class WorkspaceFilesTests : IDisposable
     [Fact]
     public void ClusterConfig_MissingOptionalSections_TakeDocumentedDefaults()
     {
-        var config = ClusterConfig.Parse("version: v1\nprovider: local\n");
+        var config = ClusterConfig.Parse("version: v1\nprovider: local\nattestation:\n  trustedKeys: [" + new string('a', 64) + "]\n");
         Assert.Equal("simulated", config.Attestation.Variant);
-        Assert.True(config.Attestation.TrustAnyKey);
+        Assert.False(config.Attestation.TrustAnyKey);
         Assert.Equal(3, config.Nodes.ControlPlanes);
         Assert.Equal(2, config.Nodes.Workers);
+    }
+
+    [Fact]
+    public void ClusterConfig_NoAttestationTrust_IsRefused()
+    {
+        // Fail closed: a configuration that names no provider CA and pins no key trusts nobody, and never "anybody".
+        var ex = Assert.Throws<WorkspaceFileException>(() => ClusterConfig.Parse("version: v1\nprovider: local\n"));
+        Assert.Contains("attestation.providerCa: missing", ex.Message);
     }
 }

@@ -4,14 +4,13 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Attestation.Simulated;
 
 /// <summary>
-/// Validates `simulated` documents: envelope, nonce, trusted key, signature, then measurements. Every outcome is a
+/// Validates `simulated` documents: envelope, nonce, key trust (identity certificate or pin), signature, then measurements. Every outcome is a
 /// verdict and is logged with the variant name, the reason and the attestation key fingerprint.
 /// </summary>
 public sealed class SimulatedValidator : SynchronousAttestationValidator
 {
     private readonly Measurements _measurements;
-    private readonly HashSet<string> _trusted;
-    private readonly bool _trustAny;
+    private readonly KeyTrust _trust;
     private readonly VerificationKeyCache _keys = new();
 
     public SimulatedValidator(SimulatedValidatorOptions options, ILogger? logger = null)
@@ -19,8 +18,7 @@ public sealed class SimulatedValidator : SynchronousAttestationValidator
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;
-        _trustAny = options.TrustAnyKey;
-        _trusted = TrustedKeys.Parse(options.TrustedKeyFingerprints, nameof(options));
+        var pinned = new List<string>(options.TrustedKeyFingerprints);
         foreach (var pem in options.TrustedKeysPem)
         {
             using var key = ECDsa.Create();
@@ -32,9 +30,9 @@ public sealed class SimulatedValidator : SynchronousAttestationValidator
             {
                 throw new ArgumentException("a trusted key PEM holds no public key", nameof(options), e);
             }
-            _trusted.Add(SimulatedAttestationKey.FingerprintOf(key.ExportSubjectPublicKeyInfo()));
+            pinned.Add(SimulatedAttestationKey.FingerprintOf(key.ExportSubjectPublicKeyInfo()));
         }
-        TrustedKeys.RequireSome(_trusted, _trustAny, nameof(options));
+        _trust = new KeyTrust(pinned, options.IdentityAuthority, options.TrustAnyKey, options.Time, nameof(options));
     }
 
     public override AttestationVariant Variant => AttestationVariant.Simulated;
@@ -50,9 +48,9 @@ public sealed class SimulatedValidator : SynchronousAttestationValidator
         {
             return (AttestationVerdict.Refuse(AttestationFailure.NonceMismatch, "document is bound to another nonce (replayed or stale)"), fingerprint);
         }
-        if (!_trustAny && !_trusted.Contains(fingerprint))
+        if (!_trust.IsTrusted(doc, quote.PublicKeySpki, fingerprint, out var identity, out var untrusted))
         {
-            return (AttestationVerdict.Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), fingerprint);
+            return (AttestationVerdict.Refuse(AttestationFailure.UntrustedKey, untrusted), fingerprint);
         }
         var key = _keys.Get(quote.PublicKeySpki, fingerprint);
         if (key is null)
@@ -74,7 +72,7 @@ public sealed class SimulatedValidator : SynchronousAttestationValidator
         {
             return (AttestationVerdict.Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), fingerprint);
         }
-        var facts = new AttestationFacts(Variant, pcrs, fingerprint);
+        var facts = new AttestationFacts(Variant, pcrs, fingerprint, identity);
         return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), fingerprint);
     }
 }

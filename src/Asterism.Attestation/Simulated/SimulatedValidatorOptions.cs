@@ -14,4 +14,13 @@ public sealed class SimulatedValidatorOptions
 
     /// <summary>Accept any attestation key (local clusters only: then only PCR values and nonce binding are checked).</summary>
     public bool TrustAnyKey { get; set; }
+
+    /// <summary>
+    /// The authority (provider CA) whose identity certificates make an attestation key trusted; the document's
+    /// identity is then in <see cref="AttestationFacts.Identity"/>.
+    /// </summary>
+    public Identities.IdentityAuthority? IdentityAuthority { get; set; }
+
+    /// <summary>Clock for certificate validity.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
 }

@@ -9,11 +9,11 @@ namespace Asterism.Attestation.Tpm;
 /// </summary>
 public sealed class TpmAttestationSession : IAsyncDisposable
 {
-    private TpmAttestationSession(TpmClient client, TpmAttestationKey key)
+    private TpmAttestationSession(TpmClient client, TpmAttestationKey key, byte[]? identityCertificate)
     {
         Client = client;
         Key = key;
-        Issuer = new TpmIssuer(key);
+        Issuer = new TpmIssuer(key, identityCertificate);
         Pcrs = new TpmPcrBank(client);
     }
 
@@ -31,22 +31,25 @@ public sealed class TpmAttestationSession : IAsyncDisposable
     /// <summary>
     /// Connects to swtpm's command socket (a Unix socket in the instance's 0700 directory) and creates the
     /// attestation key under the endorsement hierarchy, authorised by <paramref name="endorsementAuth"/> (the
-    /// provider sets it when it manufactures the TPM; empty for a TPM nobody locked).
+    /// provider sets it when it manufactures the TPM; empty for a TPM nobody locked). <paramref name="identityCertificate"/>
+    /// (DER) is the AK's identity certificate its documents carry.
     /// </summary>
-    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(string socketPath, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(
+        string socketPath, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
         var client = await TpmClient.ConnectSwtpmAsync(socketPath, null, cancellationToken).ConfigureAwait(false);
-        return await OpenAsync(client, endorsementAuth, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(client, endorsementAuth, identityCertificate, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Creates the attestation key on <paramref name="client"/>; the session owns the client from then on.</summary>
-    public static async Task<TpmAttestationSession> OpenAsync(TpmClient client, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    public static async Task<TpmAttestationSession> OpenAsync(
+        TpmClient client, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
         try
         {
             var key = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, endorsementAuth, cancellationToken).ConfigureAwait(false);
-            return new TpmAttestationSession(client, key);
+            return new TpmAttestationSession(client, key, identityCertificate);
         }
         catch
         {

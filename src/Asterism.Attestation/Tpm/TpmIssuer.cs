@@ -6,10 +6,12 @@ namespace Asterism.Attestation.Tpm;
 /// <summary>
 /// Issues `tpm` documents: TPM2_Quote of PCRs 0-15 (SHA-256 bank) by the node's attestation key with
 /// qualifyingData = SHA-256(userData ‖ nonce), sent with the key's public area and the PCR values it covers.
-/// The key stays owned by the caller (it is flushed when the caller disposes it).
+/// The key stays owned by the caller (it is flushed when the caller disposes it). The key's identity certificate
+/// (DER, issued by the provider after credential activation) travels in the document when the node has one.
 /// </summary>
-public sealed class TpmIssuer(TpmAttestationKey key) : IAttestationIssuer
+public sealed class TpmIssuer(TpmAttestationKey key, byte[]? identityCertificate = null) : IAttestationIssuer
 {
+    private readonly byte[] _identity = identityCertificate ?? [];
     private static readonly int[] QuotedPcrs = [.. Enumerable.Range(0, TpmQuotePayload.PcrCount)];
 
     private readonly TpmAttestationKey _key = key ?? throw new ArgumentNullException(nameof(key));
@@ -39,6 +41,6 @@ public sealed class TpmIssuer(TpmAttestationKey key) : IAttestationIssuer
             pcrs[index] = quote.Pcrs[index];
         }
         var payload = new TpmQuotePayload(_key.PublicKey.PublicArea.ToArray(), quote.Attest, quote.Signature, pcrs);
-        return new AttestationDocument(Variant.Name, userData.Span, nonce.Span, payload.Encode()).Encode();
+        return new AttestationDocument(Variant.Name, userData.Span, nonce.Span, _identity, payload.Encode()).Encode();
     }
 }

@@ -13,8 +13,7 @@ namespace Asterism.Attestation.Tpm;
 public sealed class TpmValidator : SynchronousAttestationValidator
 {
     private readonly Measurements _measurements;
-    private readonly HashSet<string> _trusted;
-    private readonly bool _trustAny;
+    private readonly KeyTrust _trust;
     private readonly ConcurrentDictionary<string, KnownKey> _keys = new(StringComparer.Ordinal);
 
     private const int KeyCacheCapacity = 256;
@@ -24,9 +23,7 @@ public sealed class TpmValidator : SynchronousAttestationValidator
     {
         ArgumentNullException.ThrowIfNull(options);
         _measurements = options.Measurements ?? Measurements.Empty;
-        _trustAny = options.TrustAnyKey;
-        _trusted = TrustedKeys.Parse(options.TrustedKeyFingerprints, nameof(options));
-        TrustedKeys.RequireSome(_trusted, _trustAny, nameof(options));
+        _trust = new KeyTrust(options.TrustedKeyFingerprints, options.IdentityAuthority, options.TrustAnyKey, options.Time, nameof(options));
     }
 
     public override AttestationVariant Variant => AttestationVariant.Tpm;
@@ -106,16 +103,16 @@ public sealed class TpmValidator : SynchronousAttestationValidator
                 : quote.Message;
             return (Refuse(failure, detail), false);
         }
-        if (!_trustAny && !_trusted.Contains(fingerprint))
+        if (!_trust.IsTrusted(doc, known.Spki, fingerprint, out var identity, out var untrusted))
         {
-            return (Refuse(AttestationFailure.UntrustedKey, $"attestation key {fingerprint} is not trusted"), false);
+            return (Refuse(AttestationFailure.UntrustedKey, untrusted), false);
         }
         var comparison = _measurements.Compare(pcrs);
         if (!comparison.Passed)
         {
             return (Refuse(AttestationFailure.MeasurementMismatch, comparison.ErrorText), true);
         }
-        var facts = new AttestationFacts(Variant, pcrs, fingerprint);
+        var facts = new AttestationFacts(Variant, pcrs, fingerprint, identity);
         return (AttestationVerdict.Accept(doc.UserData, facts, comparison.Warnings), true);
     }
 
@@ -152,7 +149,8 @@ public sealed class TpmValidator : SynchronousAttestationValidator
             return known;
         }
         var key = TpmEccPublicKey.Parse(publicArea);
-        return new KnownKey(id, key, FingerprintOf(key), key.CreateECDsa(), isCached: false);
+        var spki = key.ExportSubjectPublicKeyInfo();
+        return new KnownKey(id, key, spki, Convert.ToHexStringLower(SHA256.HashData(spki)), key.CreateECDsa(), isCached: false);
     }
 
     /// <summary>Keeps a key that proved itself; false (the caller disposes it) when full or another thread won.</summary>
@@ -162,15 +160,18 @@ public sealed class TpmValidator : SynchronousAttestationValidator
         {
             return false;
         }
-        var cached = new KnownKey(known.Id, known.Key, known.Fingerprint, known.Imported, isCached: true);
+        var cached = new KnownKey(known.Id, known.Key, known.Spki, known.Fingerprint, known.Imported, isCached: true);
         return _keys.TryAdd(known.Id, cached);
     }
 
-    private sealed class KnownKey(string id, TpmEccPublicKey key, string fingerprint, ECDsa imported, bool isCached) : IDisposable
+    private sealed class KnownKey(string id, TpmEccPublicKey key, byte[] spki, string fingerprint, ECDsa imported, bool isCached) : IDisposable
     {
         public string Id { get; } = id;
 
         public TpmEccPublicKey Key { get; } = key;
+
+        /// <summary>The key as DER SubjectPublicKeyInfo: what an identity certificate certifies.</summary>
+        public byte[] Spki { get; } = spki;
 
         public string Fingerprint { get; } = fingerprint;
 

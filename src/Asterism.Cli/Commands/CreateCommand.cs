@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using Asterism.Cloud;
+using Asterism.Cloud.Local;
 using Asterism.Config;
 
 namespace Asterism.Cli.Commands;
@@ -56,15 +57,22 @@ public static class CreateCommand
                 Workers = ws,
                 NodeCommand = NodeBinary.Command(),
                 NodeArgs = LocalNodeArgs,
+                InitSecretSha256 = InitSecret.Create(workspace.InitSecretPath),
             };
             var problems = spec.Validate();
             if (problems.Count > 0)
             {
                 throw new CliError("invalid cluster spec: " + string.Join("; ", problems));
             }
+            // The provider CA certifies every instance's attestation key; its certificate is what the config trusts.
+            string providerCa;
+            using (var ca = ProviderCa.LoadOrCreate(workspace.Cloud.CloudDir))
+            {
+                providerCa = ca.CertificatePem;
+            }
             var config = new ClusterConfig
             {
-                Attestation = new AttestationSection { Variant = spec.Variant, TrustAnyKey = true, Measurements = FetchMeasurementsCommand.Expected(spec) },
+                Attestation = new AttestationSection { Variant = spec.Variant, ProviderCa = providerCa, Measurements = FetchMeasurementsCommand.Expected(spec) },
                 Nodes = new NodesSection { ControlPlanes = cps, Workers = ws },
             };
             config.Save(workspace.ConfigPath);

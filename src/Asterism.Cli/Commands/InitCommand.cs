@@ -1,12 +1,15 @@
 using System.CommandLine;
 using System.Security.Cryptography;
 using Asterism.Atls;
+using Asterism.Attestation.Identities;
+using Asterism.Cli.Recovery;
 using Asterism.Crypto;
 using Asterism.Protocol;
 using Asterism.Protocol.Init;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 
 namespace Asterism.Cli.Commands;
 
@@ -38,6 +41,9 @@ public static class InitCommand
             {
                 await stderr.WriteLineAsync("Warning: " + warning);
             }
+            var initSecret = InitSecret.Load(workspace.InitSecretPath);
+            using var authority = policy.CreateIdentityAuthority()
+                ?? throw new CliError($"{Asterism.Config.ClusterConfig.FileName}: attestation.providerCa is missing; init needs it to know which node it talks to");
             using var cloud = workspace.ConnectProvider();
             var instances = await cloud.ListAsync(cancellationToken);
             var first = instances.FirstOrDefault(i => i.IsControlPlane) ?? throw new CliError("the cluster has no control-plane node");
@@ -60,9 +66,25 @@ public static class InitCommand
             using var masterOwner = master;
             var salt = RandomNumberGenerator.GetBytes(32);
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
-            var validator = policy.ForKeyRelease().CreateValidator(loggers);
+            // Nothing is sent until control-plane-0 proved it is the certified instance we dialed, running the expected software.
+            var validator = new ExpectedPeerValidator(policy.ForKeyRelease().CreateValidator(loggers),
+                ExpectedPeerValidator.Identity(first.Name, NodeIdentity.ControlPlaneRole), loggers.CreateLogger("attestation"));
             progress.Report($"Initializing {first.Name} ({first.Address})...");
-            var response = await CallInitAsync(first.Address, validator, master, salt, policy, state.Infrastructure.Name, loggers, cancellationToken);
+            InitResponse response;
+            try
+            {
+                response = await CallInitAsync(first.Address, validator, master, salt, initSecret, policy, state.Infrastructure.Name, loggers, cancellationToken);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(initSecret);
+            }
+            var record = new NodeRecord([.. instances.Select(i => new RecordedNode(i.Name, i.Role, NodeIdentity.DiskUuidFor(authority.Fingerprint, i.Name)))]);
+            if (record.Find(first.Name)?.DiskUuid != response.DiskUuid)
+            {
+                throw new CliError($"{first.Name} reported disk {response.DiskUuid}, not the one its certified identity owns; refusing to record it");
+            }
+            record.Save(workspace.NodeRecordPath, master);
             state.ClusterValues.ClusterId = Convert.ToHexStringLower(response.ClusterId.Span);
             state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(salt);
             state.Save(workspace.StatePath);
@@ -80,7 +102,7 @@ public static class InitCommand
     }
 
     private static async Task<InitResponse> CallInitAsync(string address, Asterism.Attestation.IAttestationValidator validator, MasterSecret master,
-        byte[] salt, Asterism.Attestation.AttestationPolicy policy, string clusterName, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
         while (true)
@@ -97,6 +119,7 @@ public static class InitCommand
                     MeasurementSalt = ByteString.CopyFrom(salt),
                     AttestationConfig = ByteString.CopyFrom(policy.ToJson()),
                     ClusterName = clusterName,
+                    InitSecret = ByteString.CopyFrom(initSecret),
                 }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             }
             catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
@@ -107,6 +130,10 @@ public static class InitCommand
             {
                 // The node is still starting: its init port is not open yet.
                 await Task.Delay(250, cancellationToken);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.PermissionDenied)
+            {
+                throw new CliError($"node {address} refused the init secret of this workspace ({ex.Status.Detail}); was the cluster created from this workspace?");
             }
             catch (RpcException ex)
             {

@@ -50,7 +50,8 @@ public static class RecoverCommand
                 await stderr.WriteLineAsync("Warning: " + warning);
             }
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
-            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), loggers, Parse(result.GetValue(timeout)!, "--timeout"));
+            var record = NodeRecord.Load(workspace.NodeRecordPath, master);
+            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, Parse(result.GetValue(timeout)!, "--timeout"));
             var progress = Progress.For(stderr);
             var target = result.GetValue(endpoint);
             return target is null
@@ -98,7 +99,7 @@ public static class RecoverCommand
         var watch = Stopwatch.StartNew();
         var results = await Task.WhenAll(targets.Select(async instance =>
         {
-            var pushed = await pusher.PushAsync(RecoveryPusher.RecoveryEndpoint(instance.Address), cancellationToken);
+            var pushed = await pusher.PushAsync(RecoveryPusher.RecoveryEndpoint(instance.Address), instance.Name, cancellationToken);
             if (pushed.Outcome == PushOutcome.Recovered)
             {
                 lock (stdout)
@@ -165,6 +166,7 @@ public static class RecoverCommand
             {
                 PushOutcome.AttestationFailed => "attestation failed",
                 PushOutcome.KeyRejected => "key refused by the node",
+                PushOutcome.Refused => "refused, no key sent",
                 _ => "recovery failed",
             };
             stderr.WriteLine($"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}");

@@ -1,5 +1,6 @@
 using Asterism.Atls;
 using Asterism.Attestation;
+using Asterism.Attestation.Identities;
 using Asterism.Crypto;
 using Asterism.Protocol;
 using Asterism.Protocol.Recover;
@@ -25,6 +26,12 @@ public enum PushOutcome
     /// <summary>The node refused the key (wrong master secret for this disk).</summary>
     KeyRejected,
 
+    /// <summary>
+    /// The node attested, but is not the certified instance expected here, or reported a disk that is not the one
+    /// recorded for it (or one already pushed in this run): no key was sent.
+    /// </summary>
+    Refused,
+
     /// <summary>Any other failure.</summary>
     Failed,
 }
@@ -36,16 +43,26 @@ public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Det
 }
 
 /// <summary>
-/// The CLI side of recoverproto: dials a node over server-attesting aTLS, validates its attestation before anything
-/// is sent, then sends the measurement secret, learns the disk UUID, and sends that disk's key only. The master
-/// secret never leaves this process.
+/// The CLI side of recoverproto: dials a node over server-attesting aTLS and validates its attestation and certified
+/// identity before anything is sent (a control plane; the instance dialed, when known; one the node record lists),
+/// then sends the measurement secret, learns the disk UUID, and sends a key only when that UUID is the one recorded
+/// for this identity and was not pushed before in this run. The master secret never leaves this process.
 /// </summary>
-public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, ILoggerFactory loggers, TimeSpan callTimeout)
+public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout)
 {
-    public async Task<PushResult> PushAsync(string endpoint, CancellationToken cancellationToken)
+    private readonly HashSet<string> _pushed = new(StringComparer.Ordinal);
+    private readonly ILogger _log = loggers.CreateLogger("attestation");
+
+    /// <summary>Pushes to <paramref name="endpoint"/>; <paramref name="expectedName"/> is the instance dialed (null through a load balancer).</summary>
+    public async Task<PushResult> PushAsync(string endpoint, CancellationToken cancellationToken) =>
+        await PushAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
+
+    /// <inheritdoc cref="PushAsync(string, CancellationToken)"/>
+    public async Task<PushResult> PushAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
         AtlsPeer? attested = null;
-        using var handler = AtlsClient.CreateHandler(validator, new AtlsClientOptions
+        var expected = new ExpectedPeerValidator(validator, facts => ExpectedIdentity(facts, expectedName), _log);
+        using var handler = AtlsClient.CreateHandler(expected, new AtlsClientOptions
         {
             HandshakeTimeout = callTimeout,
             ValidationTimeout = callTimeout,
@@ -74,10 +91,24 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
                 return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, attested?.Facts.Variant.Name);
             }
             var identity = call.ResponseStream.Current;
-            nodeName = identity.NodeName;
+            var certified = attested?.Facts.Identity;
+            nodeName = certified?.Name ?? identity.NodeName;
             if (!KeyDerivation.IsCanonicalDiskUuid(identity.DiskUuid))
             {
                 return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, attested?.Facts.Variant.Name);
+            }
+            if (certified is null || record.Find(certified.Name)?.DiskUuid != identity.DiskUuid)
+            {
+                return new PushResult(endpoint, PushOutcome.Refused,
+                    $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}; no key sent", nodeName, attested?.Facts.Variant.Name);
+            }
+            lock (_pushed)
+            {
+                if (!_pushed.Add(identity.DiskUuid))
+                {
+                    return new PushResult(endpoint, PushOutcome.Refused,
+                        $"disk {identity.DiskUuid} of {nodeName} was already pushed in this run; no key sent twice", nodeName, attested?.Facts.Variant.Name);
+                }
             }
             try
             {
@@ -105,7 +136,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
         {
-            return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName);
+            return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName ?? expectedName);
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable || ServerWentAwayBeforeCall(ex))
         {
@@ -137,6 +168,20 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     private static bool ServerWentAwayBeforeCall(RpcException ex) =>
         ex.StatusCode == StatusCode.Internal
         && ex.Status.DebugException is HttpRequestException { InnerException: HttpProtocolException { ErrorCode: 0 } };
+
+    /// <summary>What recover requires of the attested peer: a certified control plane the record lists, and the instance dialed.</summary>
+    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName)
+    {
+        var problem = ExpectedPeerValidator.Identity(expectedName, NodeIdentity.ControlPlaneRole)(facts);
+        if (problem is not null)
+        {
+            return problem;
+        }
+        var recorded = record.Find(facts.Identity!.Name);
+        return recorded is null || recorded.Role != NodeIdentity.ControlPlaneRole
+            ? $"the peer {facts.Identity.Name} is not a control plane of this cluster's node record"
+            : null;
+    }
 
     /// <summary>The recovery endpoint of a node address.</summary>
     public static string RecoveryEndpoint(string address) => $"{address}:{Ports.Recovery}";

@@ -1,7 +1,8 @@
 namespace Asterism.Cloud.Local;
 
 /// <summary>What the firmware knows about the instance it is about to boot.</summary>
-public sealed record BootContext(CloudSpec Spec, InstancePlan Instance, string InstanceDir, int BootNumber);
+/// <summary>One boot of one instance; <paramref name="Ca"/> certifies attestation keys (the tpm firmware issues AK identities).</summary>
+public sealed record BootContext(CloudSpec Spec, InstancePlan Instance, string InstanceDir, int BootNumber, ProviderCa? Ca = null);
 
 /// <summary>
 /// The provider's firmware role (ARCHITECTURE §7): measures the boot before the node process starts and may
@@ -27,7 +28,7 @@ public sealed class SimulatedFirmware : IFirmware
     public Task<FirmwareBoot> PrepareBootAsync(BootContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
-        var events = MeasuredBoot.ComputeEvents(context.Spec);
+        var events = MeasuredBoot.ComputeEvents(context);
         MeasuredBoot.Write(Path.Combine(context.InstanceDir, MeasuredBoot.FileName), events);
         return Task.FromResult(new FirmwareBoot(events, []));
     }

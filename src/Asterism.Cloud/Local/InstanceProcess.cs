@@ -25,9 +25,12 @@ internal sealed class InstanceProcess
     private int _boots;
     private bool _shutDown;
 
-    public InstanceProcess(CloudSpec spec, InstancePlan plan, CloudWorkspace workspace, IFirmware firmware, TimeProvider time, ILogger logger)
+    private readonly ProviderCa _ca;
+
+    public InstanceProcess(CloudSpec spec, InstancePlan plan, CloudWorkspace workspace, IFirmware firmware, ProviderCa ca, TimeProvider time, ILogger logger)
     {
         _spec = spec;
+        _ca = ca;
         Plan = plan;
         _workspace = workspace;
         _firmware = firmware;
@@ -137,8 +140,16 @@ internal sealed class InstanceProcess
                 return false;
             }
         }
-        Directory.CreateDirectory(_workspace.NodeDir(Plan.Name));
-        var context = new BootContext(_spec, Plan, InstanceDir, _boots + 1);
+        NodeProvisioning.CreatePrivateDirectory(InstanceDir);
+        try
+        {
+            NodeProvisioning.Provision(_ca, _spec, Plan, _workspace.NodeDir(Plan.Name));
+        }
+        catch (InvalidDataException e)
+        {
+            throw new CloudConfigException($"cannot provision {Plan.Name}: {e.Message}");
+        }
+        var context = new BootContext(_spec, Plan, InstanceDir, _boots + 1, _ca);
         var boot = await _firmware.PrepareBootAsync(context, cancellationToken).ConfigureAwait(false);
 
         var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, WorkingDirectory = InstanceDir };

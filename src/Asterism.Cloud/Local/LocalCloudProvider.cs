@@ -36,15 +36,18 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private bool _stopped;
     private readonly IAsyncDisposable? _firmware;
 
-    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ILoggerFactory loggerFactory)
+    private readonly ProviderCa _ca;
+
+    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ProviderCa ca, ILoggerFactory loggerFactory)
     {
+        _ca = ca;
         _options = options;
         _firmware = firmware as IAsyncDisposable;
         _logger = loggerFactory.CreateLogger("Asterism.Cloud.Provider");
         _workspace = new CloudWorkspace(options.WorkspaceDir);
         Spec = spec;
         Subnet = spec.ParsedSubnet();
-        _instances = [.. spec.PlanInstances().Select(p => new InstanceProcess(spec, p, _workspace, firmware, options.Time, loggerFactory.CreateLogger("Asterism.Cloud.Instance")))];
+        _instances = [.. spec.PlanInstances().Select(p => new InstanceProcess(spec, p, _workspace, firmware, ca, options.Time, loggerFactory.CreateLogger("Asterism.Cloud.Instance")))];
         _loadBalancer = new TcpLoadBalancer(
             Subnet.LoadBalancerAddress,
             WellKnownPorts.LoadBalanced,
@@ -77,11 +80,12 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var firmware = options.Firmware ?? spec.Variant switch
         {
             CloudSpec.SimulatedVariant => new SimulatedFirmware(),
-            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
+            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(workspace.CloudDir, loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
-        Directory.CreateDirectory(workspace.InstancesDir);
-        var provider = new LocalCloudProvider(options, spec, firmware, loggerFactory);
+        NodeProvisioning.CreatePrivateDirectory(workspace.InstancesDir);
+        var ca = ProviderCa.LoadOrCreate(workspace.CloudDir, options.Time);
+        var provider = new LocalCloudProvider(options, spec, firmware, ca, loggerFactory);
         try
         {
             foreach (var instance in provider._instances)
@@ -159,6 +163,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             await _loadBalancer.DisposeAsync().ConfigureAwait(false);
             await _server.DisposeAsync().ConfigureAwait(false);
+            _ca.Dispose();
             if (File.Exists(_workspace.StatePath) && IsOurs(_workspace.StatePath))
             {
                 File.Delete(_workspace.StatePath);

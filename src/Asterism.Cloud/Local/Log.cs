@@ -52,4 +52,13 @@ internal static partial class Log
 
     [LoggerMessage(7041, LogLevel.Information, "TPM shut down name={Name} pid={Pid}")]
     public static partial void TpmShutDown(ILogger logger, string name, int pid);
+
+    [LoggerMessage(7042, LogLevel.Information, "TPM manufactured name={Name} swtpmSetupMs={SetupMs:F0} totalMs={TotalMs:F0}")]
+    public static partial void TpmManufactured(ILogger logger, string name, double setupMs, double totalMs);
+
+    [LoggerMessage(7043, LogLevel.Information, "Attestation key certified after credential activation name={Name} akName={AkName} ms={Ms:F1}")]
+    public static partial void TpmAkCertified(ILogger logger, string name, string akName, double ms);
+
+    [LoggerMessage(7044, LogLevel.Error, "Attestation key not certified name={Name} status={Status} reason={Reason}")]
+    public static partial void TpmAkRefused(ILogger logger, string name, string status, string reason);
 }

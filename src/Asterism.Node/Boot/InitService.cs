@@ -10,16 +10,23 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Node.Boot;
 
 /// <summary>
-/// init.API on a fresh control-plane node (server-attesting aTLS): takes the master secret, measurement salt and
-/// attestation policy from the CLI, initializes the disk, and answers with the cluster ID.
+/// init.API on the init target (control-plane-0, server-attesting aTLS): takes the master secret, measurement salt
+/// and attestation policy from the CLI, initializes the disk, and answers with the cluster ID. Only a call carrying
+/// the init secret whose SHA-256 the provider gave this node is taken; any other caller gets PermissionDenied before
+/// anything in the request is looked at.
 /// </summary>
-public sealed class InitService(FirstBootSetup setup, string diskUuid, ILoggerFactory loggers) : API.APIBase
+public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] initSecretHash, ILoggerFactory loggers) : API.APIBase
 {
     private readonly ILogger _log = loggers.CreateLogger("initServer");
 
     public override async Task<InitResponse> Init(InitRequest request, ServerCallContext context)
     {
         _log.Info("Received init call", [Field.Of("peer", context.Peer), Field.Of("clusterName", request.ClusterName)]);
+        if (!InitSecretMatches(request))
+        {
+            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", "init secret missing or wrong")]);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied, "init secret refused"));
+        }
         if (setup.IsDone)
         {
             throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
@@ -78,4 +85,17 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, ILoggerFa
         _log.Info("Init succeeded", [Field.Of("clusterID", Convert.ToHexStringLower(result.State.ClusterId))]);
         return new InitResponse { ClusterId = ByteString.CopyFrom(result.State.ClusterId), DiskUuid = diskUuid };
     }
+
+    private bool InitSecretMatches(InitRequest request)
+    {
+        Span<byte> presented = stackalloc byte[32];
+        System.Security.Cryptography.SHA256.HashData(request.InitSecret.Span, presented);
+        var matches = request.InitSecret.Length == InitSecretLength
+            && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(presented, initSecretHash);
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(System.Runtime.InteropServices.MemoryMarshal.AsMemory(request.InitSecret.Memory).Span);
+        return matches;
+    }
+
+    /// <summary>The init secret is 32 random bytes.</summary>
+    public const int InitSecretLength = 32;
 }

@@ -20,7 +20,7 @@ public sealed class JoinClient(
     NodeOptions options,
     string diskUuid,
     IJoinEndpointSource endpoints,
-    IAttestationIssuer issuer,
+    NodeAttestation attestation,
     FirstBootSetup setup,
     ILoggerFactory loggers,
     TimeProvider time)
@@ -76,7 +76,7 @@ public sealed class JoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
+        using var connection = await JoinServiceConnection.OpenAsync(endpoint, attestation, options.RejoinTimeout, loggers, cancellationToken);
         var isControlPlane = options.Role == NodeRole.ControlPlane;
         var response = await connection.Client.IssueJoinTicketAsync(
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },

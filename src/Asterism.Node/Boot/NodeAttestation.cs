@@ -1,26 +1,45 @@
 using System.Security.Cryptography;
 using Asterism.Attestation;
+using Asterism.Attestation.Identities;
 using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
 using Asterism.Tpm;
 
 namespace Asterism.Node.Boot;
 
-/// <summary>The node's attestation issuer and the PCR bank it quotes, per variant.</summary>
-public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, IAsyncDisposable? owner) : IAsyncDisposable
+/// <summary>
+/// The node's attestation issuer, the PCR bank it quotes, and its certified identity: the provider put the CA
+/// certificate, the identity certificate (and for simulated the attestation key) into the node directory before it
+/// started the node. A node whose identity does not verify against that CA, or names another instance or role than
+/// the node was started as, does not boot.
+/// </summary>
+public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, NodeIdentity identity, IdentityAuthority authority, IAsyncDisposable? owner) : IAsyncDisposable
 {
     public IAttestationIssuer Issuer { get; } = issuer;
 
     public IPcrBank Pcrs { get; } = pcrs;
 
+    /// <summary>Who this node is, as its provider certified it.</summary>
+    public NodeIdentity Identity { get; } = identity;
+
+    /// <summary>The provider CA: what this node judges JoinServices by.</summary>
+    public IdentityAuthority Authority { get; } = authority;
+
     public static async Task<NodeAttestation> CreateAsync(NodeOptions options, CancellationToken cancellationToken)
     {
+        var authority = new IdentityAuthority(IdentityFiles.ReadCertificate(IdentityFiles.AuthorityPath(options.NodeDirectory)));
+        var certificate = IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(options.NodeDirectory));
         if (options.Variant == AttestationVariant.Simulated.Name)
         {
-            Directory.CreateDirectory(options.NodeDirectory);
-            var key = SimulatedAttestationKey.LoadOrCreate(options.NodeDirectory);
+            var keyPath = Path.Combine(options.NodeDirectory, SimulatedAttestationKey.FileName);
+            if (!File.Exists(keyPath))
+            {
+                throw new InvalidDataException($"{keyPath} does not exist: this node has no attestation key from its provider");
+            }
+            var key = SimulatedAttestationKey.Load(keyPath);
+            var identity = Verify(authority, certificate, key.PublicKeySpki, options);
             var bank = new SimulatedPcrBank();
-            return new NodeAttestation(new SimulatedIssuer(key, bank), bank, null);
+            return new NodeAttestation(new SimulatedIssuer(key, bank, certificate), bank, identity, authority, null);
         }
         if (options.Variant == AttestationVariant.Tpm.Name)
         {
@@ -28,15 +47,25 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, IA
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
             var socketPath = ParseTpmSocket(options.TpmEndpoint);
             var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
-                ?? throw new InvalidOperationException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
+                ?? throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
+            TpmAttestationSession session;
             try
             {
-                var session = await TpmAttestationSession.ConnectSwtpmAsync(socketPath, auth, cancellationToken);
-                return new NodeAttestation(session.Issuer, session.Pcrs, session);
+                session = await TpmAttestationSession.ConnectSwtpmAsync(socketPath, auth, certificate, cancellationToken);
             }
             finally
             {
                 CryptographicOperations.ZeroMemory(auth);
+            }
+            try
+            {
+                var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options);
+                return new NodeAttestation(session.Issuer, session.Pcrs, identity, authority, session);
+            }
+            catch
+            {
+                await session.DisposeAsync();
+                throw;
             }
         }
         throw new NotSupportedException($"attestation variant \"{options.Variant}\" is not supported by this node");
@@ -57,4 +86,18 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, IA
     }
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+    private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options)
+    {
+        var check = authority.Verify(certificate, keySpki, DateTimeOffset.UtcNow);
+        if (check.Identity is not { } identity)
+        {
+            throw new InvalidDataException("this node's identity certificate does not verify against its provider CA: " + check.Error);
+        }
+        if (identity.Name != options.Name || identity.Role != options.Role.Name())
+        {
+            throw new InvalidDataException($"this node's identity certificate names {identity.Name} ({identity.Role}), but the node was started as {options.Name} ({options.Role.Name()})");
+        }
+        return identity;
+    }
 }

@@ -1,5 +1,6 @@
 using Asterism.Atls;
 using Asterism.Attestation;
+using Asterism.Node.Boot;
 using Asterism.Node.Services;
 using Asterism.Protocol.Join;
 using Grpc.Net.Client;
@@ -16,7 +17,14 @@ public sealed class JoinServiceConnection : IDisposable
     private readonly SocketsHttpHandler _handler;
     private readonly GrpcChannel _channel;
 
-    public JoinServiceConnection(string endpoint, IAttestationIssuer issuer, TimeSpan timeout, ILoggerFactory loggers)
+    /// <summary>A connection to <paramref name="endpoint"/> on which this node attests with <paramref name="attestation"/>.</summary>
+    public static Task<JoinServiceConnection> OpenAsync(string endpoint, NodeAttestation attestation, TimeSpan timeout, ILoggerFactory loggers, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.FromResult(new JoinServiceConnection(endpoint, attestation.Issuer, timeout, loggers));
+    }
+
+    private JoinServiceConnection(string endpoint, IAttestationIssuer issuer, TimeSpan timeout, ILoggerFactory loggers)
     {
         _handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = timeout, ValidationTimeout = timeout, LoggerFactory = loggers });
         _channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions

@@ -20,7 +20,7 @@ public sealed class RejoinClient(
     NodeOptions options,
     string diskUuid,
     IJoinEndpointSource endpoints,
-    IAttestationIssuer issuer,
+    NodeAttestation attestation,
     KeyRace race,
     BootStatusTracker status,
     ILoggerFactory loggers,
@@ -112,7 +112,7 @@ public sealed class RejoinClient(
     {
         using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         call.CancelAfter(options.RejoinTimeout);
-        using var connection = new JoinServiceConnection(endpoint, issuer, options.RejoinTimeout, loggers);
+        using var connection = await JoinServiceConnection.OpenAsync(endpoint, attestation, options.RejoinTimeout, loggers, cancellationToken);
         var response = await connection.Client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
         if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength)
         {

@@ -241,7 +241,10 @@ public abstract class ClusterFixture : IAsyncLifetime
     public RecoveryPusher Pusher(MasterSecret master, TimeSpan? timeout = null)
     {
         var policy = Asterism.Cli.Workspace.PolicyOf(new Asterism.Cli.Workspace(Workspace).LoadConfig()).ForKeyRelease();
-        return new RecoveryPusher(master, policy.CreateValidator(NullLoggerFactory.Instance), NullLoggerFactory.Instance, timeout ?? TimeSpan.FromSeconds(30));
+        // The node record is authenticated with the workspace's real master secret, whatever secret this pusher sends.
+        using var real = LoadMasterSecret();
+        var record = NodeRecord.Load(Path.Combine(Workspace, NodeRecord.FileName), real);
+        return new RecoveryPusher(master, policy.CreateValidator(NullLoggerFactory.Instance), record, NullLoggerFactory.Instance, timeout ?? TimeSpan.FromSeconds(30));
     }
 
     public string DiskUuid(InstanceInfo node) =>

@@ -1,0 +1,66 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Asterism.Cli;
+
+/// <summary>
+/// The init secret: 32 random bytes `create` writes to the workspace (hex, mode 0600). The provider hands only its
+/// SHA-256 to control-plane-0, which takes init from a caller that knows the secret and nobody else — so a local
+/// process that reaches control-plane-0 before the operator cannot initialize the cluster with its own master secret.
+/// </summary>
+public static class InitSecret
+{
+    public const int Length = 32;
+
+    /// <summary>Makes a new secret at <paramref name="path"/> (replacing one of an earlier cluster) and returns its hex SHA-256.</summary>
+    public static string Create(string path)
+    {
+        var secret = RandomNumberGenerator.GetBytes(Length);
+        var text = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(secret) + "\n");
+        try
+        {
+            Asterism.Attestation.Identities.IdentityFiles.WritePrivateFile(path, text);
+            return Convert.ToHexStringLower(SHA256.HashData(secret));
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(secret);
+            CryptographicOperations.ZeroMemory(text);
+        }
+    }
+
+    /// <summary>Reads the secret; a missing, unreadable, group/world-accessible or malformed file is a <see cref="CliError"/>.</summary>
+    public static byte[] Load(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new CliError($"init secret {path} does not exist; it is made by 'asterism create' in the same workspace");
+        }
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        {
+            throw new CliError($"init secret {path} is accessible by group or others; run: chmod 600 {path}");
+        }
+        byte[] text;
+        try
+        {
+            text = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError($"init secret {path} cannot be read: {e.Message}");
+        }
+        try
+        {
+            var hex = Encoding.ASCII.GetString(text).Trim();
+            if (hex.Length != Length * 2 || !hex.All(char.IsAsciiHexDigitLower))
+            {
+                throw new CliError($"init secret {path} is malformed (expected {Length * 2} lowercase hex digits)");
+            }
+            return Convert.FromHexString(hex);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(text);
+        }
+    }
+}
