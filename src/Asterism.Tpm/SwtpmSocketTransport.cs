@@ -34,6 +34,21 @@ public sealed class SwtpmSocketTransport : ITpmTransport
     /// <summary>The locality sent with each command (0 unless a test wants another).</summary>
     public byte Locality { get; init; }
 
+    /// <summary>
+    /// Parses a node's <c>--tpm</c> value: <c>unix:/abs/path</c> or <c>/abs/path</c>. Anything else — a TCP HOST:PORT
+    /// above all, which every local process could dial — is refused with <see cref="ArgumentException"/>.
+    /// </summary>
+    public static string ParseSocketArgument(string? value)
+    {
+        var path = value is not null && value.StartsWith("unix:", StringComparison.Ordinal) ? value["unix:".Length..] : value;
+        if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains('\0')
+            || System.Text.Encoding.UTF8.GetByteCount(path) > MaxSocketPathLength)
+        {
+            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock (TCP endpoints are refused)");
+        }
+        return path;
+    }
+
     /// <summary>Connects to swtpm's command socket at <paramref name="socketPath"/> (an absolute path).</summary>
     public static async Task<SwtpmSocketTransport> ConnectAsync(string socketPath, int maxResponseSize, CancellationToken cancellationToken)
     {

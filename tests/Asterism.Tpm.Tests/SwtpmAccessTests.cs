@@ -72,3 +72,29 @@ public sealed class SwtpmAccessTests
         return result;
     }
 }
+
+public sealed class SwtpmSocketArgumentTests
+{
+    [Theory]
+    [InlineData("unix:/run/x/tpm.sock", "/run/x/tpm.sock")]
+    [InlineData("/run/x/tpm.sock", "/run/x/tpm.sock")]
+    public void ParseSocketArgument_UnixPath_Accepted(string value, string expected) =>
+        Assert.Equal(expected, SwtpmSocketTransport.ParseSocketArgument(value));
+
+    [Theory]
+    [InlineData("127.0.0.1:2321")]
+    [InlineData("localhost:2321")]
+    [InlineData("[::1]:2321")]
+    [InlineData("tcp:127.0.0.1:2321")]
+    [InlineData("unix:relative/tpm.sock")]
+    [InlineData("tpm.sock")]
+    [InlineData("unix:")]
+    [InlineData("")]
+    [InlineData(null)]
+    public void ParseSocketArgument_TcpOrRelative_Refused(string? value) =>
+        Assert.Throws<ArgumentException>(() => SwtpmSocketTransport.ParseSocketArgument(value));
+
+    [Fact]
+    public void ParseSocketArgument_LongerThanSunPath_Refused() =>
+        Assert.Throws<ArgumentException>(() => SwtpmSocketTransport.ParseSocketArgument("/" + new string('a', 120)));
+}

@@ -45,7 +45,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
         {
             // The provider (the firmware) has measured the boot into this TPM already; the node only quotes and
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
-            var socketPath = ParseTpmSocket(options.TpmEndpoint);
+            var socketPath = SwtpmSocketTransport.ParseSocketArgument(options.TpmEndpoint);
             var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
                 ?? throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
             TpmAttestationSession session;
@@ -69,20 +69,6 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
             }
         }
         throw new NotSupportedException($"attestation variant \"{options.Variant}\" is not supported by this node");
-    }
-
-    /// <summary>
-    /// The TPM is only reached through swtpm's Unix socket in the instance's 0700 directory: <c>unix:/abs/path</c>
-    /// or <c>/abs/path</c>. Any other form (a TCP HOST:PORT above all, which every local process could dial) is refused.
-    /// </summary>
-    public static string ParseTpmSocket(string? value)
-    {
-        var path = value is not null && value.StartsWith("unix:", StringComparison.Ordinal) ? value["unix:".Length..] : value;
-        if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains('\0'))
-        {
-            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock (TCP endpoints are refused)");
-        }
-        return path;
     }
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
