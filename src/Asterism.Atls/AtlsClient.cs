@@ -66,7 +66,9 @@ public static class AtlsClient
     /// <summary>
     /// Client attests: the server's nonce arrives as the only acceptable CA name of its CertificateRequest; this handler
     /// answers with a fresh per-connection certificate carrying <paramref name="issuer"/>'s document bound to that
-    /// nonce and to the certificate key. The server's own certificate is not checked (as in Constellation's rejoin).
+    /// nonce and to the certificate key. The server's own certificate is not checked (as in Constellation's rejoin):
+    /// use <see cref="CreateMutualHandler(IAttestationIssuer, AttestationValidatorSet, AtlsClientOptions?)"/> where the
+    /// server must prove itself too.
     /// </summary>
     public static SocketsHttpHandler CreateAttestingHandler(IAttestationIssuer issuer, AtlsClientOptions? options = null)
     {
@@ -76,7 +78,7 @@ public static class AtlsClient
         var time = options.TimeProvider;
         return NewHandler(options, async (endpoint, stream, cancellationToken) =>
         {
-            string? problem = null;
+            var attestation = new ClientAttestation(issuer, time, cancellationToken);
             var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
             var sslOptions = new SslClientAuthenticationOptions
             {
@@ -86,41 +88,174 @@ public static class AtlsClient
                 AllowTlsResume = false,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
-                LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) =>
-                {
-                    // On Linux the callback runs once before the handshake (no server certificate yet) and again
-                    // when the CertificateRequest arrives with its CA names; only the second call can attest.
-                    if (remoteCertificate is null)
-                    {
-                        return null!;
-                    }
-                    if (!AtlsNonce.TryParseAuthorities(acceptableIssuers, out var nonce))
-                    {
-                        problem = "the server's certificate request carries no aTLS nonce";
-                        return null!;
-                    }
-                    // The callback is synchronous; the simulated issuer completes inline, a TPM quote takes ~1 ms.
-                    return AtlsCertificate.CreateAsync(issuer, nonce, time.GetUtcNow(), cancellationToken).AsTask().GetAwaiter().GetResult();
-                },
+                LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
             };
             try
             {
                 await ssl.AuthenticateAsClientAsync(sslOptions, cancellationToken).ConfigureAwait(false);
             }
-            catch (AuthenticationException) when (problem is not null)
+            catch (AuthenticationException) when (attestation.Problem is not null)
             {
-                AtlsLog.HandshakeRefused(logger, "NoNonce", endpoint, problem);
+                var refusal = attestation.Refusal(logger, endpoint, ssl);
                 await ssl.DisposeAsync().ConfigureAwait(false);
-                throw new AtlsRefusedException(AttestationFailure.MissingExtension, "aTLS: " + problem);
+                throw refusal;
             }
-            if (problem is not null || ssl.LocalCertificate is null)
+            if (attestation.Problem is not null || ssl.LocalCertificate is null)
             {
-                AtlsLog.HandshakeRefused(logger, "NoNonce", endpoint, problem ?? "the server did not request a client certificate");
+                var refusal = attestation.Refusal(logger, endpoint, ssl);
                 await ssl.DisposeAsync().ConfigureAwait(false);
-                throw new AtlsRefusedException(AttestationFailure.MissingExtension, "aTLS: " + (problem ?? "the server did not ask this client to attest"));
+                throw refusal;
             }
             return ssl;
         });
+    }
+
+    /// <inheritdoc cref="CreateMutualHandler(IAttestationIssuer, AttestationValidatorSet, AtlsClientOptions?)"/>
+    public static SocketsHttpHandler CreateMutualHandler(IAttestationIssuer issuer, IAttestationValidator serverValidator, AtlsClientOptions? options = null) =>
+        CreateMutualHandler(issuer, new AttestationValidatorSet(serverValidator), options);
+
+    /// <summary>
+    /// Both ends attest in one TLS 1.3 handshake (server side: <c>UseAtlsMutual</c>). A fresh nonce per connection
+    /// travels as the TLS server name; the server's certificate must carry a document for one of
+    /// <paramref name="serverValidators"/>' variants bound to it and to the certificate key. Only once the server is
+    /// accepted does this client attest itself, with <paramref name="issuer"/>, for the nonce the server sent as its
+    /// CertificateRequest's CA name: a server that fails validation gets neither a document nor a request
+    /// (<see cref="AtlsRefusedException"/>). <see cref="AtlsClientOptions.OnValidated"/> receives the server peer.
+    /// </summary>
+    public static SocketsHttpHandler CreateMutualHandler(IAttestationIssuer issuer, AttestationValidatorSet serverValidators, AtlsClientOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(issuer);
+        ArgumentNullException.ThrowIfNull(serverValidators);
+        options ??= new AtlsClientOptions();
+        var logger = AtlsListenOptionsExtensions.Logger(options.LoggerFactory);
+        var verifier = new AtlsCertificateVerifier(serverValidators, options.ValidationTimeout, options.TimeProvider);
+        var time = options.TimeProvider;
+        return NewHandler(options, async (endpoint, stream, cancellationToken) =>
+        {
+            var nonce = AtlsNonce.Create();
+            var server = new ServerCheck(verifier, nonce, cancellationToken);
+            var attestation = new ClientAttestation(issuer, time, cancellationToken, server);
+            var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+            var sslOptions = new SslClientAuthenticationOptions
+            {
+                TargetHost = AtlsNonce.ToServerName(nonce),
+                ApplicationProtocols = Alpn,
+                EnabledSslProtocols = SslProtocols.Tls13,
+                // As in CreateHandler: the server name is a fresh nonce, so no session is ever found to resume.
+                AllowTlsResume = true,
+                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
+                LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
+            };
+            try
+            {
+                await ssl.AuthenticateAsClientAsync(sslOptions, cancellationToken).ConfigureAwait(false);
+            }
+            catch (AuthenticationException) when (server.Verdict is { Accepted: false } || attestation.Problem is not null)
+            {
+                var refusal = server.Verdict is { Accepted: false } ? server.Refusal(logger, endpoint) : attestation.Refusal(logger, endpoint, ssl);
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw refusal;
+            }
+            // The server is judged on the certificate the handshake proved, whether or not it asked us to attest.
+            var remote = ssl.RemoteCertificate as X509Certificate2;
+            if (!await server.CheckFinalAsync(remote).ConfigureAwait(false))
+            {
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw server.Refusal(logger, endpoint);
+            }
+            if (attestation.Problem is not null || ssl.LocalCertificate is null)
+            {
+                var refusal = attestation.Refusal(logger, endpoint, ssl);
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw refusal;
+            }
+            AtlsLog.Report(logger, "server", server.Variant, server.Verdict!, endpoint);
+            options.OnValidated?.Invoke(new AtlsPeer(server.Verdict!.Facts!, server.Verdict.Warnings, endpoint));
+            return ssl;
+        });
+    }
+
+    /// <summary>
+    /// The client's certificate selection, shared by the attesting and the mutual handler. On Linux the callback runs
+    /// once before the handshake (no server certificate yet) and again when the CertificateRequest arrives with its
+    /// CA names; only the second call can attest. With a <see cref="ServerCheck"/>, the server is validated first.
+    /// </summary>
+    private sealed class ClientAttestation(IAttestationIssuer issuer, TimeProvider time, CancellationToken cancellationToken, ServerCheck? server = null)
+    {
+        public string? Problem { get; private set; }
+
+        public X509Certificate Select(X509Certificate? remoteCertificate, string[] acceptableIssuers)
+        {
+            if (remoteCertificate is null)
+            {
+                return null!;
+            }
+            // The callback is synchronous; validation is one signature check, the simulated issuer completes inline,
+            // a TPM quote takes ~1 ms.
+            if (server is not null && !server.CheckAsync(remoteCertificate).AsTask().GetAwaiter().GetResult())
+            {
+                // No document for a server we do not trust: it gets an empty Certificate message.
+                return null!;
+            }
+            if (!AtlsNonce.TryParseAuthorities(acceptableIssuers, out var nonce))
+            {
+                Problem = "the server's certificate request carries no aTLS nonce";
+                return null!;
+            }
+            return AtlsCertificate.CreateAsync(issuer, nonce, time.GetUtcNow(), cancellationToken).AsTask().GetAwaiter().GetResult();
+        }
+
+        /// <summary>Before the stream is disposed (it reads the stream's local certificate).</summary>
+        public AtlsRefusedException Refusal(ILogger logger, string endpoint, SslStream ssl)
+        {
+            var problem = Problem ?? (ssl.LocalCertificate is null ? "the server did not request a client certificate" : "unknown");
+            AtlsLog.HandshakeRefused(logger, "NoNonce", endpoint, problem);
+            return new AtlsRefusedException(AttestationFailure.MissingExtension, "aTLS: " + (Problem ?? "the server did not ask this client to attest"));
+        }
+    }
+
+    /// <summary>The mutual handler's verdict on the server, reached in the selection callback or after the handshake.</summary>
+    private sealed class ServerCheck(AtlsCertificateVerifier verifier, byte[] nonce, CancellationToken cancellationToken)
+    {
+        private byte[]? _checked;
+
+        public AttestationVerdict? Verdict { get; private set; }
+
+        public string Variant { get; private set; } = "none";
+
+        public async ValueTask<bool> CheckAsync(X509Certificate certificate)
+        {
+            if (Verdict is null)
+            {
+                using var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+                (Verdict, Variant) = await verifier.VerifyAsync(copy, nonce, cancellationToken).ConfigureAwait(false);
+                _checked = copy.RawData;
+            }
+            return Verdict.Accepted;
+        }
+
+        /// <summary>After the handshake: the verdict must be about the certificate the server proved it holds.</summary>
+        public async ValueTask<bool> CheckFinalAsync(X509Certificate2? certificate)
+        {
+            if (certificate is null)
+            {
+                Verdict = AttestationVerdict.Refuse(AttestationFailure.MissingExtension, "server presented no certificate");
+                return false;
+            }
+            if (_checked is not null && !certificate.RawData.AsSpan().SequenceEqual(_checked))
+            {
+                Verdict = AttestationVerdict.Refuse(AttestationFailure.UserDataMismatch, "the server's certificate changed after it was validated");
+                return false;
+            }
+            return await CheckAsync(certificate).ConfigureAwait(false);
+        }
+
+        public AtlsRefusedException Refusal(ILogger logger, string endpoint)
+        {
+            AtlsLog.Report(logger, "server", Variant, Verdict!, endpoint);
+            return new AtlsRefusedException(Verdict!.Failure, $"aTLS: server attestation refused ({Verdict.Failure}): {Verdict.Message}");
+        }
     }
 
     private static SocketsHttpHandler NewHandler(AtlsClientOptions options, Func<string, Stream, CancellationToken, Task<SslStream>> secure)

@@ -35,6 +35,15 @@ internal static class AtlsLog
         [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
         logger.Debug("TLS handshake failed", [Field.Of("peer", peer), Field.Of("error", detail)], file, line);
 
+    /// <summary>Debug per connection: under a flood each event would be a line.</summary>
+    public static void HandshakeShed(ILogger logger, string action, string peer,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
+        logger.Debug("Shed pending TLS handshake", [Field.Of("action", action), Field.Of("peer", peer)], file, line);
+
+    public static void HandshakeBudgetExceeded(ILogger logger, int maxPending, long shed, long refused,
+        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
+        logger.Warn("Reached pending TLS handshake limit", [Field.Of("maxPending", maxPending), Field.Of("shedTotal", shed), Field.Of("refusedTotal", refused)], file, line);
+
     public static void Report(ILogger logger, string role, string variant, AttestationVerdict verdict, string peer,
         [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
     {

@@ -52,9 +52,8 @@ public static partial class AtlsNonce
     /// </summary>
     public static X509Certificate2 CreateAuthority(ReadOnlySpan<byte> nonce, ECDsa signingKey, DateTimeOffset now)
     {
-        CheckLength(nonce);
         ArgumentNullException.ThrowIfNull(signingKey);
-        var name = new X500DistinguishedName($"CN={Convert.ToHexStringLower(nonce)}, OU={AuthorityUnit}");
+        var name = AuthorityName(nonce);
         var request = new CertificateRequest(name, signingKey, HashAlgorithmName.SHA256);
         Span<byte> serial = stackalloc byte[16];
         RandomNumberGenerator.Fill(serial);
@@ -63,6 +62,13 @@ public static partial class AtlsNonce
         {
             return request.Create(name, X509SignatureGenerator.CreateForECDsa(signingKey), now.AddHours(-2), now.AddHours(2), serial);
         }
+    }
+
+    /// <summary>The acceptable-CA name carrying <paramref name="nonce"/>: <c>CN=&lt;64 hex&gt;, OU=asterism-atls-nonce</c>.</summary>
+    public static X500DistinguishedName AuthorityName(ReadOnlySpan<byte> nonce)
+    {
+        CheckLength(nonce);
+        return new X500DistinguishedName($"CN={Convert.ToHexStringLower(nonce)}, OU={AuthorityUnit}");
     }
 
     /// <summary>Reads the nonce from the acceptable CA names a server sent; exactly one name, of our form, is accepted.</summary>

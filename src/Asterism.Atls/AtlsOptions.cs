@@ -15,9 +15,30 @@ public sealed class AtlsServerOptions
     /// <summary>Certificate the server presents when only the client attests; a fresh self-signed one when null.</summary>
     public X509Certificate2? ServerCertificate { get; set; }
 
+    /// <summary>
+    /// Limit from accepting a connection to having its ClientHello. A genuine client sends it at once; a connection
+    /// that idles is closed, so idle connections cannot hold the listener's pending places for long.
+    /// </summary>
+    public TimeSpan ClientHelloTimeout { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Connections this listener holds before they have authenticated (handshake and validation). A newcomer
+    /// beyond it sheds the one that has waited longest on its peer; see the README's "Work budgets".
+    /// </summary>
+    public int MaxPendingHandshakes { get; set; } = 256;
+
+    /// <summary>
+    /// Attestation work (issuing a document, validating a peer's) this listener runs at once; further work waits
+    /// first come first served. A TPM serves one quote at a time anyway; 2 keeps one core free for TLS.
+    /// </summary>
+    public int MaxConcurrentAttestations { get; set; } = 2;
+
     public ILoggerFactory? LoggerFactory { get; set; }
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>Tests and benchmarks observe the listener's budget (pending and running counts).</summary>
+    internal Action<HandshakeBudget>? BudgetCreated { get; set; }
 }
 
 /// <summary>Client-side aTLS settings.</summary>

@@ -5,7 +5,12 @@ namespace Asterism.Cli;
 
 public static class Program
 {
-    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
+    public static Task<int> Main(string[] args)
+    {
+        // Workspace files, the master secret and the provider it starts: owner-only, whatever the caller's umask.
+        Asterism.Cloud.OwnerOnly.RestrictProcessUmask();
+        return RunAsync(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Builds the command tree.</summary>
     public static RootCommand BuildRoot(GlobalOptions global)

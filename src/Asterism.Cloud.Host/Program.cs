@@ -14,6 +14,8 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // Before anything is created: every file of the provider, its swtpms and its nodes is the owner's alone.
+        OwnerOnly.RestrictProcessUmask();
         if (!TryParse(args, out var options, out var error))
         {
             await Console.Error.WriteLineAsync($"asterism-cloud: {error}\nusage: asterism-cloud --workspace DIR [--health-interval 500ms] [--stop-grace 5s]").ConfigureAwait(false);

@@ -19,7 +19,7 @@ internal static class CloudJson
     public static void WriteFileAtomic<T>(string path, T value)
     {
         var tmp = path + ".tmp-" + Environment.ProcessId;
-        File.WriteAllText(tmp, JsonSerializer.Serialize(value, FileOptions) + "\n");
+        OwnerOnly.WriteAllText(tmp, JsonSerializer.Serialize(value, FileOptions) + "\n");
         File.Move(tmp, path, overwrite: true);
     }
 

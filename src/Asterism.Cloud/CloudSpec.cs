@@ -121,7 +121,7 @@ public sealed partial record CloudSpec
         {
             throw new CloudConfigException(string.Join("; ", errors));
         }
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        OwnerOnly.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
         CloudJson.WriteFileAtomic(path, this);
     }
 

@@ -14,8 +14,17 @@ public class HttpMetadataClient : IMetadataClient, IDisposable
     private readonly HttpClient _http;
     private readonly bool _ownsHttp;
 
+    private readonly string? _authorization;
+
     public HttpMetadataClient(Uri baseUrl, HttpClient? http = null)
+        : this(baseUrl, http, null)
     {
+    }
+
+    /// <summary>A client that sends <paramref name="authorization"/> (the workspace credential) with every request.</summary>
+    protected HttpMetadataClient(Uri baseUrl, HttpClient? http, string? authorization)
+    {
+        _authorization = authorization;
         ArgumentNullException.ThrowIfNull(baseUrl);
         if (!IPAddress.TryParse(baseUrl.Host, out var host) || !CloudSubnet.IsLoopbackV4(host))
         {
@@ -67,7 +76,9 @@ public class HttpMetadataClient : IMetadataClient, IDisposable
         HttpResponseMessage response;
         try
         {
-            response = await _http.GetAsync(new Uri(BaseUrl, relative), cancellationToken).ConfigureAwait(false);
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(BaseUrl, relative));
+            Authorize(request);
+            response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
@@ -89,7 +100,12 @@ public class HttpMetadataClient : IMetadataClient, IDisposable
         HttpResponseMessage response;
         try
         {
-            response = await _http.PostAsJsonAsync(new Uri(BaseUrl, relative), body, CloudJson.Options, cancellationToken).ConfigureAwait(false);
+            using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(BaseUrl, relative))
+            {
+                Content = JsonContent.Create(body, body.GetType(), options: CloudJson.Options),
+            };
+            Authorize(request);
+            response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
@@ -102,6 +118,14 @@ public class HttpMetadataClient : IMetadataClient, IDisposable
         using (response)
         {
             return await ReadAsync<T>(response, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private void Authorize(HttpRequestMessage request)
+    {
+        if (_authorization is not null)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", _authorization);
         }
     }
 

@@ -28,17 +28,22 @@ public sealed class LocalCloudException(string message, Exception? inner = null)
 /// </summary>
 public sealed class LocalCloudClient : HttpMetadataClient
 {
-    private LocalCloudClient(CloudWorkspace workspace, CloudState state)
-        : base(new Uri(state.MetadataUrl))
+    private LocalCloudClient(CloudWorkspace workspace, CloudState state, ApiCredential credential)
+        : base(new Uri(state.MetadataUrl), null, credential.AuthorizationValue)
     {
         Workspace = workspace;
         State = state;
+        Credential = credential;
     }
 
     public CloudWorkspace Workspace { get; }
 
+    /// <summary>The workspace's API credential, sent with every request; the workload API of the nodes wants it too.</summary>
+    public ApiCredential Credential { get; }
+
     /// <summary>A client for a provider whose state is known (an embedded provider in tests).</summary>
-    internal static LocalCloudClient ForState(CloudWorkspace workspace, CloudState state) => new(workspace, state);
+    internal static LocalCloudClient ForState(CloudWorkspace workspace, CloudState state) =>
+        new(workspace, state, ApiCredential.Load(workspace.CredentialPath));
 
     /// <summary>Contents of cloud.json (provider PID, metadata URL, load balancer, subnet).</summary>
     public CloudState State { get; }
@@ -99,8 +104,18 @@ public sealed class LocalCloudClient : HttpMetadataClient
             reason = $"provider state {workspace.StatePath} has an invalid metadata URL";
             return null;
         }
+        ApiCredential credential;
+        try
+        {
+            credential = ApiCredential.Load(workspace.CredentialPath);
+        }
+        catch (CloudConfigException e)
+        {
+            reason = $"the workspace's API credential is unusable: {e.Message}";
+            return null;
+        }
         reason = "";
-        return new LocalCloudClient(workspace, state);
+        return new LocalCloudClient(workspace, state, credential);
     }
 
     public static LocalCloudClient? TryConnect(string workspaceDir) => TryConnect(workspaceDir, out _);
@@ -125,7 +140,9 @@ public sealed class LocalCloudClient : HttpMetadataClient
             throw new LocalCloudException($"a provider is already running for {workspace.WorkspaceDir} (PID {pid})");
         }
         File.Delete(workspace.StatePath);
-        Directory.CreateDirectory(workspace.CloudDir);
+        workspace.EnsurePrivateDirectories();
+        // The shell below creates cloud.log with the CLI's umask; make it 0600 first so no umask can widen it.
+        OwnerOnly.Touch(workspace.LogPath);
 
         var psi = new ProcessStartInfo("setsid") { UseShellExecute = false, WorkingDirectory = workspace.CloudDir };
         foreach (var a in new[] { "sh", "-c", "exec \"$@\" </dev/null >>\"$0\" 2>&1", workspace.LogPath }

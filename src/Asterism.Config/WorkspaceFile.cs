@@ -86,8 +86,18 @@ public static class WorkspaceFile
         where T : class
     {
         var temp = path + ".tmp";
-        using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write))
+        // Workspace files are the operator's alone (0600), whatever the umask; an old temp file is tightened too.
+        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+        if (!OperatingSystem.IsWindows())
         {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+        using (var stream = new FileStream(temp, options))
+        {
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
             var bytes = Encoding.UTF8.GetBytes(Serialize(value));
             stream.Write(bytes);
             stream.Flush(flushToDisk: true);

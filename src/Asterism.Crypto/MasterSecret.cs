@@ -18,6 +18,10 @@ public sealed class MasterSecret : IDisposable
     /// <summary>A master secret file is a few hundred bytes; anything much larger is not one.</summary>
     public const int MaxFileSize = 64 * 1024;
 
+    private const UnixFileMode GroupOrOther =
+        UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute |
+        UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
     private readonly SecretBytes _key;
     private readonly SecretBytes _salt;
 
@@ -59,6 +63,12 @@ public sealed class MasterSecret : IDisposable
             if (!info.Exists)
             {
                 throw new MasterSecretException($"master secret file \"{path}\" does not exist");
+            }
+            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & GroupOrOther) != 0)
+            {
+                // Whoever could read it has every disk key of the cluster: refuse, do not quietly use it.
+                throw new MasterSecretException(
+                    $"master secret file \"{path}\" is accessible by group or others (mode {ModeString(File.GetUnixFileMode(path))}); run: chmod 600 '{path}'");
             }
             if (info.Length > MaxFileSize)
             {
@@ -211,6 +221,8 @@ public sealed class MasterSecret : IDisposable
             CryptographicOperations.ZeroMemory(json);
         }
     }
+
+    private static string ModeString(UnixFileMode mode) => "0" + Convert.ToString((int)mode & 0x1FF, 8);
 
     public override string ToString() => "[redacted]";
 

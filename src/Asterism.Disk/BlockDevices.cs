@@ -26,14 +26,18 @@ public sealed class FileBlockDevice : IBlockDevice
 {
     private readonly SafeFileHandle _handle;
 
-    private FileBlockDevice(SafeFileHandle handle, string path)
+    private FileBlockDevice(SafeFileHandle handle, string path, bool writable)
     {
         _handle = handle;
         Path = path;
+        IsWritable = writable;
     }
 
     /// <summary>Path of the image file.</summary>
     public string Path { get; }
+
+    /// <summary>Whether the file was opened for writing.</summary>
+    public bool IsWritable { get; }
 
     /// <inheritdoc />
     public long Length => RandomAccess.GetLength(_handle);
@@ -41,14 +45,14 @@ public sealed class FileBlockDevice : IBlockDevice
     /// <summary>Opens an existing image.</summary>
     public static FileBlockDevice Open(string path, bool writable) =>
         new(File.OpenHandle(path, FileMode.Open, writable ? FileAccess.ReadWrite : FileAccess.Read,
-            writable ? FileShare.Read : FileShare.ReadWrite), path);
+            writable ? FileShare.Read : FileShare.ReadWrite), path, writable);
 
     /// <summary>Creates (or truncates) a sparse image of <paramref name="length"/> bytes.</summary>
     public static FileBlockDevice Create(string path, long length)
     {
         var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
         RandomAccess.SetLength(handle, length);
-        return new FileBlockDevice(handle, path);
+        return new FileBlockDevice(handle, path, writable: true);
     }
 
     /// <inheritdoc />
@@ -67,7 +71,14 @@ public sealed class FileBlockDevice : IBlockDevice
     }
 
     /// <inheritdoc />
-    public void Write(long offset, ReadOnlySpan<byte> data) => RandomAccess.Write(_handle, data, offset);
+    public void Write(long offset, ReadOnlySpan<byte> data)
+    {
+        if (!IsWritable)
+        {
+            throw new InvalidOperationException($"The image {Path} is open read-only.");
+        }
+        RandomAccess.Write(_handle, data, offset);
+    }
 
     /// <inheritdoc />
     public void Flush() => RandomAccess.FlushToDisk(_handle);

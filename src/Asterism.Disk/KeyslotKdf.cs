@@ -6,8 +6,17 @@ namespace Asterism.Disk;
 /// <summary>Derives a keyslot's 64-byte area key from a passphrase (PBKDF2-SHA256, Argon2i, Argon2id v1.3).</summary>
 internal static class KeyslotKdf
 {
+    // Counts runs on the calling thread, so tests can prove a refused header ran no KDF and that only the
+    // requested keyslot was tried (per thread: tests run in parallel).
+    [ThreadStatic]
+    private static int _invocations;
+
+    /// <summary>KDF runs on this thread so far.</summary>
+    public static int Invocations => _invocations;
+
     public static void Derive(Luks2Kdf kdf, ReadOnlySpan<byte> passphrase, Span<byte> output)
     {
+        _invocations++;
         switch (kdf.Type)
         {
             case "pbkdf2":

@@ -75,7 +75,13 @@ public sealed class Luks2Header
     /// Reads both copies, picks the valid one with the highest sequence id and validates it strictly. Throws
     /// <see cref="Luks2HeaderException"/> for anything else; never another exception type for bad bytes.
     /// </summary>
-    public static Luks2Header Read(IBlockDevice device)
+    public static Luks2Header Read(IBlockDevice device) => Read(device, Luks2KdfCost.DefaultHeaderBudget);
+
+    /// <summary>
+    /// As <see cref="Read(IBlockDevice)"/>, with the KDF budget of the header: trying every keyslot must cost at most
+    /// <paramref name="kdfBudget"/> units (<see cref="Luks2KdfCost"/>), or <see cref="Luks2HeaderError.KdfBudgetExceeded"/>.
+    /// </summary>
+    public static Luks2Header Read(IBlockDevice device, long kdfBudget)
     {
         ArgumentNullException.ThrowIfNull(device);
         long length;
@@ -99,7 +105,7 @@ public sealed class Luks2Header
             throw primary.Error.Reason != Luks2HeaderError.NotLuks ? primary.Error : secondary.Error;
         }
         var chosen = primary.Error is null && (secondary.Error is not null || primary.SequenceId >= secondary.SequenceId) ? primary : secondary;
-        var metadata = Luks2Metadata.Parse(chosen.Json!, HeaderSize);
+        var metadata = Luks2Metadata.Parse(chosen.Json!, HeaderSize, kdfBudget);
         foreach (var ks in metadata.Keyslots.Values)
         {
             if (ks.AreaOffset + ks.AreaSize > length)

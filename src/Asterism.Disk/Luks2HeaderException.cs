@@ -62,6 +62,12 @@ public enum Luks2HeaderError
 
     /// <summary>The header has no keyslot.</summary>
     NoKeyslot,
+
+    /// <summary>
+    /// Trying every keyslot would cost more KDF work than the per-header budget (see <see cref="Luks2KdfCost"/>);
+    /// refused before any KDF runs.
+    /// </summary>
+    KdfBudgetExceeded,
 }
 
 /// <summary>The only exception the LUKS2 parser throws for hostile or unsupported images.</summary>

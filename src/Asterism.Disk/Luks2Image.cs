@@ -38,11 +38,13 @@ public sealed class Luks2Image : IDisposable
 
     private readonly IBlockDevice _device;
     private readonly bool _ownsDevice;
+    private readonly long _kdfBudget;
 
-    private Luks2Image(IBlockDevice device, bool ownsDevice, Luks2Header header)
+    private Luks2Image(IBlockDevice device, bool ownsDevice, Luks2Header header, long kdfBudget)
     {
         _device = device;
         _ownsDevice = ownsDevice;
+        _kdfBudget = kdfBudget;
         Header = header;
     }
 
@@ -52,13 +54,19 @@ public sealed class Luks2Image : IDisposable
     /// <summary>The underlying device.</summary>
     public IBlockDevice Device => _device;
 
-    /// <summary>Opens an image file and validates its header.</summary>
-    public static Luks2Image Open(string path, bool writable)
+    /// <summary>Opens an image file and validates its header (default KDF budget).</summary>
+    public static Luks2Image Open(string path, bool writable) => Open(path, writable, Luks2KdfCost.DefaultHeaderBudget);
+
+    /// <summary>
+    /// Opens an image file and validates its header; trying every keyslot must cost at most <paramref name="kdfBudget"/>
+    /// units (<see cref="Luks2KdfCost"/>), and so must every header this instance writes.
+    /// </summary>
+    public static Luks2Image Open(string path, bool writable, long kdfBudget)
     {
         var device = FileBlockDevice.Open(path, writable);
         try
         {
-            return Open(device, ownsDevice: true);
+            return Open(device, ownsDevice: true, kdfBudget);
         }
         catch
         {
@@ -68,7 +76,11 @@ public sealed class Luks2Image : IDisposable
     }
 
     /// <summary>Validates the header of a device; throws <see cref="Luks2HeaderException"/> when it is refused.</summary>
-    public static Luks2Image Open(IBlockDevice device, bool ownsDevice) => new(device, ownsDevice, Luks2Header.Read(device));
+    public static Luks2Image Open(IBlockDevice device, bool ownsDevice) => Open(device, ownsDevice, Luks2KdfCost.DefaultHeaderBudget);
+
+    /// <summary>Validates the header of a device against <paramref name="kdfBudget"/>; throws <see cref="Luks2HeaderException"/> when it is refused.</summary>
+    public static Luks2Image Open(IBlockDevice device, bool ownsDevice, long kdfBudget) =>
+        new(device, ownsDevice, Luks2Header.Read(device, kdfBudget), kdfBudget);
 
     /// <summary>
     /// Formats <paramref name="device"/>: LUKS2, aes-xts-plain64, 512-bit key, 4096-byte sectors, payload at 16 MiB,
@@ -102,13 +114,16 @@ public sealed class Luks2Image : IDisposable
         var header = new Luks2Header(options.Uuid ?? Guid.NewGuid().ToString("D"), "", "", 1,
             RandomNumberGenerator.GetBytes(64), RandomNumberGenerator.GetBytes(64), metadata);
         device.Write(0, new byte[Luks2Header.KeyslotAreaStart]);
-        var image = new Luks2Image(device, ownsDevice, header);
+        var image = new Luks2Image(device, ownsDevice, header, Luks2KdfCost.DefaultHeaderBudget);
         image.WriteKeyslotMaterial(slot, passphrase, volumeKey);
         image.WriteHeaders(header);
         return image;
     }
 
-    /// <summary>Tries every keyslot (or only <paramref name="keyslot"/>); on success returns the volume key.</summary>
+    /// <summary>
+    /// Tries every keyslot by priority (or only <paramref name="keyslot"/>; Rejected when it does not exist); on success
+    /// returns the volume key. Either way the work is bounded by the header's KDF budget, checked when it was read.
+    /// </summary>
     public KeyCheckResult Unlock(ReadOnlySpan<byte> passphrase, out VolumeKey? volumeKey, int? keyslot = null)
     {
         volumeKey = null;
@@ -253,7 +268,7 @@ public sealed class Luks2Image : IDisposable
     }
 
     /// <summary>Re-reads the header from the device.</summary>
-    public void Reload() => Header = Luks2Header.Read(_device);
+    public void Reload() => Header = Luks2Header.Read(_device, _kdfBudget);
 
     /// <inheritdoc />
     public void Dispose()
@@ -386,7 +401,7 @@ public sealed class Luks2Image : IDisposable
     private void Commit(Luks2Metadata metadata)
     {
         // Validate what we are about to write with the same strict parser readers use.
-        _ = Luks2Metadata.Parse(metadata.ToJson(), Luks2Header.HeaderSize);
+        _ = Luks2Metadata.Parse(metadata.ToJson(), Luks2Header.HeaderSize, _kdfBudget);
         var next = Header.With(metadata, Header.SequenceId + 1);
         WriteHeaders(next);
         Header = next;

@@ -55,7 +55,10 @@ public sealed class Luks2Metadata
     /// <summary>Highest Argon2 memory accepted: 1 GiB, cryptsetup's default maximum.</summary>
     public const int MaxArgon2MemoryKiB = 1024 * 1024;
 
-    /// <summary>Highest Argon2 time cost × memory (KiB) accepted: 16 GiB-passes.</summary>
+    /// <summary>
+    /// Highest Argon2 time cost × memory (KiB) of one keyslot: 16 GiB-passes. A per-slot cap whatever budget a caller
+    /// passes; the default per-header budget (<see cref="Luks2KdfCost.DefaultHeaderBudget"/>) is lower still.
+    /// </summary>
     public const long MaxArgon2Work = 16L * 1024 * 1024;
 
     /// <summary>Highest Argon2 lane count accepted.</summary>
@@ -108,7 +111,13 @@ public sealed class Luks2Metadata
     };
 
     /// <summary>Parses and validates JSON metadata; throws <see cref="Luks2HeaderException"/> on anything unexpected.</summary>
-    public static Luks2Metadata Parse(ReadOnlySpan<byte> json, long headerSize)
+    public static Luks2Metadata Parse(ReadOnlySpan<byte> json, long headerSize) => Parse(json, headerSize, Luks2KdfCost.DefaultHeaderBudget);
+
+    /// <summary>
+    /// Parses and validates JSON metadata, refusing it when trying every keyslot would cost more than
+    /// <paramref name="kdfBudget"/> units (<see cref="Luks2KdfCost"/>); throws <see cref="Luks2HeaderException"/>.
+    /// </summary>
+    public static Luks2Metadata Parse(ReadOnlySpan<byte> json, long headerSize, long kdfBudget)
     {
         JsonDocument doc;
         try
@@ -133,7 +142,7 @@ public sealed class Luks2Metadata
         {
             try
             {
-                return Build(doc.RootElement, headerSize);
+                return Build(doc.RootElement, headerSize, kdfBudget);
             }
             catch (Exception e) when (e is not Luks2HeaderException)
             {
@@ -142,7 +151,7 @@ public sealed class Luks2Metadata
         }
     }
 
-    private static Luks2Metadata Build(JsonElement root, long headerSize)
+    private static Luks2Metadata Build(JsonElement root, long headerSize, long kdfBudget)
     {
         var top = Fields(root, "metadata", TopLevel, TopLevel);
 
@@ -232,6 +241,9 @@ public sealed class Luks2Metadata
         {
             throw Fail(Luks2HeaderError.UnsupportedDigest, "the digest does not cover exactly the keyslots");
         }
+        // Per-slot bounds above cap each KDF; this caps their sum, which is what a hostile header with 32 slots
+        // at the per-slot maximum would otherwise make a key attempt spend.
+        Luks2KdfCost.Check(keyslots.Values, digest, kdfBudget);
 
         var tokens = new SortedDictionary<int, string>();
         foreach (var (idText, token) in Entries(top["tokens"], "tokens"))

@@ -181,15 +181,26 @@ public sealed class StateDisk : IDisposable
         }
     }
 
-    /// <summary>Opens an existing image read-write; throws <see cref="Luks2HeaderException"/> when the header is refused.</summary>
-    public static StateDisk Open(string imagePath)
+    /// <summary>
+    /// Opens an existing image read-write; takes no key (see <see cref="TryUnlock(ReadOnlySpan{byte})"/>). Throws
+    /// <see cref="Luks2HeaderException"/> when the header is refused, including one over the KDF budget.
+    /// </summary>
+    public static StateDisk Open(string imagePath) => Open(imagePath, writable: true);
+
+    /// <summary>
+    /// Opens an existing image read-only (offline extraction; a read-only file works): unlocking and reading records
+    /// work, every update throws <see cref="InvalidOperationException"/>.
+    /// </summary>
+    public static StateDisk OpenReadOnly(string imagePath) => Open(imagePath, writable: false);
+
+    private static StateDisk Open(string imagePath, bool writable)
     {
         ArgumentNullException.ThrowIfNull(imagePath);
         var path = Path.GetFullPath(imagePath);
         var gate = Locks.GetOrAdd(path, _ => new Lock());
         lock (gate)
         {
-            var image = Luks2Image.Open(path, writable: true);
+            var image = Luks2Image.Open(path, writable);
             try
             {
                 _ = ReadInitialized(image);
@@ -223,17 +234,26 @@ public sealed class StateDisk : IDisposable
         }
     }
 
-    /// <summary>Unlocks with keyslot 0 and opens the record store; false when the passphrase is rejected.</summary>
-    public bool TryUnlock(ReadOnlySpan<byte> passphrase)
+    /// <summary>
+    /// Unlocks with keyslot 0 (where the node's derived disk key lives; no other slot is tried) and opens the record
+    /// store; false when the passphrase is rejected.
+    /// </summary>
+    public bool TryUnlock(ReadOnlySpan<byte> passphrase) => TryUnlock(passphrase, 0);
+
+    /// <summary>
+    /// Unlocks with <paramref name="keyslot"/> only (offline tools' <c>--keyslot</c>) and opens the record store;
+    /// false when the slot does not exist or the passphrase does not open it.
+    /// </summary>
+    public bool TryUnlock(ReadOnlySpan<byte> passphrase, int keyslot)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_store is not null)
             {
-                return _image.CheckKey(passphrase, keyslot: 0) == KeyCheckResult.Accepted;
+                return _image.CheckKey(passphrase, keyslot) == KeyCheckResult.Accepted;
             }
-            if (_image.Unlock(passphrase, out var key, keyslot: 0) != KeyCheckResult.Accepted)
+            if (_image.Unlock(passphrase, out var key, keyslot) != KeyCheckResult.Accepted)
             {
                 return false;
             }

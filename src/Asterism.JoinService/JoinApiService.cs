@@ -2,6 +2,7 @@ using Asterism.Atls;
 using Asterism.Attestation.Identities;
 using Asterism.Crypto;
 using Asterism.Logging;
+using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Google.Protobuf;
 using Grpc.Core;
@@ -26,13 +27,13 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         _log.Info("IssueRejoinTicket called", [Field.Of("peerAddress", context.Peer), .. peer]);
         CheckUuid(request.DiskUuid, "IssueRejoinTicket");
         CheckOwner(identity, request.DiskUuid, "IssueRejoinTicket", context);
-        using var diskKey = KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid);
-        using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret);
+        var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
+        var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
         _log.Info("IssueRejoinTicket successful", [Field.Of("diskUuid", request.DiskUuid)]);
         return Task.FromResult(new IssueRejoinTicketResponse
         {
-            StateDiskKey = ByteString.CopyFrom(diskKey.Span),
-            MeasurementSecret = ByteString.CopyFrom(measurementSecret.Span),
+            StateDiskKey = SecretFields.Wrap(diskKey),
+            MeasurementSecret = SecretFields.Wrap(measurementSecret),
         });
     }
 
@@ -50,18 +51,18 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
                 Field.Of("requestedControlPlane", request.IsControlPlane)]);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "request does not match the caller's certified identity"));
         }
-        using var diskKey = KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid);
-        using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret);
+        var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
+        var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
         var response = new IssueJoinTicketResponse
         {
-            StateDiskKey = ByteString.CopyFrom(diskKey.Span),
+            StateDiskKey = SecretFields.Wrap(diskKey),
             MeasurementSalt = ByteString.CopyFrom(secrets.MeasurementSalt),
-            MeasurementSecret = ByteString.CopyFrom(measurementSecret.Span),
+            MeasurementSecret = SecretFields.Wrap(measurementSecret),
         };
         if (identity.IsControlPlane)
         {
-            response.MasterKey = ByteString.CopyFrom(secrets.MasterSecret.Key);
-            response.MasterSalt = ByteString.CopyFrom(secrets.MasterSecret.Salt);
+            response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Key.ToArray()));
+            response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
             response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
         }
         _log.Info("IssueJoinTicket successful", [Field.Of("diskUuid", request.DiskUuid), Field.Of("nodeName", request.NodeName)]);
@@ -74,6 +75,30 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         {
             _log.Warn("Refused ticket request with invalid disk UUID", [Field.Of("call", call)]);
             throw new RpcException(new Status(StatusCode.InvalidArgument, "disk_uuid must be a lowercase 36-character UUID"));
+        }
+    }
+
+    /// <summary>
+    /// Key bytes go into the response without a copy and are zeroed once the response has been written (the unary
+    /// response is serialised after this method returns, so zeroing here would send zeros).
+    /// </summary>
+    private static byte[] ZeroAfterResponse(ServerCallContext context, byte[] secret)
+    {
+        var http = context.GetHttpContext();
+        http.Response.OnCompleted(() =>
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(secret);
+            return Task.CompletedTask;
+        });
+        return secret;
+    }
+
+    private static byte[] ZeroAfterResponse(ServerCallContext context, SecretBytes secret)
+    {
+        // SecretBytes owns its array; take a copy we own for the wrap and zero the original now.
+        using (secret)
+        {
+            return ZeroAfterResponse(context, secret.ToArray());
         }
     }
 

@@ -238,11 +238,12 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         try
         {
             var bootCount = WorkloadApi.CountBoot(disk.Store);
+            var workloadCredential = WorkloadApi.LoadVerifier(options.NodeDirectory, loggers.CreateLogger("workload"));
             // Cleartext, so HTTP/1.1 only: without TLS Kestrel cannot negotiate HTTP/2 and warned on every boot.
             hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload,
                 listen => listen.Protocols = HttpProtocols.Http1,
                 _ => { },
-                app => WorkloadApi.Map(app, disk.Store, options.Name),
+                app => WorkloadApi.Map(app, disk.Store, options.Name, workloadCredential, loggers.CreateLogger("workload")),
                 cancellationToken));
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {

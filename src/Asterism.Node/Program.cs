@@ -11,6 +11,8 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        // Disk image, attestation key and everything else the node writes: 0600 files, 0700 directories.
+        Asterism.Cloud.OwnerOnly.RestrictProcessUmask();
         var name = new Option<string>("--name") { Description = "Node name", Required = true };
         var role = new Option<string>("--role") { Description = "control-plane or worker", Required = true };
         var address = new Option<string>("--address") { Description = "The node's own loopback address", Required = true };

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text;
 using Asterism.Crypto;
 using Asterism.Disk;
 
@@ -38,11 +39,11 @@ public sealed class DiskCommandTests : IDisposable
 
         (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", KeyFile(key));
         Assert.Equal(0, code);
-        Assert.Contains("Key accepted.", stdout);
+        Assert.Contains("Key accepted: it opens keyslot 0.", stdout);
 
         (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", KeyFile(RandomNumberGenerator.GetBytes(32), "wrong.bin"));
         Assert.Equal(1, code);
-        Assert.Contains("Key rejected.", stdout);
+        Assert.Contains("Key rejected: it does not open keyslot 0.", stdout);
     }
 
     [Fact]
@@ -64,7 +65,7 @@ public sealed class DiskCommandTests : IDisposable
 
         var (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secretPath);
         Assert.Equal(0, code);
-        Assert.Contains("Key accepted.", stdout);
+        Assert.Contains("Key accepted: it opens keyslot 0.", stdout);
 
         var outDir = PathOf("out");
         (code, stdout, var stderr) = await CliHarness.RunAsync("disk", "extract", image, "--master-secret", secretPath, "--out", outDir);
@@ -141,5 +142,228 @@ public sealed class DiskCommandTests : IDisposable
         var (code, _, stderr) = await CliHarness.RunAsync("disk", "extract", PathOf("x.img"), "--master-secret", PathOf("ms2.json"), "--out", PathOf("full"));
         Assert.Equal(1, code);
         Assert.Contains("not empty", stderr);
+    }
+
+    /// <summary>An image file with PBKDF2 keyslots 0 … n − 1 where <paramref name="key"/> opens only keyslot <paramref name="keyIn"/>.</summary>
+    private string ImageWithSlots(string name, int slots, byte[] key, int keyIn)
+    {
+        var path = PathOf(name);
+        using var device = FileBlockDevice.Create(path, 20L * 1024 * 1024);
+        var first = keyIn == 0 ? key : RandomNumberGenerator.GetBytes(32);
+        using var image = Luks2Image.Format(device, ownsDevice: false, first);
+        Assert.Equal(KeyCheckResult.Accepted, image.Unlock(first, out var volumeKey, 0));
+        using (volumeKey)
+        {
+            for (var id = 1; id < slots; id++)
+            {
+                image.AddKeyslot(volumeKey!, id == keyIn ? key : RandomNumberGenerator.GetBytes(32), id);
+            }
+        }
+        return path;
+    }
+
+    /// <summary>Rewrites both header copies with every keyslot's KDF replaced, recomputing the checksums (the attacker's edit).</summary>
+    private static void PatchKdfs(string path, Func<Luks2Kdf> kdf)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var metadata = Luks2Header.Read(new MemoryBlockDevice(bytes), long.MaxValue).Metadata.Clone();
+        foreach (var id in metadata.Keyslots.Keys.ToList())
+        {
+            metadata.Keyslots[id] = metadata.Keyslots[id] with { Kdf = kdf() };
+        }
+        var json = metadata.ToJson();
+        foreach (var offset in new[] { 0, Luks2Header.HeaderSize })
+        {
+            var copy = bytes.AsSpan(offset, Luks2Header.HeaderSize);
+            copy[Luks2Header.BinarySize..].Clear();
+            json.CopyTo(copy[Luks2Header.BinarySize..]);
+            copy.Slice(448, 64).Clear();
+            SHA256.HashData(copy).CopyTo(copy[448..]);
+        }
+        File.WriteAllBytes(path, bytes);
+    }
+
+    private static void AssertOneLine(string stderr, string expected)
+    {
+        Assert.Contains(expected, stderr);
+        Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Fact]
+    public async Task TestKey_KeyInSlot3_OpensOnlyWithKeyslot3()
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var image = ImageWithSlots("slot3.img", 4, key, keyIn: 3);
+        var keyFile = KeyFile(key);
+
+        var (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", keyFile);
+        Assert.Equal(1, code);
+        Assert.Contains("Key rejected: it does not open keyslot 0.", stdout);
+
+        (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", keyFile, "--keyslot", "3");
+        Assert.Equal(0, code);
+        Assert.Contains("Key accepted: it opens keyslot 3.", stdout);
+
+        (code, stdout, var stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", keyFile, "--keyslot", "7");
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        AssertOneLine(stderr, "keyslot 7 does not exist (keyslots: 0, 1, 2, 3)");
+
+        (code, _, stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", keyFile, "--keyslot", "32");
+        Assert.Equal(2, code);
+        Assert.Contains("--keyslot must be 0 to 31", stderr);
+    }
+
+    [Fact]
+    public async Task DiskCommands_ThirtyTwoExpensiveKeyslots_RefusedInOneLineImageUntouched()
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var image = ImageWithSlots("hostile.img", 32, key, keyIn: 0);
+        // Each slot at the per-slot maximum (1 GiB × 16 passes, one lane): trying all used to take about half an hour.
+        PatchKdfs(image, () => new Luks2Kdf("argon2id", 16, Luks2Metadata.MaxArgon2MemoryKiB, 1, RandomNumberGenerator.GetBytes(32)));
+        var before = SHA256.HashData(File.ReadAllBytes(image));
+        using var master = MasterSecret.Generate();
+        master.Save(PathOf("ms.json"));
+
+        foreach (var args in new[]
+        {
+            new[] { "disk", "inspect", image },
+            ["disk", "test-key", image, "--key-file", KeyFile(key)],
+            ["disk", "test-key", image, "--master-secret", PathOf("ms.json")],
+            ["disk", "extract", image, "--master-secret", PathOf("ms.json"), "--out", PathOf("out")],
+        })
+        {
+            var (code, stdout, stderr) = await CliHarness.RunAsync(args);
+            Assert.Equal(1, code);
+            Assert.DoesNotContain("Key", stdout);
+            AssertOneLine(stderr, "not a usable LUKS2 state disk: LUKS2 header refused (KdfBudgetExceeded)");
+            Assert.Contains("no KDF was run", stderr);
+        }
+        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(image)));
+        Assert.False(Directory.Exists(PathOf("out")));
+    }
+
+    [Fact]
+    public async Task InspectAndTestKey_ImageOrKeyFileIsDirectory_OneLine()
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var image = ImageWithSlots("ok.img", 1, key, keyIn: 0);
+        Directory.CreateDirectory(PathOf("dir"));
+
+        var (code, _, stderr) = await CliHarness.RunAsync("disk", "inspect", PathOf("dir"));
+        Assert.Equal(1, code);
+        AssertOneLine(stderr, $"image \"{PathOf("dir")}\" is a directory");
+
+        (code, _, stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", PathOf("dir"));
+        Assert.Equal(1, code);
+        AssertOneLine(stderr, $"key file \"{PathOf("dir")}\" is a directory");
+    }
+
+    [Fact]
+    public async Task InspectAndTestKey_UnreadableImageOrKeyFile_OneLine()
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var image = ImageWithSlots("locked.img", 1, key, keyIn: 0);
+        var keyFile = KeyFile(key);
+
+        // Root reads any file whatever its mode, so the unreadable file is made by another handle's exclusive lock
+        // (.NET takes flock locks); without root, mode 000 as well.
+        using (new FileStream(image, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            foreach (var args in new[] { new[] { "disk", "inspect", image }, ["disk", "test-key", image, "--key-file", keyFile] })
+            {
+                var (code, _, stderr) = await CliHarness.RunAsync(args);
+                Assert.Equal(1, code);
+                AssertOneLine(stderr, $"cannot read image \"{image}\"");
+            }
+        }
+        using (new FileStream(keyFile, FileMode.Open, FileAccess.ReadWrite, FileShare.None))
+        {
+            var (code, _, stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--key-file", keyFile);
+            Assert.Equal(1, code);
+            AssertOneLine(stderr, $"cannot read key file \"{keyFile}\"");
+        }
+        if (!Environment.IsPrivilegedProcess)
+        {
+            File.SetUnixFileMode(image, UnixFileMode.None);
+            File.SetUnixFileMode(keyFile, UnixFileMode.None);
+            var (code, _, stderr) = await CliHarness.RunAsync("disk", "inspect", image);
+            Assert.Equal(1, code);
+            AssertOneLine(stderr, $"cannot read image \"{image}\": permission denied");
+            (code, _, stderr) = await CliHarness.RunAsync("disk", "format", PathOf("new.img"), "--size", "20MiB", "--key-file", keyFile);
+            Assert.Equal(1, code);
+            AssertOneLine(stderr, $"cannot read key file \"{keyFile}\": permission denied");
+        }
+    }
+
+    [Fact]
+    public async Task Extract_ReadOnlyImage_Works()
+    {
+        using var master = MasterSecret.Generate();
+        master.Save(PathOf("ms.json"));
+        var image = PathOf("ro.img");
+        var initial = RandomNumberGenerator.GetBytes(32);
+        using (var disk = StateDisk.Format(image, 20L * 1024 * 1024, initial))
+        {
+            using var derived = KeyDerivation.DeriveDiskKey(master, disk.Uuid);
+            Assert.Equal(KeyCheckResult.Accepted, disk.ChangePassphrase(initial, derived.Span));
+            Assert.True(disk.TryUnlock(derived.Span));
+            disk.Store.Put("workload/demo", "hello"u8);
+        }
+        var before = SHA256.HashData(File.ReadAllBytes(image));
+        using (new ReadOnlyFile(image))
+        {
+            var (code, stdout, stderr) = await CliHarness.RunAsync("disk", "extract", image, "--master-secret", PathOf("ms.json"), "--out", PathOf("out"));
+            Assert.True(code == 0, stderr);
+            Assert.Contains("Extracted 1 records", stdout);
+        }
+        Assert.Equal("hello", File.ReadAllText(Path.Combine(PathOf("out"), "workload", "demo")));
+        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(image)));
+    }
+}
+
+/// <summary>
+/// Makes a file read-only for the duration: mode 0400, and as root (who ignores modes) also the immutable attribute
+/// (<c>chattr +i</c>, ext4), so opening it for writing fails even for root.
+/// </summary>
+internal sealed class ReadOnlyFile : IDisposable
+{
+    private readonly string _path;
+    private readonly bool _immutable;
+
+    public ReadOnlyFile(string path)
+    {
+        _path = path;
+        File.SetUnixFileMode(path, UnixFileMode.UserRead);
+        _immutable = Environment.IsPrivilegedProcess && Chattr("+i");
+        if (Environment.IsPrivilegedProcess && !_immutable)
+        {
+            throw new InvalidOperationException("running as root and chattr +i failed: cannot make a read-only file for this test");
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_immutable)
+        {
+            Chattr("-i");
+        }
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+
+    private bool Chattr(string flag)
+    {
+        try
+        {
+            using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("chattr", [flag, _path]) { RedirectStandardError = true })!;
+            p.StandardError.ReadToEnd();
+            p.WaitForExit();
+            return p.ExitCode == 0;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return false;
+        }
     }
 }

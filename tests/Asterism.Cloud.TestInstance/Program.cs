@@ -11,7 +11,7 @@ namespace Asterism.Cloud.TestInstance;
 /// connection gets "NAME PORT\n" and then an echo until end of stream, which it half-closes), and exits on
 /// SIGTERM after printing that it got it (unless --ignore-sigterm).
 /// Extra flags: --ports 9999,30090,6443 (default), --ports-for NAME=PORTS (override for one instance),
-/// --ignore-sigterm.
+/// --ignore-sigterm, --write-disk (creates the --disk file, as a node formats its state disk).
 /// </summary>
 public static class Program
 {
@@ -51,6 +51,12 @@ public static class Program
         if (File.Exists("boot-measurements.json"))
         {
             Console.Out.WriteLine($"test-instance {name} boot-measurements {File.ReadAllText("boot-measurements.json").ReplaceLineEndings(" ")}");
+        }
+
+        if (flags.ContainsKey("--write-disk") && Flag("--disk") is { Length: > 0 } disk)
+        {
+            // Created with whatever umask the provider handed down, as the node creates its state disk.
+            File.WriteAllText(disk, "test-instance disk placeholder\n");
         }
 
         using var stop = new CancellationTokenSource();

@@ -52,6 +52,7 @@ public class ProviderMetadataTests
         await using var cloud = await TestCloud.StartAsync(controlPlanes: 1, workers: 1);
         var before = cloud.Provider!.Instances();
         using var http = new HttpClient { BaseAddress = new Uri(cloud.Provider.MetadataUrl) };
+        http.DefaultRequestHeaders.TryAddWithoutValidation("Authorization", ApiCredential.Load(cloud.Workspace.CredentialPath).AuthorizationValue);
 
         async Task<string> Bad(string json)
         {

@@ -12,7 +12,52 @@ public sealed class MasterSecretTests : IDisposable
     {
         var path = Path.Combine(_dir, "ms.json");
         File.WriteAllText(path, content);
+        // Only the owner may read a master secret file; these tests are about its content.
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return path;
+    }
+
+    [Theory]
+    [InlineData(UnixFileMode.GroupRead)]
+    [InlineData(UnixFileMode.OtherRead)]
+    [InlineData(UnixFileMode.GroupRead | UnixFileMode.OtherRead)]
+    [InlineData(UnixFileMode.OtherWrite)]
+    public void Load_GroupOrWorldAccessible_RefusedNamingTheChmod(UnixFileMode extra)
+    {
+        var path = Path.Combine(_dir, MasterSecret.DefaultFileName);
+        using (var secret = MasterSecret.Generate())
+        {
+            secret.Save(path);
+        }
+        var json = File.ReadAllText(path);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | extra);
+
+        var ex = Assert.Throws<MasterSecretException>(() => MasterSecret.Load(path));
+
+        Assert.Contains($"run: chmod 600 '{path}'", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("accessible by group or others", ex.Message, StringComparison.Ordinal);
+        foreach (var field in json.Split('"').Where(f => f.Length > 40))
+        {
+            Assert.DoesNotContain(field, ex.Message, StringComparison.Ordinal);
+        }
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        using var loaded = MasterSecret.Load(path);
+        Assert.Equal(MasterSecret.GeneratedLength, loaded.Key.Length);
+    }
+
+    [Fact]
+    public void Load_Mode0644_Refused()
+    {
+        var path = Path.Combine(_dir, MasterSecret.DefaultFileName);
+        using (var secret = MasterSecret.Generate())
+        {
+            secret.Save(path);
+        }
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+
+        var ex = Assert.Throws<MasterSecretException>(() => MasterSecret.Load(path));
+
+        Assert.Equal($"master secret file \"{path}\" is accessible by group or others (mode 0644); run: chmod 600 '{path}'", ex.Message);
     }
 
     private static string B64(int length, byte value = 0x5a) => Convert.ToBase64String(Enumerable.Repeat(value, length).ToArray());

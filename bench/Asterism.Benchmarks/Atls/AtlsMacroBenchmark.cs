@@ -100,6 +100,9 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         using var staticCertificate = AtlsCertificate.Build(staticKey, null, null, DateTimeOffset.UtcNow);
         var pinned = staticCertificate.RawData;
         await using var atlsServer = await LoopbackServer.StartAsync(l => l.UseAtlsServer(issuer), cancellationToken);
+        // Join and rejoin: the client attests alone (before issue #12), and both ends attest in one handshake.
+        await using var clientAttestsServer = await LoopbackServer.StartAsync(l => l.UseAtlsClientValidation(validator), cancellationToken);
+        await using var mutualServer = await LoopbackServer.StartAsync(l => l.UseAtlsMutual(issuer, validator), cancellationToken);
         // The baseline of the target: Kestrel's own TLS (SslStream) with a static certificate.
         await using var tlsServer = await LoopbackServer.StartAsync(l => l.UseHttps(h =>
         {
@@ -109,14 +112,16 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         // aTLS's transport (OpenSSL, one shared context) with the same static certificate and no attestation:
         // separates attestation's own cost from the TLS stack's.
         await using var opensslServer = await LoopbackServer.StartAsync(l => l.UseOpenSslTls(
-            (_, _, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(pinned, staticKey)),
-            TimeSpan.FromSeconds(10), TimeProvider.System, NullLogger.Instance), cancellationToken);
+            (_, _, _, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(pinned, staticKey)),
+            new AtlsServerOptions(), NullLogger.Instance), cancellationToken);
 
         var modes = new (string Name, Func<Task> Run)[]
         {
             ("atls", () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateHandler(validator), atlsServer.Url, cancellationToken)),
             ("tls13", () => LoopbackServer.FreshRequestAsync(PinnedHandler(pinned), tlsServer.Url, cancellationToken)),
             ("tls13_openssl", () => LoopbackServer.FreshRequestAsync(PinnedHandler(pinned), opensslServer.Url, cancellationToken)),
+            ("atls_client_attests", () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateAttestingHandler(issuer), clientAttestsServer.Url, cancellationToken)),
+            ("atls_mutual", () => LoopbackServer.FreshRequestAsync(AtlsClient.CreateMutualHandler(issuer, validator), mutualServer.Url, cancellationToken)),
         };
         for (var i = 0; i < 100; i++)
         {
@@ -146,6 +151,8 @@ public sealed partial class AtlsMacroBenchmark : IMacroBenchmark
         }
         Console.WriteLine($"atls.handshake.ratio_vs_tls13 {medians[0] / medians[1]:0.00} (median wall time, target <= 1.5)");
         Console.WriteLine($"atls.handshake.ratio_vs_tls13_openssl {medians[0] / medians[2]:0.00} (attestation alone, same TLS stack)");
+        Console.WriteLine($"atls_mutual.handshake.ratio_vs_client_attests {medians[4] / medians[3]:0.00} (both ends attest vs the client alone)");
+        Console.WriteLine($"atls_mutual.handshake.ratio_vs_tls13 {medians[4] / medians[1]:0.00}");
         for (var m = 0; m < modes.Length; m++)
         {
             Console.WriteLine($"{modes[m].Name}.handshake.cpu_ms {cpuMs[m]:0.000}");

@@ -20,6 +20,7 @@ internal static unsafe partial class LibSsl
     public const int CtrlSetSessCacheMode = 44;
     public const ulong OpNoTicket = 1UL << 14;
     public const int NameTypeHostName = 0;
+    public const int VerifyPeer = 0x01;
 
     public const int ErrorNone = 0;
     public const int ErrorSsl = 1;
@@ -68,6 +69,16 @@ internal static unsafe partial class LibSsl
 
     [LibraryImport(Ssl)]
     public static partial void SSL_set_cert_cb(SafeSslHandle ssl, delegate* unmanaged<IntPtr, IntPtr, int> callback, IntPtr arg);
+
+    [LibraryImport(Ssl)]
+    public static partial void SSL_set_verify(SafeSslHandle ssl, int mode, delegate* unmanaged<int, IntPtr, int> callback);
+
+    /// <summary>Takes ownership of the STACK_OF(X509_NAME): the names sent in a TLS 1.3 CertificateRequest.</summary>
+    [LibraryImport(Ssl)]
+    public static partial void SSL_set_client_CA_list(SafeSslHandle ssl, IntPtr names);
+
+    [LibraryImport(Ssl)]
+    public static partial IntPtr SSL_get1_peer_certificate(SafeSslHandle ssl);
 
     [LibraryImport(Ssl)]
     public static partial SafeSslHandle SSL_new(SafeSslContextHandle ctx);
@@ -140,6 +151,24 @@ internal static unsafe partial class LibSsl
 
     [LibraryImport(Crypto)]
     public static partial void X509_free(IntPtr certificate);
+
+    [LibraryImport(Crypto)]
+    public static partial int i2d_X509(IntPtr certificate, byte** output);
+
+    [LibraryImport(Crypto)]
+    public static partial IntPtr d2i_X509_NAME(IntPtr reuse, ref byte* data, nint length);
+
+    [LibraryImport(Crypto)]
+    public static partial void X509_NAME_free(IntPtr name);
+
+    [LibraryImport(Crypto)]
+    public static partial IntPtr OPENSSL_sk_new_null();
+
+    [LibraryImport(Crypto)]
+    public static partial int OPENSSL_sk_push(IntPtr stack, IntPtr item);
+
+    [LibraryImport(Crypto)]
+    public static partial void OPENSSL_sk_free(IntPtr stack);
 
     [LibraryImport(Crypto)]
     public static partial ulong OpenSSL_version_num();

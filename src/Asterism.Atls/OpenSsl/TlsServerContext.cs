@@ -86,6 +86,13 @@ internal sealed unsafe class TlsServerContext
         return LibSsl.ClientHelloError;
     }
 
+    /// <summary>
+    /// Client certificates are self-signed and chain to nothing: the attestation document, checked after the
+    /// handshake and before any request is read, decides. OpenSSL still checks the CertificateVerify (key possession).
+    /// </summary>
+    [UnmanagedCallersOnly]
+    internal static int AcceptAnyCertificate(int preverified, IntPtr storeContext) => 1;
+
     /// <summary>Installed on a refused connection: fails the handshake with an alert instead of a silent close.</summary>
     [UnmanagedCallersOnly]
     internal static int RefuseCallback(IntPtr ssl, IntPtr arg) => 0;

@@ -16,36 +16,73 @@ namespace Asterism.Atls.OpenSsl;
 internal static class TlsServerMiddleware
 {
     /// <summary>
-    /// Every connection: a handshake (within <paramref name="handshakeTimeout"/>) in which
-    /// <paramref name="credentials"/> picks the certificate from the TLS server name and the peer's address (null:
-    /// refuse), then Kestrel reads HTTP/2 (ALPN h2 is required) from the decrypted stream. A failed handshake is
-    /// closed and logged: at Debug when the client caused it, at Warning when this server did.
+    /// Every connection: admitted by the listener's <see cref="HandshakeBudget"/>, then a handshake (within
+    /// <see cref="AtlsServerOptions.HandshakeTimeout"/>) in which <paramref name="credentials"/> picks the certificate
+    /// from the TLS server name and the peer's address (null: refuse), then Kestrel reads HTTP/2 (ALPN h2 is required)
+    /// from the decrypted stream. With <paramref name="clientVerifier"/> the client must present a certificate attested
+    /// for a fresh nonce sent as the CertificateRequest's only CA name, validated before any request is read. A failed
+    /// handshake is closed and logged: at Debug when the client caused it, at Warning when this server did.
     /// </summary>
-    /// <remarks>The OpenSSL context lives as long as the endpoint's middleware, that is, the process.</remarks>
-    public static ListenOptions UseOpenSslTls(this ListenOptions listenOptions, Func<string?, string, CancellationToken, ValueTask<TlsCredential?>> credentials,
-        TimeSpan handshakeTimeout, TimeProvider time, ILogger logger)
+    /// <remarks>The OpenSSL context and the budget live as long as the endpoint's middleware, that is, the process.</remarks>
+    public static ListenOptions UseOpenSslTls(this ListenOptions listenOptions,
+        Func<string?, string, PendingHandshake, CancellationToken, ValueTask<TlsCredential?>> credentials,
+        AtlsServerOptions options, ILogger logger, AtlsCertificateVerifier? clientVerifier = null)
     {
         var tls = new TlsServerContext();
+        var budget = new HandshakeBudget(options, logger);
+        var handshakeTimeout = options.HandshakeTimeout;
+        var time = options.TimeProvider;
         listenOptions.Use(next => async connection =>
         {
             var peer = connection.RemoteEndPoint?.ToString() ?? "unknown";
+            using var pending = budget.TryAdmit(() => connection.Abort(new ConnectionAbortedException("aTLS: pending handshake shed")), peer);
+            if (pending is null)
+            {
+                return;
+            }
             var transport = connection.Transport;
             var stream = new TlsServerStream(tls, transport);
             await using (stream.ConfigureAwait(false))
             {
+                byte[]? clientNonce = null;
+                if (clientVerifier is not null)
+                {
+                    clientNonce = AtlsNonce.Create();
+                    stream.RequestClientCertificate(AtlsNonce.AuthorityName(clientNonce).RawData);
+                }
+                AtlsPeer? client = null;
+                X509Certificate2? clientCertificate = null;
                 using (var timeout = new CancellationTokenSource(handshakeTimeout, time))
-                using (var linked = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, timeout.Token))
+                using (var linked = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, timeout.Token, pending.Aborted))
                 {
                     try
                     {
-                        if (!await stream.HandshakeAsync((serverName, ct) => credentials(serverName, peer, ct), linked.Token).ConfigureAwait(false))
+                        if (!await stream.HandshakeAsync((serverName, ct) =>
+                        {
+                            pending.ClientHelloReceived();
+                            return credentials(serverName, peer, pending, ct);
+                        }, linked.Token).ConfigureAwait(false))
                         {
                             return;
                         }
+                        if (clientVerifier is not null)
+                        {
+                            clientCertificate = LoadCertificate(stream.PeerCertificate());
+                            var (verdict, variant) = await pending.RunAttestationAsync(ct => clientVerifier.VerifyAsync(clientCertificate, clientNonce, ct), linked.Token).ConfigureAwait(false);
+                            AtlsLog.Report(logger, "client", variant, verdict, peer);
+                            if (!verdict.Accepted)
+                            {
+                                connection.Abort(new ConnectionAbortedException("aTLS: client attestation refused"));
+                                return;
+                            }
+                            client = new AtlsPeer(verdict.Facts!, verdict.Warnings, peer);
+                        }
                     }
-                    catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                    catch (OperationCanceledException) when (timeout.IsCancellationRequested || pending.Aborted.IsCancellationRequested)
                     {
-                        AtlsLog.HandshakeFailed(logger, peer, $"timed out after {handshakeTimeout.TotalSeconds:0.###} s");
+                        AtlsLog.HandshakeFailed(logger, peer, pending.Aborted.IsCancellationRequested
+                            ? "closed by the handshake budget (no ClientHello in time, or shed for a newer connection)"
+                            : $"timed out after {handshakeTimeout.TotalSeconds:0.###} s");
                         return;
                     }
                     catch (Exception e) when (e is IOException or AuthenticationException or OperationCanceledException)
@@ -62,6 +99,8 @@ internal static class TlsServerMiddleware
                         return;
                     }
                 }
+                // Authenticated (as far as this listener checks): from here Kestrel's own limits apply.
+                pending.Dispose();
                 // gRPC needs HTTP/2; without ALPN Kestrel would fall back to HTTP/1.1 on a mixed endpoint. The
                 // ClientHello and ALPN callbacks already refuse such clients: this is the second lock on that door.
                 if (!stream.ApplicationProtocol.Span.SequenceEqual("h2"u8))
@@ -72,10 +111,14 @@ internal static class TlsServerMiddleware
                 var input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));
                 var output = PipeWriter.Create(stream, new StreamPipeWriterOptions(leaveOpen: true));
                 connection.Transport = new TlsDuplexPipe(input, output);
-                var feature = new TlsFeature(stream.ApplicationProtocol, stream.CipherSuite, stream.ServerNameSent);
+                var feature = new TlsFeature(stream.ApplicationProtocol, stream.CipherSuite, stream.ServerNameSent) { ClientCertificate = clientCertificate };
                 connection.Features.Set<ITlsConnectionFeature>(feature);
                 connection.Features.Set<ITlsApplicationProtocolFeature>(feature);
                 connection.Features.Set<ITlsHandshakeFeature>(feature);
+                if (client is not null)
+                {
+                    connection.Features.Set<IAtlsPeerFeature>(new AtlsPeerFeature(client));
+                }
                 try
                 {
                     await next(connection).ConfigureAwait(false);
@@ -89,6 +132,23 @@ internal static class TlsServerMiddleware
             }
         });
         return listenOptions;
+    }
+
+    /// <summary>The client's certificate as .NET sees it, or null (none sent, or not parseable: refused as missing).</summary>
+    private static X509Certificate2? LoadCertificate(byte[]? der)
+    {
+        if (der is null)
+        {
+            return null;
+        }
+        try
+        {
+            return X509CertificateLoader.LoadCertificate(der);
+        }
+        catch (CryptographicException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Completing the pipes may flush into a connection that is already gone; that is not worth an error.</summary>

@@ -106,6 +106,73 @@ internal sealed class TlsServerStream : Stream
     public string ServerNameSent { get; private set; } = string.Empty;
 
     /// <summary>
+    /// Asks the client for a certificate, naming <paramref name="authorityName"/> (DER X.509 Name) as the only
+    /// acceptable CA in the CertificateRequest: the aTLS client reads the server's nonce from it. Before the handshake.
+    /// </summary>
+    public unsafe void RequestClientCertificate(ReadOnlySpan<byte> authorityName)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            LibSsl.ERR_clear_error();
+            var names = LibSsl.OPENSSL_sk_new_null();
+            IntPtr name;
+            fixed (byte* der = authorityName)
+            {
+                var cursor = der;
+                name = LibSsl.d2i_X509_NAME(IntPtr.Zero, ref cursor, authorityName.Length);
+            }
+            if (names == IntPtr.Zero || name == IntPtr.Zero || LibSsl.OPENSSL_sk_push(names, name) <= 0)
+            {
+                if (name != IntPtr.Zero)
+                {
+                    LibSsl.X509_NAME_free(name);
+                }
+                if (names != IntPtr.Zero)
+                {
+                    LibSsl.OPENSSL_sk_free(names);
+                }
+                throw new CryptographicException("aTLS: OpenSSL could not set the certificate request: " + LibSsl.DrainErrors());
+            }
+            LibSsl.SSL_set_client_CA_list(_ssl, names);
+            LibSsl.SSL_set_verify(_ssl, LibSsl.VerifyPeer, &TlsServerContext.AcceptAnyCertificate);
+        }
+    }
+
+    /// <summary>The client's certificate (DER) after the handshake, or null when it sent none.</summary>
+    public unsafe byte[]? PeerCertificate()
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var certificate = LibSsl.SSL_get1_peer_certificate(_ssl);
+            if (certificate == IntPtr.Zero)
+            {
+                return null;
+            }
+            try
+            {
+                var length = LibSsl.i2d_X509(certificate, null);
+                if (length <= 0)
+                {
+                    return null;
+                }
+                var der = new byte[length];
+                fixed (byte* p = der)
+                {
+                    var cursor = p;
+                    LibSsl.i2d_X509(certificate, &cursor);
+                }
+                return der;
+            }
+            finally
+            {
+                LibSsl.X509_free(certificate);
+            }
+        }
+    }
+
+    /// <summary>
     /// Runs the handshake. When OpenSSL has parsed the ClientHello, <paramref name="credentials"/> gets the TLS
     /// server name and returns the connection's certificate, or null to refuse (the client gets an alert).
     /// Returns false when refused; throws <see cref="AuthenticationException"/> or <see cref="IOException"/> when

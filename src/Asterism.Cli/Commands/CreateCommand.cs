@@ -44,7 +44,12 @@ public static class CreateCommand
             {
                 throw new CliError($"a cluster already exists in workspace {workspace.Directory} ({Asterism.Config.ClusterState.FileName}); run 'asterism terminate' first or use another -C DIR");
             }
-            Directory.CreateDirectory(workspace.Directory);
+            if (!Directory.Exists(workspace.Directory))
+            {
+                // A workspace we create is the operator's alone; an existing directory keeps its mode (it may be a
+                // shared parent), while everything Asterism puts into it is 0600 or 0700.
+                OwnerOnly.CreateDirectory(workspace.Directory);
+            }
             var uid = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
             var clusterName = result.GetValue(name) ?? $"asterism-{uid}";
             var subnet = SubnetAllocator.PickFree();
@@ -87,7 +92,7 @@ public static class CreateCommand
                     Local = new LocalInfrastructure { Subnet = subnet.ToString(), MetadataEndpoint = MetadataUrl(subnet) },
                 },
             };
-            Directory.CreateDirectory(workspace.Cloud.CloudDir);
+            workspace.Cloud.EnsurePrivateDirectories();
             spec.Save(workspace.Cloud.SpecPath);
             state.Save(workspace.StatePath);
             using var cloud = await LocalCloudClient.StartProviderAsync(workspace.Directory, cancellationToken: cancellationToken);

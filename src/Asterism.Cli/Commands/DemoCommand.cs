@@ -52,7 +52,9 @@ public static class DemoCommand
                 foreach (var node in nodes)
                 {
                     var value = $"written to {node.Name} before the outage ({DateTimeOffset.UtcNow:O})";
-                    using var put = await Http.PutAsync($"http://{node.Address}:{Ports.Workload}/data/demo", new StringContent(value), cancellationToken);
+                    using var putRequest = new HttpRequestMessage(HttpMethod.Put, $"http://{node.Address}:{Ports.Workload}/data/demo") { Content = new StringContent(value) };
+                    putRequest.Headers.TryAddWithoutValidation("Authorization", cloud.Credential.AuthorizationValue);
+                    using var put = await Http.SendAsync(putRequest, cancellationToken);
                     Check(put.IsSuccessStatusCode, $"could not write data on {node.Name}: HTTP {(int)put.StatusCode}");
                     payloads[node.Name] = value;
                 }
@@ -84,7 +86,11 @@ public static class DemoCommand
                 await CliAsync(cancellationToken, "status");
                 foreach (var node in nodes)
                 {
-                    var value = await Http.GetStringAsync($"http://{node.Address}:{Ports.Workload}/data/demo", cancellationToken);
+                    using var getRequest = new HttpRequestMessage(HttpMethod.Get, $"http://{node.Address}:{Ports.Workload}/data/demo");
+                    getRequest.Headers.TryAddWithoutValidation("Authorization", cloud.Credential.AuthorizationValue);
+                    using var get = await Http.SendAsync(getRequest, cancellationToken);
+                    Check(get.IsSuccessStatusCode, $"could not read data on {node.Name}: HTTP {(int)get.StatusCode}");
+                    var value = await get.Content.ReadAsStringAsync(cancellationToken);
                     Check(value == payloads[node.Name], $"data on {node.Name} changed across the outage");
                 }
                 Say($"Every node's data is intact ({nodes.Count}/{nodes.Count} records read back unchanged).");

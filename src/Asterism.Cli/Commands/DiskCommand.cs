@@ -33,7 +33,7 @@ public static class DiskCommand
         var size = new Option<string>("--size") { Description = "Image size, e.g. 64MiB (at least 17MiB: the payload starts at 16 MiB)", Required = true };
         var keyFile = new Option<string>("--key-file") { Description = "File whose bytes are the passphrase of keyslot 0", Required = true };
         var command = new Command("format", "Format an image as a LUKS2 state disk (aes-xts-plain64, 4096-byte sectors)") { image, size, keyFile };
-        command.SetAction(result =>
+        command.SetAction(result => Guarded(() =>
         {
             var path = result.GetValue(image)!;
             long bytes;
@@ -64,15 +64,15 @@ public static class DiskCommand
                 CryptographicOperations.ZeroMemory(key);
             }
             return 0;
-        });
+        }));
         return command;
     }
 
     private static Command Inspect()
     {
         var image = ImageArgument();
-        var command = new Command("inspect", "Show an image's LUKS2 header: uuid, cipher, sector size, keyslots and KDFs, token (no secrets)") { image };
-        command.SetAction(result =>
+        var command = new Command("inspect", "Show an image's LUKS2 header: uuid, cipher, sector size, keyslots and KDFs with their cost, token (no secrets)") { image };
+        command.SetAction(result => Guarded(() =>
         {
             var stdout = result.InvocationConfiguration.Output;
             using var luks = OpenImage(result.GetValue(image)!, writable: false);
@@ -88,39 +88,53 @@ public static class DiskCommand
                 var kdf = slot.Kdf.IsArgon2
                     ? $"{slot.Kdf.Type} (time {slot.Kdf.Iterations}, memory {slot.Kdf.MemoryKiB} KiB, threads {slot.Kdf.Parallelism})"
                     : $"{slot.Kdf.Type} (iterations {slot.Kdf.Iterations})";
-                stdout.WriteLine($"  {slot.Id}: luks2, {kdf}, area {slot.AreaOffset}+{slot.AreaSize}");
+                var cost = Luks2KdfCost.OfAttempt(slot.Kdf, header.Metadata.Digest);
+                stdout.WriteLine($"  {slot.Id}: luks2, {kdf}, cost {cost} units, area {slot.AreaOffset}+{slot.AreaSize}");
             }
+            stdout.WriteLine($"kdf cost:    {Luks2KdfCost.OfHeader(header.Metadata)} units for every keyslot (per-header budget {Luks2KdfCost.DefaultHeaderBudget})");
             stdout.WriteLine($"digest:      pbkdf2-sha256 (iterations {header.Metadata.Digest.Iterations})");
             var token = luks.GetToken(0);
             stdout.WriteLine($"token 0:     {token ?? "(none)"}");
             return 0;
-        });
+        }));
         return command;
     }
+
+    private static Option<int> KeyslotOption() => new("--keyslot")
+    {
+        Description = "Keyslot to try (default 0, where a node's derived disk key lives); no other keyslot is tried",
+        DefaultValueFactory = _ => 0,
+    };
 
     private static Command TestKey()
     {
         var image = ImageArgument();
         var keyFile = new Option<string?>("--key-file") { Description = "File whose bytes are the passphrase" };
         var masterSecret = new Option<string?>("--master-secret") { Description = "Master secret file: derive this disk's key from the image's UUID" };
-        var command = new Command("test-key", "Check whether a key opens the image (exit 0) or is rejected (exit 1)") { image, keyFile, masterSecret };
-        command.SetAction(result =>
+        var keyslot = KeyslotOption();
+        var command = new Command("test-key", "Check whether a key opens a keyslot of the image (exit 0) or not (exit 1)") { image, keyFile, masterSecret, keyslot };
+        command.SetAction(result => Guarded(() =>
         {
             var stdout = result.InvocationConfiguration.Output;
             var path = result.GetValue(image)!;
-            var key = KeyFor(path, result.GetValue(keyFile), result.GetValue(masterSecret));
+            var slot = CheckKeyslotRange(result.GetValue(keyslot));
+            CheckOneKeySource(result.GetValue(keyFile), result.GetValue(masterSecret));
+            using var luks = OpenImage(path, writable: false);
+            CheckKeyslotExists(path, luks.Header, slot);
+            var key = KeyFor(luks.Header, result.GetValue(keyFile), result.GetValue(masterSecret));
             try
             {
-                using var luks = OpenImage(path, writable: false);
-                var verdict = luks.CheckKey(key);
-                stdout.WriteLine(verdict == KeyCheckResult.Accepted ? "Key accepted." : "Key rejected.");
+                var verdict = luks.CheckKey(key, slot);
+                stdout.WriteLine(verdict == KeyCheckResult.Accepted
+                    ? $"Key accepted: it opens keyslot {slot}."
+                    : $"Key rejected: it does not open keyslot {slot}.");
                 return verdict == KeyCheckResult.Accepted ? 0 : 1;
             }
             finally
             {
                 CryptographicOperations.ZeroMemory(key);
             }
-        });
+        }));
         return command;
     }
 
@@ -129,23 +143,28 @@ public static class DiskCommand
         var image = ImageArgument();
         var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
         var output = new Option<string>("--out") { Description = "Directory to write the records into (must not exist or be empty)", Required = true };
-        var command = new Command("extract", "Read an image's record store offline with the master secret and write every record to a directory") { image, masterSecret, output };
-        command.SetAction(result =>
+        var keyslot = KeyslotOption();
+        var command = new Command("extract", "Read an image's record store offline (read-only) with the master secret and write every record to a directory") { image, masterSecret, output, keyslot };
+        command.SetAction(result => Guarded(() =>
         {
             var stdout = result.InvocationConfiguration.Output;
             var path = result.GetValue(image)!;
             var outDir = result.GetValue(output)!;
+            var slot = CheckKeyslotRange(result.GetValue(keyslot));
             if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
             {
                 throw new CliError($"{outDir} is not empty; refusing to write into it");
             }
-            var key = KeyFor(path, null, result.GetValue(masterSecret));
+            // Read-only: extraction is the disaster-recovery path and must work on a read-only copy, and must not
+            // be able to change the image it rescues data from.
+            using var disk = OpenStateDisk(path);
+            CheckKeyslotExists(path, disk.Header, slot);
+            var key = KeyFor(disk.Header, null, result.GetValue(masterSecret));
             try
             {
-                using var disk = OpenStateDisk(path);
-                if (!disk.TryUnlock(key))
+                if (!disk.TryUnlock(key, slot))
                 {
-                    throw new CliError("the master secret does not open this disk (key rejected)");
+                    throw new CliError($"the master secret does not open keyslot {slot} of this disk (key rejected)");
                 }
                 var root = Path.GetFullPath(outDir);
                 const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
@@ -180,46 +199,93 @@ public static class DiskCommand
             {
                 CryptographicOperations.ZeroMemory(key);
             }
-        });
+        }));
         return command;
     }
 
-    private static byte[] KeyFor(string image, string? keyFile, string? masterSecretFile)
+    /// <summary>
+    /// Runs an action so that an I/O failure nobody mapped more precisely is still one "Error: …" line and exit 1,
+    /// never an unhandled exception (which aborts the process with a stack trace).
+    /// </summary>
+    private static int Guarded(Func<int> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError($"I/O error: {ex.Message}");
+        }
+    }
+
+    private static int CheckKeyslotRange(int keyslot) =>
+        keyslot is >= 0 and < 32 ? keyslot : throw new CliError("--keyslot must be 0 to 31", 2);
+
+    private static void CheckKeyslotExists(string path, Luks2Header header, int keyslot)
+    {
+        if (!header.Metadata.Keyslots.ContainsKey(keyslot))
+        {
+            throw new CliError($"{path}: keyslot {keyslot} does not exist (keyslots: {string.Join(", ", header.Metadata.Keyslots.Keys)})");
+        }
+    }
+
+    private static void CheckOneKeySource(string? keyFile, string? masterSecretFile)
     {
         if ((keyFile is null) == (masterSecretFile is null))
         {
             throw new CliError("pass exactly one of --key-file or --master-secret", 2);
         }
+    }
+
+    private static byte[] KeyFor(Luks2Header header, string? keyFile, string? masterSecretFile)
+    {
+        CheckOneKeySource(keyFile, masterSecretFile);
         if (keyFile is not null)
         {
             return ReadKeyFile(keyFile);
         }
         using var master = Workspace.LoadMasterSecret(masterSecretFile!);
-        using var luks = OpenImage(image, writable: false);
-        using var key = KeyDerivation.DeriveDiskKey(master, luks.Header.Uuid.ToLowerInvariant());
+        using var key = KeyDerivation.DeriveDiskKey(master, header.Uuid.ToLowerInvariant());
         return key.ToArray();
     }
 
     private static byte[] ReadKeyFile(string path)
     {
-        if (!File.Exists(path))
+        byte[]? key = null;
+        try
         {
-            throw new CliError($"key file \"{path}\" does not exist");
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            var length = file.Length;
+            if (length is 0 or > MaxKeyFileBytes)
+            {
+                throw new CliError($"key file \"{path}\" must hold 1 to {MaxKeyFileBytes} bytes");
+            }
+            key = new byte[length];
+            file.ReadExactly(key);
+            return key;
         }
-        var length = new FileInfo(path).Length;
-        if (length is 0 or > MaxKeyFileBytes)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new CliError($"key file \"{path}\" must hold 1 to {MaxKeyFileBytes} bytes");
+            if (key is not null)
+            {
+                CryptographicOperations.ZeroMemory(key);
+            }
+            throw new CliError(Unreadable("key file", path, ex));
         }
-        return File.ReadAllBytes(path);
     }
+
+    /// <summary>One line for a file that cannot be opened or read (the exception text names the path, never contents).</summary>
+    private static string Unreadable(string what, string path, Exception ex) => ex switch
+    {
+        FileNotFoundException or DirectoryNotFoundException => $"{what} \"{path}\" does not exist",
+        _ when Directory.Exists(path) => $"{what} \"{path}\" is a directory",
+        UnauthorizedAccessException => $"cannot read {what} \"{path}\": permission denied",
+        _ => $"cannot read {what} \"{path}\": {ex.Message}",
+    };
 
     private static Luks2Image OpenImage(string path, bool writable)
     {
-        if (!File.Exists(path))
-        {
-            throw new CliError($"image \"{path}\" does not exist");
-        }
         try
         {
             return Luks2Image.Open(path, writable);
@@ -228,21 +294,25 @@ public static class DiskCommand
         {
             throw new CliError($"{path}: not a usable LUKS2 state disk: {ex.Message}");
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError(Unreadable("image", path, ex));
+        }
     }
 
     private static StateDisk OpenStateDisk(string path)
     {
-        if (!File.Exists(path))
-        {
-            throw new CliError($"image \"{path}\" does not exist");
-        }
         try
         {
-            return StateDisk.Open(path);
+            return StateDisk.OpenReadOnly(path);
         }
         catch (Luks2HeaderException ex)
         {
             throw new CliError($"{path}: not a usable LUKS2 state disk: {ex.Message}");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError(Unreadable("image", path, ex));
         }
     }
 }

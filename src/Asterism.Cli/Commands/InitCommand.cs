@@ -105,6 +105,25 @@ public static class InitCommand
         byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
+        var key = master.Key.ToArray();
+        var masterSalt = master.Salt.ToArray();
+        var secret = initSecret.ToArray();
+        try
+        {
+            return await CallInitLoopAsync(address, validator, key, masterSalt, salt, secret, policy, clusterName, loggers, deadline, cancellationToken);
+        }
+        finally
+        {
+            // The request wrapped these buffers without copies: zero them once the calls are over.
+            CryptographicOperations.ZeroMemory(key);
+            CryptographicOperations.ZeroMemory(masterSalt);
+            CryptographicOperations.ZeroMemory(secret);
+        }
+    }
+
+    private static async Task<InitResponse> CallInitLoopAsync(string address, Asterism.Attestation.IAttestationValidator validator, byte[] key, byte[] masterSalt,
+        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, ILoggerFactory loggers, DateTime deadline, CancellationToken cancellationToken)
+    {
         while (true)
         {
             using var handler = AtlsClient.CreateHandler(validator, new AtlsClientOptions { LoggerFactory = loggers });
@@ -114,12 +133,12 @@ public static class InitCommand
             {
                 return await client.InitAsync(new InitRequest
                 {
-                    MasterKey = ByteString.CopyFrom(master.Key),
-                    MasterSalt = ByteString.CopyFrom(master.Salt),
+                    MasterKey = SecretFields.Wrap(key),
+                    MasterSalt = SecretFields.Wrap(masterSalt),
                     MeasurementSalt = ByteString.CopyFrom(salt),
                     AttestationConfig = ByteString.CopyFrom(policy.ToJson()),
                     ClusterName = clusterName,
-                    InitSecret = ByteString.CopyFrom(initSecret),
+                    InitSecret = SecretFields.Wrap(initSecret),
                 }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             }
             catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Asterism.Attestation.Identities;
 using Asterism.Cloud;
 using Asterism.Protocol;
 
@@ -12,7 +13,11 @@ namespace Asterism.Cli.Commands;
 /// </summary>
 public static class StatusCommand
 {
-    public sealed record NodeView(string Name, string Role, string Address, string Power, string Phase, DateTimeOffset? WaitingSince, string LastError, int RejoinAttempts, string Variant);
+    public sealed record NodeView(string Name, string Role, string Address, string Power, string Phase, DateTimeOffset? WaitingSince, string LastError, int RejoinAttempts, string Variant)
+    {
+        /// <summary>The identity the provider certified for this instance: role and certificate fingerprint, or why there is none.</summary>
+        public string Identity { get; init; } = "";
+    }
 
     public sealed record ClusterView(IReadOnlyList<NodeView> Nodes, bool ClusterApiHealthy)
     {
@@ -22,18 +27,66 @@ public static class StatusCommand
         public bool RecoveryNeeded => WaitingControlPlanes.Any() && !Nodes.Any(n => n.Role == CloudNames.ControlPlane && n.Phase == BootPhases.Booted);
     }
 
-    public static async Task<ClusterView> GatherAsync(LocalCloudClient cloud, CancellationToken cancellationToken)
+    public static async Task<ClusterView> GatherAsync(LocalCloudClient cloud, CancellationToken cancellationToken) =>
+        await GatherAsync(cloud, null, cancellationToken);
+
+    /// <summary>As <see cref="GatherAsync(LocalCloudClient, CancellationToken)"/>, with each node's certified identity read from <paramref name="workspace"/>.</summary>
+    public static async Task<ClusterView> GatherAsync(LocalCloudClient cloud, Workspace? workspace, CancellationToken cancellationToken)
     {
         var instances = await cloud.ListAsync(cancellationToken);
+        using var authority = workspace is null ? null : AuthorityOf(workspace);
         var views = await Task.WhenAll(instances.Select(async i =>
         {
             var status = i.IsRunning ? await NodeProbe.BootStatusAsync(i.Address, cancellationToken) : null;
             var phase = status?.Phase ?? BootPhases.Booting;
             DateTimeOffset? since = status is { WaitingSinceUnixMs: > 0 } ? DateTimeOffset.FromUnixTimeMilliseconds(status.WaitingSinceUnixMs) : null;
-            return new NodeView(i.Name, i.Role, i.Address, i.Power, i.IsRunning ? phase : "-", since, status?.LastError ?? "", status?.RejoinAttempts ?? 0, status?.Variant ?? "");
+            return new NodeView(i.Name, i.Role, i.Address, i.Power, i.IsRunning ? phase : "-", since, status?.LastError ?? "", status?.RejoinAttempts ?? 0, status?.Variant ?? "")
+            {
+                Identity = workspace is null ? "" : IdentityOf(workspace, authority, i),
+            };
         }));
         var healthy = await NodeProbe.ClusterApiHealthyAsync(cloud.State.LoadBalancer, cancellationToken);
         return new ClusterView(views, healthy);
+    }
+
+    private static IdentityAuthority? AuthorityOf(Workspace workspace)
+    {
+        try
+        {
+            return Workspace.PolicyOf(workspace.LoadConfig()).CreateIdentityAuthority();
+        }
+        catch (Exception e) when (e is CliError or Asterism.Attestation.MeasurementsFormatException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>"certified cert:0123456789ab" when the node's identity certificate verifies against the config's provider CA for its name and role.</summary>
+    private static string IdentityOf(Workspace workspace, IdentityAuthority? authority, InstanceInfo instance)
+    {
+        if (authority is null)
+        {
+            return "no provider CA in config";
+        }
+        var path = IdentityFiles.CertificatePath(workspace.Cloud.NodeDir(instance.Name));
+        byte[] der;
+        try
+        {
+            der = IdentityFiles.ReadCertificate(path);
+        }
+        catch (InvalidDataException)
+        {
+            return "none";
+        }
+        using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der);
+        var check = authority.Verify(der, certificate.PublicKey.ExportSubjectPublicKeyInfo(), DateTimeOffset.UtcNow);
+        if (check.Identity is not { } identity)
+        {
+            return "invalid: " + check.Error;
+        }
+        return identity.Name == instance.Name && identity.Role == instance.Role
+            ? $"certified cert:{identity.CertificateFingerprint[..12]}"
+            : $"invalid: names {identity.Name} ({identity.Role})";
     }
 
     public static Command Create(GlobalOptions global)
@@ -45,7 +98,7 @@ public static class StatusCommand
             var stdout = result.InvocationConfiguration.Output;
             var workspace = new Workspace(global.WorkspaceOf(result));
             using var cloud = workspace.ConnectProvider();
-            var view = await GatherAsync(cloud, cancellationToken);
+            var view = await GatherAsync(cloud, workspace, cancellationToken);
             if (result.GetValue(json))
             {
                 await stdout.WriteLineAsync(ToJson(view));
@@ -71,6 +124,7 @@ public static class StatusCommand
                 ["phase"] = n.Power == CloudNames.Running ? n.Phase : null,
                 ["waitingSince"] = n.WaitingSince?.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture),
                 ["lastError"] = string.IsNullOrEmpty(n.LastError) ? null : n.LastError,
+                ["identity"] = string.IsNullOrEmpty(n.Identity) ? null : n.Identity,
             });
         }
         var root = new JsonObject { ["nodes"] = nodes, ["clusterApi"] = view.ClusterApiHealthy ? "healthy" : "unreachable" };
@@ -80,7 +134,8 @@ public static class StatusCommand
     public static void Print(ClusterView view, TextWriter stdout)
     {
         var width = Math.Max(4, view.Nodes.Select(n => n.Name.Length).DefaultIfEmpty(4).Max());
-        stdout.WriteLine($"{"NAME".PadRight(width)}  {"ROLE",-14} {"ADDRESS",-15} {"POWER",-8} PHASE");
+        var identityWidth = Math.Max(8, view.Nodes.Select(n => n.Identity.Length).DefaultIfEmpty(8).Max());
+        stdout.WriteLine($"{"NAME".PadRight(width)}  {"ROLE",-14} {"ADDRESS",-15} {"POWER",-8} {"IDENTITY".PadRight(identityWidth)}  PHASE");
         foreach (var n in view.Nodes)
         {
             var phase = n.Phase switch
@@ -88,7 +143,7 @@ public static class StatusCommand
                 BootPhases.WaitingForKey => $"waiting for decryption key since {n.WaitingSince?.ToLocalTime():HH:mm:ss}" + (n.LastError.Length > 0 ? $" (last rejoin error: {n.LastError})" : ""),
                 _ => n.Phase,
             };
-            stdout.WriteLine($"{n.Name.PadRight(width)}  {n.Role,-14} {n.Address,-15} {n.Power,-8} {phase}");
+            stdout.WriteLine($"{n.Name.PadRight(width)}  {n.Role,-14} {n.Address,-15} {n.Power,-8} {n.Identity.PadRight(identityWidth)}  {phase}");
         }
         stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}");
         var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);

@@ -84,7 +84,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             using var call = client.Recover(cancellationToken: timeout.Token);
             using (var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master))
             {
-                await call.RequestStream.WriteAsync(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(measurementSecret.Span) }, timeout.Token);
+                await WriteSecretAsync(call.RequestStream, measurementSecret, (m, b) => m.MeasurementSecret = b, timeout.Token);
             }
             if (!await call.ResponseStream.MoveNext(timeout.Token))
             {
@@ -114,7 +114,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 using (var diskKey = KeyDerivation.DeriveDiskKey(master, identity.DiskUuid))
                 {
-                    await call.RequestStream.WriteAsync(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(diskKey.Span) }, timeout.Token);
+                    await WriteSecretAsync(call.RequestStream, diskKey, (m, b) => m.StateDiskKey = b, timeout.Token);
                 }
                 await call.RequestStream.CompleteAsync();
             }
@@ -168,6 +168,22 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     private static bool ServerWentAwayBeforeCall(RpcException ex) =>
         ex.StatusCode == StatusCode.Internal
         && ex.Status.DebugException is HttpRequestException { InnerException: HttpProtocolException { ErrorCode: 0 } };
+
+    /// <summary>Sends one secret field with no copy left behind: the wrapped buffer is zeroed once the message is serialised.</summary>
+    private static async Task WriteSecretAsync(IClientStreamWriter<RecoverMessage> stream, SecretBytes secret, Action<RecoverMessage, ByteString> set, CancellationToken cancellationToken)
+    {
+        var bytes = secret.ToArray();
+        try
+        {
+            var message = new RecoverMessage();
+            set(message, SecretFields.Wrap(bytes));
+            await stream.WriteAsync(message, cancellationToken);
+        }
+        finally
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(bytes);
+        }
+    }
 
     /// <summary>What recover requires of the attested peer: a certified control plane the record lists, and the instance dialed.</summary>
     private string? ExpectedIdentity(AttestationFacts facts, string? expectedName)

@@ -179,7 +179,7 @@ internal sealed class InstanceProcess
             _boots = context.BootNumber;
             _exitHandled = WatchExitAsync(process, context);
         }
-        File.WriteAllText(PidFile, process.Id.ToString(CultureInfo.InvariantCulture) + "\n");
+        OwnerOnly.WriteAllText(PidFile, process.Id.ToString(CultureInfo.InvariantCulture) + "\n");
         Log.InstanceStarted(_logger, Plan.Name, process.Id, context.BootNumber);
         return true;
     }

@@ -38,7 +38,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
 
     private readonly ProviderCa _ca;
 
-    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ProviderCa ca, ILoggerFactory loggerFactory)
+    private LocalCloudProvider(LocalCloudOptions options, CloudSpec spec, IFirmware firmware, ProviderCa ca, ApiCredential credential, ILoggerFactory loggerFactory)
     {
         _ca = ca;
         _options = options;
@@ -55,7 +55,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             options.LoadBalancer,
             options.Time,
             loggerFactory.CreateLogger("Asterism.Cloud.LoadBalancer"));
-        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, loggerFactory);
+        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, credential.Verifier(), loggerFactory);
     }
 
     public CloudSpec Spec { get; }
@@ -83,9 +83,11 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(workspace.CloudDir, loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
+        workspace.EnsurePrivateDirectories();
         NodeProvisioning.CreatePrivateDirectory(workspace.InstancesDir);
+        var credential = ApiCredential.LoadOrCreate(workspace.CredentialPath);
         var ca = ProviderCa.LoadOrCreate(workspace.CloudDir, options.Time);
-        var provider = new LocalCloudProvider(options, spec, firmware, ca, loggerFactory);
+        var provider = new LocalCloudProvider(options, spec, firmware, ca, credential, loggerFactory);
         try
         {
             foreach (var instance in provider._instances)
@@ -94,6 +96,10 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var plan in spec.PlanInstances())
+            {
+                PrepareInstanceDirectory(workspace, plan.Name, credential);
+            }
             var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
             if (started.Results.FirstOrDefault(r => r.Error is not null) is { } failed)
             {
@@ -115,6 +121,19 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             await provider.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The instance's directories 0700 and its serial console 0600 before anything writes there (the console is
+    /// created by a shell redirection, whose mode would otherwise follow the umask), and SHA-256 of the API
+    /// credential into the node directory so the node can check workload callers without holding the token.
+    /// </summary>
+    private static void PrepareInstanceDirectory(CloudWorkspace workspace, string name, ApiCredential credential)
+    {
+        OwnerOnly.CreateDirectory(workspace.InstanceDir(name));
+        OwnerOnly.CreateDirectory(workspace.NodeDir(name));
+        OwnerOnly.Touch(workspace.ConsoleLogPath(name));
+        credential.WriteHashFile(workspace.CredentialHashPath(name));
     }
 
     public IReadOnlyList<InstanceInfo> Instances() => [.. _instances.Select(i => i.Snapshot())];

@@ -19,15 +19,16 @@ internal interface ICloudControl
 }
 
 /// <summary>
-/// The metadata and control API on http://127.A.B.1:8080 (Kestrel minimal API, camelCase JSON). It has no
-/// authentication: it listens on loopback only and serves one local workspace (see README, threats).
+/// The metadata and control API on http://127.A.B.1:8080 (Kestrel minimal API, camelCase JSON). Reads (GET) are
+/// open: nodes need the instance list and endpoints, and none of it is secret. Every other method changes
+/// something and needs the workspace's credential (see README, "Who can reach what").
 /// </summary>
 internal sealed class MetadataServer : IAsyncDisposable
 {
     private const int MaxBodyBytes = 64 * 1024;
     private readonly WebApplication _app;
 
-    public MetadataServer(IPAddress address, int port, ICloudControl cloud, ILoggerFactory loggerFactory)
+    public MetadataServer(IPAddress address, int port, ICloudControl cloud, ApiCredentialVerifier verifier, ILoggerFactory loggerFactory)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
@@ -44,6 +45,7 @@ internal sealed class MetadataServer : IAsyncDisposable
         });
         _app = builder.Build();
         var logger = loggerFactory.CreateLogger("Asterism.Cloud.Metadata");
+        _app.RequireCredential(verifier, logger, "cloud", ApiAuthorization.IsMutating);
         Map(_app, cloud, logger);
         Url = $"http://{address}:{port}";
     }

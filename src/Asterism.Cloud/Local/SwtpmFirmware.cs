@@ -184,6 +184,8 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
             await running.DisposeAsync().ConfigureAwait(false);
         }
         await ManufactureIfNeededAsync(name, stateDirectory, nodeDir, cancellationToken).ConfigureAwait(false);
+        // swtpm keeps the TPM's state (its seeds) here: the owner's alone, whatever the umask.
+        OwnerOnly.CreateDirectory(stateDirectory);
         var tpm = await SwtpmProcess.StartAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
         _tpms[name] = tpm;
         return tpm;

@@ -2,6 +2,7 @@ using Asterism.Attestation;
 using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Logging;
+using Asterism.Protocol;
 using Asterism.Protocol.Init;
 using Google.Protobuf;
 using Grpc.Core;
@@ -45,6 +46,10 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         {
             _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
             throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid master secret"));
+        }
+        finally
+        {
+            SecretFields.Zero(request.MasterKey, request.MasterSalt);
         }
         try
         {

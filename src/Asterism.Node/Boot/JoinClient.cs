@@ -81,6 +81,18 @@ public sealed class JoinClient(
         var response = await connection.Client.IssueJoinTicketAsync(
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
             cancellationToken: call.Token);
+        try
+        {
+            return ToKeys(response, isControlPlane);
+        }
+        finally
+        {
+            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret, response.MasterKey, response.MasterSalt);
+        }
+    }
+
+    private static FirstBootKeys ToKeys(IssueJoinTicketResponse response, bool isControlPlane)
+    {
         if (response.StateDiskKey.Length != 32 || response.MeasurementSecret.Length != 32 || response.MeasurementSalt.Length != 32)
         {
             throw new InvalidDataException("join ticket has keys of the wrong length");

@@ -1,6 +1,7 @@
 using Asterism.Crypto;
 using Asterism.Logging;
 using Asterism.Node.Boot;
+using Asterism.Protocol;
 using Asterism.Protocol.Recover;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
@@ -35,6 +36,7 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
             throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "measurement secret must be 32 bytes"));
         }
         var measurementSecret = SecretBytes.CopyOf(requestStream.Current.MeasurementSecret.Span);
+        SecretFields.Zero(requestStream.Current.MeasurementSecret);
         try
         {
             await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
@@ -48,6 +50,7 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
                 throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "state disk key must be 32 bytes"));
             }
             var keys = new ReceivedKeys(SecretBytes.CopyOf(requestStream.Current.StateDiskKey.Span), measurementSecret, "recovery");
+            SecretFields.Zero(requestStream.Current.StateDiskKey);
             measurementSecret = null;
             var verdict = await race.OfferAsync(keys, context.CancellationToken);
             switch (verdict)

@@ -118,6 +118,13 @@ public sealed class RejoinClient(
         {
             throw new InvalidDataException("rejoin ticket has keys of the wrong length");
         }
-        return new ReceivedKeys(SecretBytes.CopyOf(response.StateDiskKey.Span), SecretBytes.CopyOf(response.MeasurementSecret.Span), "rejoin");
+        try
+        {
+            return new ReceivedKeys(SecretBytes.CopyOf(response.StateDiskKey.Span), SecretBytes.CopyOf(response.MeasurementSecret.Span), "rejoin");
+        }
+        finally
+        {
+            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret);
+        }
     }
 }

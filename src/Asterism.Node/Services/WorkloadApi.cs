@@ -1,13 +1,18 @@
 using System.Text;
+using Asterism.Cloud;
 using Asterism.Disk;
+using Asterism.Logging;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Asterism.Node.Services;
 
 /// <summary>
 /// The node's workload: a small key-value API (port 8080) whose data lives on the encrypted state disk, so tests
-/// and the demo can check that nothing written before an outage is lost. Also counts boots.
+/// and the demo can check that nothing written before an outage is lost. Also counts boots. Every request needs
+/// the workspace's credential (bearer token), checked against the SHA-256 the provider put into the node
+/// directory; without that file the API refuses everything.
 /// </summary>
 public static class WorkloadApi
 {
@@ -33,8 +38,20 @@ public static class WorkloadApi
         }
     }
 
-    public static void Map(WebApplication app, RecordStore store, string nodeName)
+    /// <summary>The verifier for this node's workload callers; logs why it refuses everything when the hash file is unusable.</summary>
+    public static ApiCredentialVerifier LoadVerifier(string nodeDirectory, ILogger logger)
     {
+        var verifier = ApiCredentialVerifier.LoadHashFile(Path.Combine(nodeDirectory, ApiCredential.HashFileName), out var problem);
+        if (problem is not null)
+        {
+            logger.Error("Workload API refuses every request: no usable credential hash", [Field.Of("error", problem)]);
+        }
+        return verifier;
+    }
+
+    public static void Map(WebApplication app, RecordStore store, string nodeName, ApiCredentialVerifier verifier, ILogger logger)
+    {
+        app.RequireCredential(verifier, logger, "workload");
         app.MapGet("/data", () => Results.Json(new { node = nodeName, keys = store.Names.Where(n => n.StartsWith(Prefix, StringComparison.Ordinal)).Select(n => n[Prefix.Length..]).Order(StringComparer.Ordinal) }));
         app.MapGet("/data/{key}", (string key) =>
         {

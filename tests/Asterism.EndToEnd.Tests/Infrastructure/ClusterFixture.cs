@@ -195,15 +195,29 @@ public abstract class ClusterFixture : IAsyncLifetime
         }
     }
 
+    /// <summary>The workspace's API credential (the workload API and the provider's power API want it).</summary>
+    public ApiCredential Credential => ApiCredential.Load(Files.CredentialPath);
+
+    /// <summary>A workload API call with this Authorization header value ("" sends none).</summary>
+    public static async Task<HttpResponseMessage> WorkloadAsync(InstanceInfo node, HttpMethod method, string path, string authorization, HttpContent? content = null)
+    {
+        using var request = new HttpRequestMessage(method, $"http://{node.Address}:{Ports.Workload}{path}") { Content = content };
+        if (authorization.Length > 0)
+        {
+            request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        }
+        return await Http.SendAsync(request);
+    }
+
     public async Task PutAsync(InstanceInfo node, string key, string value)
     {
-        using var response = await Http.PutAsync($"http://{node.Address}:{Ports.Workload}/data/{key}", new StringContent(value));
+        using var response = await WorkloadAsync(node, HttpMethod.Put, $"/data/{key}", Credential.AuthorizationValue, new StringContent(value));
         Assert.True(response.IsSuccessStatusCode, $"PUT {key} on {node.Name}: HTTP {(int)response.StatusCode}");
     }
 
     public async Task<string?> GetAsync(InstanceInfo node, string key)
     {
-        using var response = await Http.GetAsync($"http://{node.Address}:{Ports.Workload}/data/{key}");
+        using var response = await WorkloadAsync(node, HttpMethod.Get, $"/data/{key}", Credential.AuthorizationValue);
         if (response.StatusCode == HttpStatusCode.NotFound)
         {
             return null;

@@ -226,6 +226,7 @@ public abstract class OperatorCliTests<TCluster>(TCluster cluster, ITestOutputHe
 
         var malformed = Path.Combine(Cluster.Workspace, "malformed-mastersecret.json");
         await File.WriteAllTextAsync(malformed, "{\"key\": \"not base64!\", \"salt\": 7}");
+        File.SetUnixFileMode(malformed, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         var bad = await Cluster.Cli.RunAsync("recover", "--master-secret", malformed);
         AssertError(bad, 1, malformed);
 

@@ -1,0 +1,67 @@
+using Asterism.Cloud;
+using Asterism.EndToEnd.Tests.Infrastructure;
+
+namespace Asterism.EndToEnd.Tests.Security;
+
+/// <summary>
+/// The CLI run by an ordinary user on a workspace of its own: the real `asterism` executable (so its umask 077
+/// applies) as nobody creates, initializes, shows and terminates a one-node cluster, and leaves nothing open.
+/// </summary>
+public sealed class NonRootOperatorTests
+{
+    [RootFact]
+    public async Task Cli_AsNonRootUser_CreateInitStatusTerminateWork()
+    {
+        var home = Directory.CreateTempSubdirectory("asterism-nonroot-").FullName;
+        var workspace = Path.Combine(home, "ws");
+        var cli = Path.Combine(AppContext.BaseDirectory, "asterism.dll");
+        var dotnet = Environment.ProcessPath is { } p && Path.GetFileName(p) == "dotnet" ? p : "dotnet";
+        // nobody owns its home; the temp parent of the test stays root's, traversable as /tmp is.
+        File.SetUnixFileMode(home, OwnerOnly.DirectoryMode);
+        Chown(home);
+        var environment = new Dictionary<string, string> { ["HOME"] = home, ["DOTNET_CLI_HOME"] = home, ["DOTNET_NOLOGO"] = "1" };
+        async Task<OtherUser.Result> Asterism(params string[] args) =>
+            await OtherUser.RunAsync([dotnet, cli, .. args, "-C", workspace], environment, TimeSpan.FromMinutes(4));
+        try
+        {
+            var created = await Asterism("create", "--control-planes", "1", "--workers", "0");
+            Assert.True(created.ExitCode == 0, "create as nobody: " + created);
+            var initialized = await Asterism("init");
+            Assert.True(initialized.ExitCode == 0, "init as nobody: " + initialized);
+            var status = await Asterism("status");
+            Assert.True(status.ExitCode == 0, "status as nobody: " + status);
+            Assert.Contains("booted", status.Stdout, StringComparison.Ordinal);
+
+            // Everything the real executables created with their umask is the owner's alone.
+            Assert.Empty(FileModes.OpenToOthers(workspace));
+            var processes = Processes.Matching(workspace);
+            Assert.NotEmpty(processes);
+            Assert.All(processes, proc => Assert.Equal(65534, Uid(proc.Pid)));
+
+            var terminated = await Asterism("terminate", "--purge");
+            Assert.True(terminated.ExitCode == 0, "terminate as nobody: " + terminated);
+            Assert.Empty(Processes.Matching(workspace));
+        }
+        finally
+        {
+            foreach (var proc in Processes.Matching(workspace))
+            {
+                Processes.Kill(proc.Pid);
+            }
+            Directory.Delete(home, recursive: true);
+        }
+    }
+
+    private static void Chown(string path)
+    {
+        using var chown = System.Diagnostics.Process.Start("chown", ["nobody:nogroup", path]);
+        chown.WaitForExit();
+        Assert.Equal(0, chown.ExitCode);
+    }
+
+    private static int Uid(int pid)
+    {
+        var line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal));
+        return int.Parse(line.Split('\t', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
