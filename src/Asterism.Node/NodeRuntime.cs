@@ -75,7 +75,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             using (disk)
             using (secrets)
             {
-                return await RunServicesAsync(disk, state, secrets, metadata, started, cancellationToken);
+                return await RunServicesAsync(disk, state, secrets, metadata, attestation, started, cancellationToken);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -232,7 +232,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
     }
 
-    private async Task<int> RunServicesAsync(StateDisk disk, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, long started, CancellationToken cancellationToken)
+    private async Task<int> RunServicesAsync(StateDisk disk, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
         try
@@ -249,7 +249,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 var validator = secrets.Policy.ForKeyRelease().CreateValidator(loggers);
                 hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService,
-                    listen => listen.UseAtlsClientValidation(validator, o => o.LoggerFactory = loggers),
+                    listen => listen.UseAtlsMutual(attestation.Issuer, validator, o => o.LoggerFactory = loggers),
                     services => services.AddSingleton(new JoinApiService(secrets, loggers)),
                     app => app.MapGrpcService<JoinApiService>(),
                     cancellationToken));

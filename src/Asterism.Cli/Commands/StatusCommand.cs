@@ -61,7 +61,7 @@ public static class StatusCommand
         }
     }
 
-    /// <summary>"certified cert:0123456789ab" when the node's identity certificate verifies against the config's provider CA for its name and role.</summary>
+    /// <summary>"certified cert:0123456789abcdef" when the node's identity certificate verifies against the config's provider CA for its name and role.</summary>
     private static string IdentityOf(Workspace workspace, IdentityAuthority? authority, InstanceInfo instance)
     {
         if (authority is null)
@@ -85,7 +85,7 @@ public static class StatusCommand
             return "invalid: " + check.Error;
         }
         return identity.Name == instance.Name && identity.Role == instance.Role
-            ? $"certified cert:{identity.CertificateFingerprint[..12]}"
+            ? $"certified cert:{identity.CertificateFingerprint[..16]}"
             : $"invalid: names {identity.Name} ({identity.Role})";
     }
 

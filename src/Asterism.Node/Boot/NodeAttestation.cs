@@ -71,6 +71,16 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
         throw new NotSupportedException($"attestation variant \"{options.Variant}\" is not supported by this node");
     }
 
+    private Task<IAttestationValidator>? _joinServiceValidator;
+
+    /// <summary>
+    /// What this node requires of a JoinService (<see cref="Rejoin.JoinServiceTrust"/>), built once per boot from the
+    /// node's own boot PCRs, which do not change while it asks for keys.
+    /// </summary>
+    public Task<IAttestationValidator> JoinServiceValidatorAsync(Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken) =>
+        LazyInitializer.EnsureInitialized(ref _joinServiceValidator, () => Rejoin.JoinServiceTrust.CreateValidatorAsync(this, loggers, CancellationToken.None))
+            .WaitAsync(cancellationToken);
+
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options)

@@ -9,24 +9,28 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Node.Rejoin;
 
 /// <summary>
-/// One fresh client-attesting aTLS connection to a JoinService endpoint (this node proves itself; the
-/// JoinService's certificate is not attested, as in Constellation: a wrong key only fails to open the disk).
+/// One fresh mutual-aTLS connection to a JoinService endpoint: this node proves itself, and the JoinService proves it
+/// is a certified, serving control plane of this node's cluster (Constellation checks only the node's side).
 /// </summary>
 public sealed class JoinServiceConnection : IDisposable
 {
     private readonly SocketsHttpHandler _handler;
     private readonly GrpcChannel _channel;
 
-    /// <summary>A connection to <paramref name="endpoint"/> on which this node attests with <paramref name="attestation"/>.</summary>
-    public static Task<JoinServiceConnection> OpenAsync(string endpoint, NodeAttestation attestation, TimeSpan timeout, ILoggerFactory loggers, CancellationToken cancellationToken)
+    /// <summary>
+    /// A mutual-aTLS connection to <paramref name="endpoint"/>: this node attests with <paramref name="attestation"/>,
+    /// and the JoinService must pass <see cref="JoinServiceTrust"/> (certified control plane of this node's provider,
+    /// this node's boot PCRs, PCR 15 ≠ 0) before any request is sent.
+    /// </summary>
+    public static async Task<JoinServiceConnection> OpenAsync(string endpoint, NodeAttestation attestation, TimeSpan timeout, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
-        cancellationToken.ThrowIfCancellationRequested();
-        return Task.FromResult(new JoinServiceConnection(endpoint, attestation.Issuer, timeout, loggers));
+        var validator = await attestation.JoinServiceValidatorAsync(loggers, cancellationToken);
+        return new JoinServiceConnection(endpoint, attestation.Issuer, validator, timeout, loggers);
     }
 
-    private JoinServiceConnection(string endpoint, IAttestationIssuer issuer, TimeSpan timeout, ILoggerFactory loggers)
+    private JoinServiceConnection(string endpoint, IAttestationIssuer issuer, IAttestationValidator joinService, TimeSpan timeout, ILoggerFactory loggers)
     {
-        _handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = timeout, ValidationTimeout = timeout, LoggerFactory = loggers });
+        _handler = AtlsClient.CreateMutualHandler(issuer, joinService, new AtlsClientOptions { HandshakeTimeout = timeout, ValidationTimeout = timeout, LoggerFactory = loggers });
         _channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions
         {
             HttpHandler = _handler,

@@ -41,6 +41,12 @@ public abstract class ClusterFixture : IAsyncLifetime
 
     public virtual int Workers => 2;
 
+    /// <summary>
+    /// Whether the fixture runs `asterism init` after `create`. Scenarios that attack the cluster before init (the
+    /// init API, a squatter on a join port) say false and run init themselves (<see cref="InitAsync"/>).
+    /// </summary>
+    public virtual bool InitAtStart => true;
+
     public string Workspace { get; private set; } = "";
 
     public CliDriver Cli { get; private set; } = null!;
@@ -71,8 +77,11 @@ public abstract class ClusterFixture : IAsyncLifetime
         {
             Created = await Cli.RunOkAsync("create", "--control-planes", ControlPlanes.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--workers", Workers.ToString(System.Globalization.CultureInfo.InvariantCulture), "--variant", Variant);
-            Initialized = await Cli.RunOkAsync("init");
             Instances = await ListAsync();
+            if (InitAtStart)
+            {
+                await InitAsync();
+            }
             Assert.Equal(ControlPlanes + Workers, Instances.Count);
         }
         catch
@@ -82,7 +91,14 @@ public abstract class ClusterFixture : IAsyncLifetime
         }
     }
 
-    public async Task DisposeAsync()
+    /// <summary>`asterism init` (must exit 0); remembered as <see cref="Initialized"/>.</summary>
+    public async Task<CliResult> InitAsync(params string[] extra)
+    {
+        Initialized = await Cli.RunOkAsync(["init", .. extra]);
+        return Initialized;
+    }
+
+    public virtual async Task DisposeAsync()
     {
         await CleanupAsync();
         if (Environment.GetEnvironmentVariable("ASTERISM_E2E_KEEP") != "1" && Directory.Exists(Workspace))
