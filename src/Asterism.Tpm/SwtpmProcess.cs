@@ -223,7 +223,13 @@ public sealed class SwtpmProcess : IAsyncDisposable
             }
             try
             {
-                using var socket = await SwtpmSocketTransport.ConnectUnixAsync(ControlSocketPath, cancellationToken).ConfigureAwait(false);
+                // swtpm binds the control socket before the command socket: ready means both answer.
+                using (await SwtpmSocketTransport.ConnectUnixAsync(ControlSocketPath, cancellationToken).ConfigureAwait(false))
+                {
+                }
+                using (await SwtpmSocketTransport.ConnectUnixAsync(SocketPath, cancellationToken).ConfigureAwait(false))
+                {
+                }
                 return;
             }
             catch (TpmException) when (DateTime.UtcNow < deadline)
@@ -232,7 +238,7 @@ public sealed class SwtpmProcess : IAsyncDisposable
             }
             catch (TpmException e)
             {
-                throw new TpmException("swtpm control socket did not open", e);
+                throw new TpmException("swtpm sockets did not open", e);
             }
         }
     }
