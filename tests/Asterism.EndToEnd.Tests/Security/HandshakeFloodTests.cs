@@ -26,8 +26,12 @@ public sealed class HandshakeFloodTests(FloodCluster cluster, ITestOutputHelper 
     /// <summary>
     /// Per target, 180 attackers: below the listener's 256 pending handshakes, so what this shows is the FIFO queue
     /// for attestation work and the ClientHello timeout, not shedding (HandshakeBudgetTests cover that).
+    /// ASTERISM_E2E_FLOOD_IDLE overrides the idle attackers per target, to reproduce the weakness described below.
     /// </summary>
-    private static readonly HandshakeFlood.Size PerTarget = new(Idle: 110, Hello: 50, Handshakes: 20);
+    private static readonly HandshakeFlood.Size PerTarget = new(
+        Idle: int.TryParse(Environment.GetEnvironmentVariable("ASTERISM_E2E_FLOOD_IDLE"), out var idle) && idle > 0 ? idle : 110,
+        Hello: 50,
+        Handshakes: 20);
 
     /// <summary>Bounds of the flood itself; it normally ends earlier, when every recovery port has closed.</summary>
     private static readonly TimeSpan FloodLimit = TimeSpan.FromSeconds(120);
@@ -41,12 +45,15 @@ public sealed class HandshakeFloodTests(FloodCluster cluster, ITestOutputHelper 
     /// (parallel). Required: exit 0 with exactly the expected lines, every node booted, data intact, and the flood
     /// really ran (every target issued documents for attackers, and more of them while recover ran).
     ///
-    /// A regression guard, not a reproducer: with the simulated variant an attestation costs about a millisecond of
-    /// CPU, and the node's listener held no more than ~180 connections per target here, so `recover` also survived
-    /// this flood on a node built without the budgets (checked with MaxPendingHandshakes and MaxConcurrentAttestations
-    /// at int.MaxValue and a 10 s ClientHello timeout, which is what the listener had before 40d3ee0). The test fails
-    /// when the budget misbehaves in the way that matters end to end: with MaxPendingHandshakes at 8 (attackers shed
-    /// the operator's connection), `recover` pushed fewer nodes, or none (see the README of this project).
+    /// A regression guard, not a reproducer. With the simulated variant an attestation costs about a millisecond of
+    /// CPU, so `recover` also survived this flood on nodes without the budgets: checked once with a temporary,
+    /// uncommitted build whose listeners had MaxPendingHandshakes and MaxConcurrentAttestations at int.MaxValue and
+    /// 10 s to the ClientHello (what the listener had before 40d3ee0): exit 0, both nodes pushed, 3.8 s. It does fail
+    /// when the budget turns against the operator: with MaxPendingHandshakes at 8 the idle attackers shed the
+    /// operator's connections and `recover` printed "No control-plane nodes in need of recovery found. Exiting." and
+    /// exited 0 while both control planes still waited for their key. The same false success happens with the default
+    /// budget when the idle attackers outnumber MaxPendingHandshakes (ASTERISM_E2E_FLOOD_IDLE=1000: in one of five
+    /// runs; see the README of this project, "Known weakness").
     /// </summary>
     [Fact]
     public async Task Recover_HandshakeFloodOnEveryRecoveryPort_EveryNodeRecovered_DataIntact()
@@ -64,6 +71,7 @@ public sealed class HandshakeFloodTests(FloodCluster cluster, ITestOutputHelper 
 
         CliResult recover;
         HandshakeFlood.Counts[] atStart, atEnd;
+        output.WriteLine($"attackers per target: {PerTarget}");
         await using (var flood = HandshakeFlood.Start([.. targets.Select(n => new IPEndPoint(IPAddress.Parse(n.Address), Ports.Recovery))],
             PerTarget, FloodLimit, ConnectionLimit))
         {
@@ -90,6 +98,12 @@ public sealed class HandshakeFloodTests(FloodCluster cluster, ITestOutputHelper 
         Assert.All(atStart, c => Assert.True(c.Attestations >= PerTarget.Hello + PerTarget.Handshakes, $"too few attestations forced before recover: {c}"));
         Assert.True(atEnd.Zip(atStart, (a, b) => (a - b).Attestations).Sum() > 0, "no attacker got a document while recover ran: the flood was not in its way");
 
+        if (recover.Stdout.Contains(RecoverCommand.NothingLine, StringComparison.Ordinal))
+        {
+            var phases = await Task.WhenAll(targets.Select(async n => $"{n.Name}: {(await cluster.StatusAsync(n))?.Phase ?? "(no answer)"}"));
+            Assert.Fail($"recover found nothing to recover while every control plane waited for its key (its connections were dropped "
+                + $"by the flood and taken for \"not waiting\"); now: {string.Join(", ", phases)}\n{recover}");
+        }
         Assert.True(recover.ExitCode == 0, recover.ToString());
         var pushed = recover.StdoutLines.Count - 1;
         Assert.InRange(pushed, 1, cluster.ControlPlanes);
