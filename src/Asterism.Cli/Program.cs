@@ -47,6 +47,7 @@ public static class Program
             await stderr.WriteLineAsync($"Run 'asterism {(commandName.Length > 0 ? commandName + " " : "")}--help' for usage.");
             return 2;
         }
+        await WarnIfTrustAnyKeyAsync(global.WorkspaceOf(result), stderr);
         try
         {
             return await result.InvokeAsync(configuration, cancellationToken);
@@ -60,6 +61,30 @@ public static class Program
         {
             await stderr.WriteLineAsync("Error: cancelled");
             return 130;
+        }
+    }
+
+    /// <summary>
+    /// trustAnyKey makes every attestation key trusted because it signed: allowed only for simulated test clusters, and
+    /// then every command says so, whatever it does.
+    /// </summary>
+    private static async Task WarnIfTrustAnyKeyAsync(string workspace, TextWriter stderr)
+    {
+        var path = Path.Combine(workspace, Asterism.Config.ClusterConfig.FileName);
+        if (!File.Exists(path))
+        {
+            return;
+        }
+        try
+        {
+            if (Asterism.Config.ClusterConfig.Load(path).Attestation.TrustAnyKey)
+            {
+                await stderr.WriteLineAsync($"Warning: INSECURE: {path} sets attestation.trustAnyKey: any local process can sign its own attestation and be trusted; remove it");
+            }
+        }
+        catch (Asterism.Config.WorkspaceFileException)
+        {
+            // The command that needs the configuration reports what is wrong with it.
         }
     }
 }

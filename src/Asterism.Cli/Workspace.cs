@@ -100,16 +100,12 @@ public sealed class Workspace(string directory)
         };
     }
 
-    /// <summary>Warnings an operator must see about the attestation policy in use.</summary>
+    /// <summary>Warnings an operator must see about the attestation policy in use (trustAnyKey is warned about by every command, in Program).</summary>
     public static IEnumerable<string> PolicyWarnings(AttestationPolicy policy)
     {
         if (policy.Variant == AttestationVariant.Simulated)
         {
             yield return "attestation variant \"simulated\" is software-only: for local clusters and tests, never a security boundary";
-        }
-        if (policy.TrustAnyKey)
-        {
-            yield return $"INSECURE: attestation ({policy.Variant.Name}) trusts any attestation key (trustAnyKey: true): any local process can sign its own attestation; remove trustAnyKey from {ClusterConfig.FileName}";
         }
     }
 }

@@ -23,7 +23,7 @@ public sealed class NodeOptions
 
     public string Variant { get; init; } = "simulated";
 
-    /// <summary>swtpm command endpoint (host:port) for the tpm variant.</summary>
+    /// <summary>swtpm command socket for the tpm variant: unix:/absolute/path or /absolute/path (TCP endpoints are refused).</summary>
     public string? TpmEndpoint { get; init; }
 
     /// <summary>Pause between RejoinClient rounds (Constellation: 30 s).</summary>

@@ -20,7 +20,7 @@ public static class Program
         var nodeDir = new Option<string>("--node-dir") { Description = "Node directory (attestation key)", Required = true };
         var metadata = new Option<string>("--metadata") { Description = "Cloud metadata API, e.g. http://127.42.7.1:8080", Required = true };
         var variant = new Option<string>("--variant") { Description = "Attestation variant: simulated or tpm", DefaultValueFactory = _ => "simulated" };
-        var tpm = new Option<string?>("--tpm") { Description = "swtpm command endpoint host:port (tpm variant)" };
+        var tpm = new Option<string?>("--tpm") { Description = "swtpm command socket, unix:/abs/path (tpm variant; TCP is refused)" };
         var interval = new Option<string>("--rejoin-interval") { Description = "Pause between rejoin rounds, e.g. 2s", DefaultValueFactory = _ => "30s" };
         var timeout = new Option<string>("--rejoin-timeout") { Description = "Per-call timeout of rejoin requests, e.g. 2s", DefaultValueFactory = _ => "30s" };
         var diskSize = new Option<string>("--disk-size") { Description = "Size of a newly formatted state disk, e.g. 32MiB", DefaultValueFactory = _ => "32MiB" };

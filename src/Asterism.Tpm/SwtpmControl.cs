@@ -1,12 +1,11 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Net.Sockets;
 
 namespace Asterism.Tpm;
 
 /// <summary>
-/// swtpm's control channel (what <c>swtpm_ioctl --tcp</c> speaks): <c>u32be command, payload</c>, answered by
-/// <c>u32be result</c> (0 = success). One command per connection.
+/// swtpm's control channel (what <c>swtpm_ioctl --unix</c> speaks) on its Unix socket <c>SOCK.ctrl</c>:
+/// <c>u32be command, payload</c>, answered by <c>u32be result</c> (0 = success). One command per connection.
 /// </summary>
 public static class SwtpmControl
 {
@@ -19,23 +18,20 @@ public static class SwtpmControl
     /// <summary>PTM_INIT_FLAG_DELETE_VOLATILE: forget saved volatile state, as <c>swtpm_ioctl -i</c> does.</summary>
     private const uint InitDeleteVolatile = 1;
 
-    public static Task InitAsync(IPEndPoint control, CancellationToken cancellationToken) =>
-        SendAsync(control, CmdInit, InitDeleteVolatile, cancellationToken);
+    /// <summary>The control socket tpm2-tss's swtpm TCTI expects next to the command socket.</summary>
+    public static string ControlPathOf(string commandSocketPath) => commandSocketPath + ".ctrl";
 
-    public static Task ShutdownAsync(IPEndPoint control, CancellationToken cancellationToken) =>
-        SendAsync(control, CmdShutdown, null, cancellationToken);
+    public static Task InitAsync(string controlSocketPath, CancellationToken cancellationToken) =>
+        SendAsync(controlSocketPath, CmdInit, InitDeleteVolatile, cancellationToken);
 
-    private static async Task SendAsync(IPEndPoint control, uint command, uint? argument, CancellationToken cancellationToken)
+    public static Task ShutdownAsync(string controlSocketPath, CancellationToken cancellationToken) =>
+        SendAsync(controlSocketPath, CmdShutdown, null, cancellationToken);
+
+    private static async Task SendAsync(string controlSocketPath, uint command, uint? argument, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(control);
-        if (!IPAddress.IsLoopback(control.Address))
-        {
-            throw new ArgumentException("swtpm control is only reached on a loopback address", nameof(control));
-        }
-        using var socket = new Socket(control.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        using var socket = await SwtpmSocketTransport.ConnectUnixAsync(controlSocketPath, cancellationToken).ConfigureAwait(false);
         try
         {
-            await socket.ConnectAsync(control, cancellationToken).ConfigureAwait(false);
             var request = new byte[argument is null ? 4 : 8];
             BinaryPrimitives.WriteUInt32BigEndian(request, command);
             if (argument is { } a)
@@ -62,7 +58,7 @@ public static class SwtpmControl
         }
         catch (SocketException e)
         {
-            throw new TpmException($"swtpm control channel at {control} failed: {e.SocketErrorCode}", e);
+            throw new TpmException($"swtpm control channel at {controlSocketPath} failed: {e.SocketErrorCode}", e);
         }
     }
 }

@@ -1,12 +1,12 @@
 using System.Diagnostics;
-using System.Net;
 using System.Net.Sockets;
 
 namespace Asterism.Tpm;
 
 /// <summary>
-/// Runs one swtpm (TPM 2.0, socket mode) on 127.0.0.1 with a command port P and control port P+1, state in a
-/// directory the caller owns. The child process is kept (no <c>-d</c>) so it is stopped by its own PID.
+/// Runs one swtpm (TPM 2.0, socket mode) on Unix sockets <c>DIR/tpm.sock</c> (commands) and <c>DIR/tpm.sock.ctrl</c>
+/// (control), state in DIR with files 0600; DIR is made 0700, so only the owning account can reach the TPM (no TCP
+/// port another local user could dial). The child process is kept (no <c>-d</c>) so it is stopped by its own PID.
 /// Stopping is orderly: TPM2_Shutdown(CLEAR), then the control channel's CMD_SHUTDOWN, so the TPM's
 /// dictionary-attack counter does not grow (three unclean stops make DA-protected keys fail with 0x921).
 /// swtpm serves one command connection at a time: reset and stop need no client connected.
@@ -16,40 +16,59 @@ public sealed class SwtpmProcess : IAsyncDisposable
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>File name of the command socket; the control socket is the same name plus <c>.ctrl</c>.</summary>
+    public const string SocketFileName = "tpm.sock";
+
     private readonly Process _process;
+    private readonly string? _ownedSocketDirectory;
     private bool _stopped;
 
-    private SwtpmProcess(Process process, string stateDirectory, int port)
+    private SwtpmProcess(Process process, string stateDirectory, string socketPath, string? ownedSocketDirectory)
     {
         _process = process;
         StateDirectory = stateDirectory;
-        CommandEndpoint = new IPEndPoint(IPAddress.Loopback, port);
-        ControlEndpoint = new IPEndPoint(IPAddress.Loopback, port + 1);
+        SocketPath = socketPath;
+        ControlSocketPath = SwtpmControl.ControlPathOf(socketPath);
+        _ownedSocketDirectory = ownedSocketDirectory;
     }
 
     public string StateDirectory { get; }
 
-    public IPEndPoint CommandEndpoint { get; }
+    /// <summary>The command socket (absolute path) the node is given.</summary>
+    public string SocketPath { get; }
 
-    public IPEndPoint ControlEndpoint { get; }
+    public string ControlSocketPath { get; }
 
     public int ProcessId => _process.Id;
 
-    /// <summary>The TCTI string for tpm2-tools.</summary>
-    public string Tcti => $"swtpm:host=127.0.0.1,port={CommandEndpoint.Port}";
+    /// <summary>The TCTI string for tpm2-tools (the TCTI finds the control socket at <c>SOCK.ctrl</c>).</summary>
+    public string Tcti => $"swtpm:path={SocketPath}";
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Starts swtpm on free loopback ports and waits until its control port answers.</summary>
+    /// <summary>
+    /// Starts swtpm with its state and sockets in <paramref name="stateDirectory"/> (created or tightened to 0700) and
+    /// waits until its control socket answers. When that path is too long for a Unix socket, the sockets go to a
+    /// fresh private 0700 directory under the temp directory instead, removed again when this process is disposed.
+    /// </summary>
     public static async Task<SwtpmProcess> StartAsync(string stateDirectory, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(stateDirectory);
         var executable = FindExecutable("swtpm")
             ?? throw new TpmException("swtpm is not installed: install the packages swtpm and swtpm-tools (apt-get install -y swtpm swtpm-tools)");
-        Directory.CreateDirectory(stateDirectory);
+        stateDirectory = Path.GetFullPath(stateDirectory);
+        CreatePrivateDirectory(stateDirectory);
+        string? ownedSocketDirectory = null;
+        var socketPath = Path.Combine(stateDirectory, SocketFileName);
+        if (System.Text.Encoding.UTF8.GetByteCount(SwtpmControl.ControlPathOf(socketPath)) > SwtpmSocketTransport.MaxSocketPathLength)
+        {
+            ownedSocketDirectory = Directory.CreateTempSubdirectory("asterism-tpm-").FullName; // 0700 on Unix
+            socketPath = Path.Combine(ownedSocketDirectory, SocketFileName);
+        }
         for (var attempt = 0; ; attempt++)
         {
-            var port = FindFreePortPair();
+            DeleteStaleSocket(socketPath);
+            DeleteStaleSocket(SwtpmControl.ControlPathOf(socketPath));
             var psi = new ProcessStartInfo(executable)
             {
                 UseShellExecute = false,
@@ -59,9 +78,9 @@ public sealed class SwtpmProcess : IAsyncDisposable
             foreach (var a in new[]
             {
                 "socket", "--tpm2",
-                "--server", $"type=tcp,port={port},bindaddr=127.0.0.1",
-                "--ctrl", $"type=tcp,port={port + 1},bindaddr=127.0.0.1",
-                "--tpmstate", $"dir={stateDirectory}",
+                "--server", $"type=unixio,path={socketPath}",
+                "--ctrl", $"type=unixio,path={SwtpmControl.ControlPathOf(socketPath)}",
+                "--tpmstate", $"dir={stateDirectory},mode=0600",
                 "--flags", "not-need-init,startup-clear",
                 "--pid", $"file={Path.Combine(stateDirectory, "swtpm.pid")}",
             })
@@ -83,21 +102,22 @@ public sealed class SwtpmProcess : IAsyncDisposable
             process.OutputDataReceived += (_, _) => { };
             process.BeginErrorReadLine();
             process.BeginOutputReadLine();
-            var swtpm = new SwtpmProcess(process, stateDirectory, port);
+            var swtpm = new SwtpmProcess(process, stateDirectory, socketPath, ownedSocketDirectory);
             try
             {
                 await swtpm.WaitReadyAsync(cancellationToken).ConfigureAwait(false);
                 return swtpm;
             }
-            catch (TpmException) when (attempt < 4 && process.HasExited)
+            catch (TpmException) when (attempt < 2 && process.HasExited)
             {
-                // Most likely a port taken between probing and binding: try other ports.
+                // E.g. a stale lock from a killed predecessor: one more try after clearing the sockets.
                 process.Dispose();
             }
             catch (Exception e) when (e is TpmException or OperationCanceledException)
             {
                 swtpm.Kill();
                 process.Dispose();
+                swtpm.RemoveOwnedSocketDirectory();
                 string log;
                 lock (stderr)
                 {
@@ -108,9 +128,9 @@ public sealed class SwtpmProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Connects a client to the command port.</summary>
+    /// <summary>Connects a client to the command socket.</summary>
     public Task<TpmClient> ConnectAsync(TpmClientOptions? options, CancellationToken cancellationToken) =>
-        TpmClient.ConnectSwtpmAsync(CommandEndpoint, options, cancellationToken);
+        TpmClient.ConnectSwtpmAsync(SocketPath, options, cancellationToken);
 
     /// <summary>
     /// Reboots the TPM: orderly TPM2_Shutdown(CLEAR), TPM_Init over the control channel, TPM2_Startup(CLEAR).
@@ -119,7 +139,7 @@ public sealed class SwtpmProcess : IAsyncDisposable
     public async Task ResetAsync(CancellationToken cancellationToken)
     {
         await OrderlyShutdownAsync(cancellationToken).ConfigureAwait(false);
-        await SwtpmControl.InitAsync(ControlEndpoint, cancellationToken).ConfigureAwait(false);
+        await SwtpmControl.InitAsync(ControlSocketPath, cancellationToken).ConfigureAwait(false);
         await using var client = await ConnectAsync(null, cancellationToken).ConfigureAwait(false);
         await client.StartupAsync(TpmStartupType.Clear, cancellationToken).ConfigureAwait(false);
     }
@@ -139,7 +159,7 @@ public sealed class SwtpmProcess : IAsyncDisposable
         try
         {
             await OrderlyShutdownAsync(cancellationToken).ConfigureAwait(false);
-            await SwtpmControl.ShutdownAsync(ControlEndpoint, cancellationToken).ConfigureAwait(false);
+            await SwtpmControl.ShutdownAsync(ControlSocketPath, cancellationToken).ConfigureAwait(false);
             using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             wait.CancelAfter(StopTimeout);
             await _process.WaitForExitAsync(wait.Token).ConfigureAwait(false);
@@ -174,6 +194,7 @@ public sealed class SwtpmProcess : IAsyncDisposable
             // Already killed by StopAsync.
         }
         _process.Dispose();
+        RemoveOwnedSocketDirectory();
     }
 
     private async Task OrderlyShutdownAsync(CancellationToken cancellationToken)
@@ -200,19 +221,18 @@ public sealed class SwtpmProcess : IAsyncDisposable
             {
                 throw new TpmException($"swtpm exited with code {_process.ExitCode}");
             }
-            using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
-                await socket.ConnectAsync(ControlEndpoint, cancellationToken).ConfigureAwait(false);
+                using var socket = await SwtpmSocketTransport.ConnectUnixAsync(ControlSocketPath, cancellationToken).ConfigureAwait(false);
                 return;
             }
-            catch (SocketException) when (DateTime.UtcNow < deadline)
+            catch (TpmException) when (DateTime.UtcNow < deadline)
             {
                 await Task.Delay(5, cancellationToken).ConfigureAwait(false);
             }
-            catch (SocketException e)
+            catch (TpmException e)
             {
-                throw new TpmException("swtpm control port did not open", e);
+                throw new TpmException("swtpm control socket did not open", e);
             }
         }
     }
@@ -232,29 +252,36 @@ public sealed class SwtpmProcess : IAsyncDisposable
         }
     }
 
-    private static int FindFreePortPair()
+    /// <summary>Creates <paramref name="path"/> if needed and makes it 0700: the sockets inside are the TPM's only door.</summary>
+    internal static void CreatePrivateDirectory(string path)
     {
-        for (var i = 0; i < 50; i++)
+        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    private static void DeleteStaleSocket(string path)
+    {
+        // A socket file left by a killed swtpm makes bind() fail with EADDRINUSE.
+        if (File.Exists(path) && (File.GetAttributes(path) & FileAttributes.Directory) == 0)
         {
-            using var first = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            first.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            var port = ((IPEndPoint)first.LocalEndPoint!).Port;
-            if (port >= IPEndPoint.MaxPort)
-            {
-                continue;
-            }
-            using var second = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            try
-            {
-                second.Bind(new IPEndPoint(IPAddress.Loopback, port + 1));
-                return port;
-            }
-            catch (SocketException)
-            {
-                // P+1 taken: try another P.
-            }
+            File.Delete(path);
         }
-        throw new TpmException("no free pair of loopback ports for swtpm");
+    }
+
+    private void RemoveOwnedSocketDirectory()
+    {
+        if (_ownedSocketDirectory is null)
+        {
+            return;
+        }
+        try
+        {
+            Directory.Delete(_ownedSocketDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Left behind in the temp directory; it is private (0700) and holds only dead sockets.
+        }
     }
 
     internal static string? FindExecutable(string name)

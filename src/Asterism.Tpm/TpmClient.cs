@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Security.Cryptography;
 
 namespace Asterism.Tpm;
@@ -23,11 +22,11 @@ public sealed class TpmClient : IAsyncDisposable
         _options = options ?? new TpmClientOptions();
     }
 
-    /// <summary>Connects to swtpm's command port (loopback only).</summary>
-    public static async Task<TpmClient> ConnectSwtpmAsync(IPEndPoint endpoint, TpmClientOptions? options, CancellationToken cancellationToken)
+    /// <summary>Connects to swtpm's command socket (a Unix socket path).</summary>
+    public static async Task<TpmClient> ConnectSwtpmAsync(string socketPath, TpmClientOptions? options, CancellationToken cancellationToken)
     {
         options ??= new TpmClientOptions();
-        var transport = await SwtpmTcpTransport.ConnectAsync(endpoint, options.MaxResponseSize, cancellationToken).ConfigureAwait(false);
+        var transport = await SwtpmSocketTransport.ConnectAsync(socketPath, options.MaxResponseSize, cancellationToken).ConfigureAwait(false);
         return new TpmClient(transport, options);
     }
 
@@ -173,6 +172,147 @@ public sealed class TpmClient : IAsyncDisposable
         return result;
     }
 
+    /// <summary>
+    /// TPM2_HierarchyChangeAuth: replaces the authorisation value of <paramref name="hierarchy"/>, authorised with its
+    /// current value. Owner, endorsement and lockout values persist; the platform value lasts until the next Startup.
+    /// </summary>
+    public async Task HierarchyChangeAuthAsync(
+        TpmHierarchy hierarchy, ReadOnlyMemory<byte> currentAuth, ReadOnlyMemory<byte> newAuth, CancellationToken cancellationToken)
+    {
+        if (newAuth.Length > TpmConst.MaxDigest)
+        {
+            throw new ArgumentException($"an authorisation value is at most {TpmConst.MaxDigest} bytes", nameof(newAuth));
+        }
+        var p = new TpmWriter().WriteSized(newAuth.Span);
+        try
+        {
+            var (_, parameters) = await ExecuteAsync(TpmCommandCode.HierarchyChangeAuth, [(uint)hierarchy], [currentAuth], p, 0, cancellationToken).ConfigureAwait(false);
+            new TpmReader(parameters).ExpectEnd("HierarchyChangeAuth response");
+        }
+        finally
+        {
+            p.Clear();
+        }
+    }
+
+    /// <summary>TPM2_NV_ReadPublic: size and attributes of an NV index (e.g. an EK certificate index).</summary>
+    public async Task<TpmNvPublic> NvReadPublicAsync(uint nvIndex, CancellationToken cancellationToken)
+    {
+        var (_, parameters) = await ExecuteAsync(TpmCommandCode.NvReadPublic, [nvIndex], null, new TpmWriter(0), 0, cancellationToken).ConfigureAwait(false);
+        var r = new TpmReader(parameters);
+        var size = r.ReadUInt16();
+        var start = r.Position;
+        var index = r.ReadUInt32();
+        var nameAlg = r.ReadUInt16();
+        var attributes = r.ReadUInt32();
+        r.ReadSized(TpmConst.MaxDigest, "NV authPolicy");
+        var dataSize = r.ReadUInt16();
+        if (r.Position - start != size)
+        {
+            throw new TpmFormatException($"TPM2B_NV_PUBLIC says {size} bytes, its fields take {r.Position - start}");
+        }
+        var name = r.ReadSized(TpmConst.MaxName, "NV name").ToArray();
+        r.ExpectEnd("NV_ReadPublic response");
+        if (index != nvIndex)
+        {
+            throw new TpmFormatException($"NV_ReadPublic answered for index 0x{index:X8}, not 0x{nvIndex:X8}");
+        }
+        return new TpmNvPublic(index, nameAlg, attributes, dataSize, name);
+    }
+
+    /// <summary>
+    /// TPM2_NV_Read of the whole index, authorised by the index itself with <paramref name="indexAuth"/> (AUTHREAD;
+    /// EK certificate indices have an empty one). Reads in chunks below every TPM's NV buffer limit.
+    /// </summary>
+    public async Task<byte[]> NvReadAsync(uint nvIndex, ReadOnlyMemory<byte> indexAuth, CancellationToken cancellationToken)
+    {
+        var info = await NvReadPublicAsync(nvIndex, cancellationToken).ConfigureAwait(false);
+        if (info.DataSize > TpmConst.MaxNvIndexSize)
+        {
+            throw new TpmFormatException($"NV index 0x{nvIndex:X8} holds {info.DataSize} bytes, at most {TpmConst.MaxNvIndexSize} are read");
+        }
+        var result = new byte[info.DataSize];
+        for (var offset = 0; offset < result.Length;)
+        {
+            var want = (ushort)Math.Min(TpmConst.MaxNvBufferChunk, result.Length - offset);
+            var p = new TpmWriter().WriteUInt16(want).WriteUInt16((ushort)offset);
+            var (_, parameters) = await ExecuteAsync(TpmCommandCode.NvRead, [nvIndex, nvIndex], [indexAuth], p, 0, cancellationToken).ConfigureAwait(false);
+            var r = new TpmReader(parameters);
+            var data = r.ReadSized(want, "NV data");
+            r.ExpectEnd("NV_Read response");
+            if (data.Length != want)
+            {
+                throw new TpmFormatException($"NV_Read returned {data.Length} bytes, {want} were asked for");
+            }
+            data.CopyTo(result.AsSpan(offset));
+            offset += want;
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// TPM2_StartAuthSession of an unbound, unsalted SHA-256 policy session with no parameter encryption. Such a
+    /// session carries no HMAC key, so it authorises only through its policy (e.g. PolicySecret). Flush it when done.
+    /// </summary>
+    public async Task<uint> StartPolicySessionAsync(CancellationToken cancellationToken)
+    {
+        var nonceCaller = RandomNumberGenerator.GetBytes(32);
+        var p = new TpmWriter()
+            .WriteSized(nonceCaller)
+            .WriteUInt16(0) // encryptedSalt: none
+            .WriteByte(TpmConst.SessionTypePolicy)
+            .WriteUInt16(TpmAlg.Null) // symmetric: none
+            .WriteUInt16(TpmAlg.Sha256);
+        var (handles, parameters) = await ExecuteAsync(TpmCommandCode.StartAuthSession, [(uint)TpmHierarchy.Null, (uint)TpmHierarchy.Null], null, p, 1, cancellationToken).ConfigureAwait(false);
+        var r = new TpmReader(parameters);
+        r.ReadSized(TpmConst.MaxDigest, "nonceTPM");
+        r.ExpectEnd("StartAuthSession response");
+        return handles[0];
+    }
+
+    /// <summary>
+    /// TPM2_PolicySecret: proves knowledge of <paramref name="authHandle"/>'s authorisation value (sent in a password
+    /// session) and extends the policy session with it — what the standard EK policy asks for (TPM_RH_ENDORSEMENT).
+    /// </summary>
+    public async Task PolicySecretAsync(uint authHandle, ReadOnlyMemory<byte> auth, uint policySession, CancellationToken cancellationToken)
+    {
+        var p = new TpmWriter()
+            .WriteUInt16(0) // nonceTPM: none (no expiration)
+            .WriteUInt16(0) // cpHashA
+            .WriteUInt16(0) // policyRef
+            .WriteUInt32(0); // expiration
+        var (_, parameters) = await ExecuteAsync(TpmCommandCode.PolicySecret, [authHandle, policySession], [auth], p, 0, cancellationToken).ConfigureAwait(false);
+        var r = new TpmReader(parameters);
+        r.ReadSized(TpmConst.MaxDigest, "timeout");
+        r.ReadUInt16(); // policyTicket.tag
+        r.ReadUInt32(); // policyTicket.hierarchy
+        r.ReadSized(TpmConst.MaxDigest, "policyTicket.digest");
+        r.ExpectEnd("PolicySecret response");
+    }
+
+    /// <summary>
+    /// TPM2_ActivateCredential: the TPM decrypts <paramref name="encryptedSecret"/> with <paramref name="keyHandle"/>
+    /// (the EK, authorised by <paramref name="keyPolicySession"/>), checks the credential's HMAC against the name of
+    /// <paramref name="activateHandle"/> (the AK, ADMIN role with a password) and returns the secret. It succeeds only
+    /// when both keys are loaded in this TPM. The policy session is consumed.
+    /// </summary>
+    public async Task<byte[]> ActivateCredentialAsync(
+        uint activateHandle, ReadOnlyMemory<byte> activateAuth, uint keyHandle, uint keyPolicySession,
+        ReadOnlyMemory<byte> credentialBlob, ReadOnlyMemory<byte> encryptedSecret, CancellationToken cancellationToken)
+    {
+        var p = new TpmWriter(credentialBlob.Length + encryptedSecret.Length + 8)
+            .WriteSized(credentialBlob.Span)
+            .WriteSized(encryptedSecret.Span);
+        var (_, parameters) = await ExecuteAsync(
+            TpmCommandCode.ActivateCredential, [activateHandle, keyHandle], [activateAuth, ReadOnlyMemory<byte>.Empty], p, 0, cancellationToken,
+            [TpmConst.PasswordSession, keyPolicySession]).ConfigureAwait(false);
+        var r = new TpmReader(parameters);
+        var certInfo = r.ReadSized(TpmConst.MaxDigest, "certInfo").ToArray();
+        r.ExpectEnd("ActivateCredential response");
+        CryptographicOperations.ZeroMemory(parameters);
+        return certInfo;
+    }
+
     /// <summary>TPM2_FlushContext: frees a transient object or session slot.</summary>
     public async Task FlushContextAsync(uint handle, CancellationToken cancellationToken)
     {
@@ -224,18 +364,20 @@ public sealed class TpmClient : IAsyncDisposable
     }
 
     private async Task<(uint[] Handles, byte[] Parameters)> ExecuteAsync(
-        TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters, int responseHandles, CancellationToken cancellationToken)
+        TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters, int responseHandles, CancellationToken cancellationToken,
+        uint[]? sessions = null)
     {
-        var (rc, result) = await TryExecuteAsync(command, handles, auths, parameters, responseHandles, cancellationToken).ConfigureAwait(false);
+        var (rc, result) = await TryExecuteAsync(command, handles, auths, parameters, responseHandles, cancellationToken, sessions).ConfigureAwait(false);
         ThrowIfError(command, rc);
         return result;
     }
 
     private async Task<(TpmResponseCode Code, (uint[] Handles, byte[] Parameters) Result)> TryExecuteAsync(
-        TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters, int responseHandles, CancellationToken cancellationToken)
+        TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters, int responseHandles, CancellationToken cancellationToken,
+        uint[]? sessions = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var bytes = BuildCommand(command, handles, auths, parameters);
+        var bytes = BuildCommand(command, handles, auths, parameters, sessions);
         try
         {
             await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -281,7 +423,12 @@ public sealed class TpmClient : IAsyncDisposable
         }
     }
 
-    internal static byte[] BuildCommand(TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters)
+    /// <summary>
+    /// Marshals a command. Each entry of <paramref name="auths"/> is a password for TPM_RS_PW, or, where
+    /// <paramref name="sessions"/> names a policy session, that session's (empty) HMAC: an unbound, unsalted policy
+    /// session without PolicyAuthValue has no HMAC key, so the TPM expects none.
+    /// </summary>
+    internal static byte[] BuildCommand(TpmCommandCode command, uint[] handles, ReadOnlyMemory<byte>[]? auths, TpmWriter parameters, uint[]? sessions = null)
     {
         var w = new TpmWriter(TpmConst.HeaderSize + (handles.Length * 4) + 64 + parameters.Length);
         w.WriteUInt16(auths is null ? TpmConst.StNoSessions : TpmConst.StSessions).WriteUInt32(0).WriteUInt32((uint)command);
@@ -293,10 +440,12 @@ public sealed class TpmClient : IAsyncDisposable
         {
             var sizeAt = w.Length;
             w.WriteUInt32(0);
-            foreach (var auth in auths)
+            for (var i = 0; i < auths.Length; i++)
             {
-                // TPMS_AUTH_COMMAND for a password session: handle, empty nonce, continueSession, password.
-                w.WriteUInt32(TpmConst.PasswordSession).WriteUInt16(0).WriteByte(0x01).WriteSized(auth.Span);
+                // TPMS_AUTH_COMMAND: handle, empty nonce, attributes (continueSession for passwords; a policy session
+                // is used once and then flushed by the TPM), password or HMAC.
+                var session = sessions?[i] ?? TpmConst.PasswordSession;
+                w.WriteUInt32(session).WriteUInt16(0).WriteByte(session == TpmConst.PasswordSession ? (byte)0x01 : (byte)0x00).WriteSized(auths[i].Span);
             }
             w.PatchUInt32(sizeAt, (uint)(w.Length - sizeAt - 4));
         }

@@ -3,13 +3,19 @@ namespace Asterism.Tpm;
 /// <summary>TPM 2.0 command codes used by this client (TPM 2.0 Part 2, TPM_CC).</summary>
 public enum TpmCommandCode : uint
 {
+    HierarchyChangeAuth = 0x129,
     CreatePrimary = 0x131,
+    ActivateCredential = 0x147,
+    NvRead = 0x14E,
+    PolicySecret = 0x151,
     PcrEvent = 0x13C,
     Startup = 0x144,
     Shutdown = 0x145,
     Quote = 0x158,
     FlushContext = 0x165,
+    NvReadPublic = 0x169,
     ReadPublic = 0x173,
+    StartAuthSession = 0x176,
     GetRandom = 0x17B,
     PcrRead = 0x17E,
     PcrExtend = 0x182,
@@ -27,7 +33,9 @@ public enum TpmHierarchy : uint
 {
     Owner = 0x40000001,
     Null = 0x40000007,
+    Lockout = 0x4000000A,
     Endorsement = 0x4000000B,
+    Platform = 0x4000000C,
 }
 
 /// <summary>Object attributes (TPMA_OBJECT).</summary>
@@ -91,6 +99,9 @@ internal static class TpmConst
     public const ushort StAttestQuote = 0x8018;
     public const uint GeneratedValue = 0xFF544347;
     public const uint PasswordSession = 0x40000009;
+    public const byte SessionTypePolicy = 0x01;
+    public const int MaxNvBufferChunk = 768;
+    public const int MaxNvIndexSize = 4096;
     public const ushort EccNistP256 = 0x0003;
     public const int HeaderSize = 10;
     public const int PcrCount = 24;

@@ -8,3 +8,6 @@ public sealed record TpmReadPublicResult(byte[] PublicArea, byte[] Name, byte[] 
 
 /// <summary>TPM2_Quote: the signed TPMS_ATTEST bytes and the TPMT_SIGNATURE bytes, both as the TPM produced them.</summary>
 public sealed record TpmQuoteResult(byte[] Attest, byte[] Signature);
+
+/// <summary>TPM2_NV_ReadPublic: the index's attributes and data size (TPMS_NV_PUBLIC) and its name.</summary>
+public sealed record TpmNvPublic(uint Index, ushort NameAlg, uint Attributes, int DataSize, byte[] Name);

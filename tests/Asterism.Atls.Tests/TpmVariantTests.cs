@@ -19,7 +19,7 @@ public sealed class TpmVariantTests : IAsyncLifetime
     {
         _dir = Directory.CreateTempSubdirectory("asterism-atls-tpm-").FullName;
         _swtpm = await SwtpmProcess.StartAsync(_dir, CancellationToken.None);
-        _tpm = await TpmAttestationSession.ConnectSwtpmAsync(_swtpm.CommandEndpoint, CancellationToken.None);
+        _tpm = await TpmAttestationSession.ConnectSwtpmAsync(_swtpm.SocketPath, default, null, CancellationToken.None);
         await _tpm.Pcrs.MeasureEventAsync(4, "asterism-node binary"u8.ToArray(), CancellationToken.None);
     }
 

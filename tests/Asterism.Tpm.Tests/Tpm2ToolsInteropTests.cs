@@ -117,7 +117,7 @@ public sealed class Tpm2ToolsInteropTests : IAsyncLifetime
     {
         var template = TpmAttestationKey.Template();
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(template.AsSpan(4), (uint)(TpmAttestationKey.KeyAttributes & ~TpmObjectAttributes.NoDa));
-        var recording = new RecordingTransport(await SwtpmTcpTransport.ConnectAsync(_swtpm.Process.CommandEndpoint, 8192, CancellationToken.None));
+        var recording = new RecordingTransport(await SwtpmSocketTransport.ConnectAsync(_swtpm.Process.SocketPath, 8192, CancellationToken.None));
         await using var client = new TpmClient(recording);
         var key = await client.CreatePrimaryAsync(TpmHierarchy.Owner, template, default, CancellationToken.None);
         var quote = await client.QuoteAsync(key.Handle, default, new byte[32], TpmPcrSelection.Sha256([0]), CancellationToken.None);

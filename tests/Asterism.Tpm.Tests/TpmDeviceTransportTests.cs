@@ -20,7 +20,7 @@ public sealed class TpmDeviceTransportTests
         ScriptResult expected;
         await using (var swtpm = await TestSwtpm.StartAsync())
         {
-            var recording = new RecordingTransport(await SwtpmTcpTransport.ConnectAsync(swtpm.Process.CommandEndpoint, 8192, CancellationToken.None));
+            var recording = new RecordingTransport(await SwtpmSocketTransport.ConnectAsync(swtpm.Process.SocketPath, 8192, CancellationToken.None));
             await using var client = new TpmClient(recording);
             expected = await RunScriptAsync(client);
             recorded = recording.Exchanges;

@@ -37,7 +37,7 @@ public sealed class TpmAtlsBenchmark : IMacroBenchmark
         try
         {
             await using var swtpm = await SwtpmProcess.StartAsync(dir, cancellationToken);
-            await using var tpm = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.CommandEndpoint, cancellationToken);
+            await using var tpm = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.SocketPath, default, null, cancellationToken);
             await tpm.Pcrs.MeasureEventAsync(4, "asterism-node"u8.ToArray(), cancellationToken);
             var tpmPolicy = new AttestationPolicy
             {

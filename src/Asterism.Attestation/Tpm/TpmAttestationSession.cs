@@ -1,4 +1,3 @@
-using System.Net;
 using Asterism.Tpm;
 
 namespace Asterism.Attestation.Tpm;
@@ -29,33 +28,27 @@ public sealed class TpmAttestationSession : IAsyncDisposable
     /// <summary>The key's fingerprint as listed in <c>trustedKeys</c>.</summary>
     public string KeyFingerprint => TpmValidator.FingerprintOf(Key.PublicKey);
 
-    /// <summary>Connects to swtpm's command port (loopback only) and creates the attestation key.</summary>
-    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(IPEndPoint endpoint, CancellationToken cancellationToken) =>
-        await ConnectSwtpmAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
-
-    /// <summary>As <see cref="ConnectSwtpmAsync(IPEndPoint, CancellationToken)"/>, with the AK's identity certificate (DER) for its documents.</summary>
-    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(IPEndPoint endpoint, byte[]? identityCertificate, CancellationToken cancellationToken)
+    /// <summary>
+    /// Connects to swtpm's command socket (a Unix socket in the instance's 0700 directory) and creates the
+    /// attestation key under the endorsement hierarchy, authorised by <paramref name="endorsementAuth"/> (the
+    /// provider sets it when it manufactures the TPM; empty for a TPM nobody locked). <paramref name="identityCertificate"/>
+    /// (DER) is the AK's identity certificate its documents carry.
+    /// </summary>
+    public static async Task<TpmAttestationSession> ConnectSwtpmAsync(
+        string socketPath, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(endpoint);
-        if (!IPAddress.IsLoopback(endpoint.Address))
-        {
-            throw new ArgumentException("the swtpm endpoint must be a loopback address", nameof(endpoint));
-        }
-        var client = await TpmClient.ConnectSwtpmAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
-        return await OpenAsync(client, identityCertificate, cancellationToken).ConfigureAwait(false);
+        var client = await TpmClient.ConnectSwtpmAsync(socketPath, null, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(client, endorsementAuth, identityCertificate, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Creates the attestation key on <paramref name="client"/>; the session owns the client from then on.</summary>
-    public static Task<TpmAttestationSession> OpenAsync(TpmClient client, CancellationToken cancellationToken) =>
-        OpenAsync(client, null, cancellationToken);
-
-    /// <summary>As <see cref="OpenAsync(TpmClient, CancellationToken)"/>, with the AK's identity certificate (DER) for its documents.</summary>
-    public static async Task<TpmAttestationSession> OpenAsync(TpmClient client, byte[]? identityCertificate, CancellationToken cancellationToken)
+    public static async Task<TpmAttestationSession> OpenAsync(
+        TpmClient client, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(client);
         try
         {
-            var key = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            var key = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, endorsementAuth, cancellationToken).ConfigureAwait(false);
             return new TpmAttestationSession(client, key, identityCertificate);
         }
         catch

@@ -80,7 +80,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         var firmware = options.Firmware ?? spec.Variant switch
         {
             CloudSpec.SimulatedVariant => new SimulatedFirmware(),
-            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
+            CloudSpec.TpmVariant => (IFirmware)new SwtpmFirmware(workspace.CloudDir, loggerFactory.CreateLogger("Asterism.Cloud.Firmware")),
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
         workspace.EnsurePrivateDirectories();

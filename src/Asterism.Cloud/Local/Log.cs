@@ -47,9 +47,18 @@ internal static partial class Log
     [LoggerMessage(7030, LogLevel.Warning, "Bad cloud API request path={Path} error={Error}")]
     public static partial void BadRequest(ILogger logger, string path, string error);
 
-    [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} port={Port} events={Events}")]
-    public static partial void TpmPoweredOn(ILogger logger, string name, int pid, int port, int events);
+    [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} socket={Socket} events={Events}")]
+    public static partial void TpmPoweredOn(ILogger logger, string name, int pid, string socket, int events);
 
     [LoggerMessage(7041, LogLevel.Information, "TPM shut down name={Name} pid={Pid}")]
     public static partial void TpmShutDown(ILogger logger, string name, int pid);
+
+    [LoggerMessage(7042, LogLevel.Information, "TPM manufactured name={Name} swtpmSetupMs={SetupMs:F0} totalMs={TotalMs:F0}")]
+    public static partial void TpmManufactured(ILogger logger, string name, double setupMs, double totalMs);
+
+    [LoggerMessage(7043, LogLevel.Information, "Attestation key certified after credential activation name={Name} akName={AkName} ms={Ms:F1}")]
+    public static partial void TpmAkCertified(ILogger logger, string name, string akName, double ms);
+
+    [LoggerMessage(7044, LogLevel.Error, "Attestation key not certified name={Name} status={Status} reason={Reason}")]
+    public static partial void TpmAkRefused(ILogger logger, string name, string status, string reason);
 }

@@ -61,19 +61,26 @@ public static class NodeProvisioning
     /// <summary>Issues the identity certificate for <paramref name="attestationKeySpki"/> unless a valid one from this CA for this key is there.</summary>
     public static void EnsureIdentity(ProviderCa ca, InstancePlan plan, string nodeDirectory, ReadOnlySpan<byte> attestationKeySpki)
     {
+        if (HasValidIdentity(ca, plan, nodeDirectory, attestationKeySpki))
+        {
+            return;
+        }
+        IdentityFiles.WriteCertificate(IdentityFiles.CertificatePath(nodeDirectory), ca.IssueIdentity(plan.Name, plan.Role.ToWire(), attestationKeySpki));
+    }
+
+    /// <summary>True when the node directory holds an identity certificate from this CA for this instance, role and key.</summary>
+    public static bool HasValidIdentity(ProviderCa ca, InstancePlan plan, string nodeDirectory, ReadOnlySpan<byte> attestationKeySpki)
+    {
         ArgumentNullException.ThrowIfNull(ca);
         ArgumentNullException.ThrowIfNull(plan);
         var path = IdentityFiles.CertificatePath(nodeDirectory);
-        if (File.Exists(path))
+        if (!File.Exists(path))
         {
-            using var authority = ca.CreateAuthority();
-            var check = authority.Verify(IdentityFiles.ReadCertificate(path), attestationKeySpki, DateTimeOffset.UtcNow);
-            if (check.Identity is { } existing && existing.Name == plan.Name && existing.Role == plan.Role.ToWire())
-            {
-                return;
-            }
+            return false;
         }
-        IdentityFiles.WriteCertificate(path, ca.IssueIdentity(plan.Name, plan.Role.ToWire(), attestationKeySpki));
+        using var authority = ca.CreateAuthority();
+        var check = authority.Verify(IdentityFiles.ReadCertificate(path), attestationKeySpki, DateTimeOffset.UtcNow);
+        return check.Identity is { } existing && existing.Name == plan.Name && existing.Role == plan.Role.ToWire();
     }
 
     /// <summary>Creates <paramref name="path"/> (and missing parents) with mode 0700, and tightens it if it exists.</summary>

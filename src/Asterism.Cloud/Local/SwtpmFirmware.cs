@@ -1,4 +1,8 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Asterism.Attestation.Identities;
 using Asterism.Tpm;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -6,19 +10,45 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace Asterism.Cloud.Local;
 
 /// <summary>
-/// Firmware of the tpm variant: one swtpm per instance (state in INSTDIR/tpm). Before each boot it powers the TPM
-/// on (a fresh swtpm process, or a reset of a running one: PCRs back to zero), extends the measured-boot events
-/// into it as firmware would, disconnects (swtpm serves one client at a time) and hands the node
-/// <c>--tpm 127.0.0.1:PORT</c>. After the node exited, crashed or not, the TPM itself is shut down cleanly
-/// (TPM2_Shutdown, then swtpm's CMD_SHUTDOWN): the "chip" never loses power uncleanly, so the lockout counter stays 0.
-/// boot-measurements.json is still written, documenting what was measured.
+/// Firmware of the tpm variant: one swtpm per instance (state in INSTDIR/tpm, 0700, Unix sockets inside it).
+/// On an instance's first power-on the provider, acting as the TPM manufacturer, runs swtpm_setup so the TPM gets
+/// an EK certificate from the provider's manufacturer CA (WORKSPACE/.asterism/cloud/tpm-manufacturer/), then sets
+/// the endorsement hierarchy auth to a random value kept 0600 in the node directory and the lockout auth to a random
+/// value it forgets. Before each boot it powers the TPM on (a fresh swtpm, or a reset: PCRs back to zero), sets a
+/// random platform auth for this boot (so nobody can clear the TPM or change its seeds), extends the measured-boot
+/// events, and — when the node directory has no valid identity certificate for the TPM's AK — certifies the AK
+/// through <see cref="TpmRegistrar"/> (EK certificate check, credential activation) with the provider CA. It then
+/// disconnects (swtpm serves one client at a time) and hands the node <c>--tpm unix:INSTDIR/tpm/tpm.sock</c>. After
+/// the node exited the TPM is shut down cleanly (TPM2_Shutdown, then CMD_SHUTDOWN), so the lockout counter stays 0.
 /// </summary>
-public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDisposable
+public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
 {
     public const string TpmDirectoryName = "tpm";
 
+    /// <summary>The manufacturer CA's directory inside the provider's cloud directory.</summary>
+    public const string ManufacturerDirectoryName = "tpm-manufacturer";
+
+    /// <summary>Written into the TPM state directory once manufacturing finished (EK certificate and auth values set).</summary>
+    public const string ManufacturedMarker = "manufactured";
+
     private readonly ConcurrentDictionary<string, SwtpmProcess> _tpms = new(StringComparer.Ordinal);
-    private readonly ILogger _logger = logger ?? NullLogger.Instance;
+    private readonly ILogger _logger;
+    private readonly SwtpmManufacturer _manufacturer;
+    private readonly X509Certificate2Collection _trustedManufacturers;
+
+    /// <param name="cloudDir">The provider's own directory (WORKSPACE/.asterism/cloud); the manufacturer CA lives below it.</param>
+    /// <param name="logger">Firmware log.</param>
+    public SwtpmFirmware(string cloudDir, ILogger? logger = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(cloudDir);
+        _logger = logger ?? NullLogger.Instance;
+        _manufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(cloudDir, ManufacturerDirectoryName));
+        // The registrar is configured from the CA file as it would be with a TPM vendor's EK CA.
+        _trustedManufacturers = TpmRegistrar.LoadManufacturerCas(_manufacturer.CertificatePath);
+    }
+
+    /// <summary>The manufacturer CA certificate file (PEM).</summary>
+    public string ManufacturerCertificatePath => _manufacturer.CertificatePath;
 
     /// <summary>PIDs of the swtpm processes running now, by instance name.</summary>
     public IReadOnlyDictionary<string, int> ProcessIds() =>
@@ -30,23 +60,36 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
         var name = context.Instance.Name;
         var events = MeasuredBoot.ComputeEvents(context);
         MeasuredBoot.Write(Path.Combine(context.InstanceDir, MeasuredBoot.FileName), events);
+        var nodeDir = Path.Combine(context.InstanceDir, "node");
+        NodeProvisioning.CreatePrivateDirectory(nodeDir);
         try
         {
-            var tpm = await PowerOnAsync(name, Path.Combine(context.InstanceDir, TpmDirectoryName), cancellationToken).ConfigureAwait(false);
+            var tpm = await PowerOnAsync(name, Path.Combine(context.InstanceDir, TpmDirectoryName), nodeDir, cancellationToken).ConfigureAwait(false);
             await using (var client = await tpm.ConnectAsync(null, cancellationToken).ConfigureAwait(false))
             {
+                // Firmware owns the platform hierarchy; a value nobody keeps locks it until the next power-on.
+                await client.HierarchyChangeAuthAsync(TpmHierarchy.Platform, default, RandomNumberGenerator.GetBytes(32), cancellationToken).ConfigureAwait(false);
                 foreach (var e in events)
                 {
                     await client.PcrExtendAsync(e.Pcr, Convert.FromHexString(e.Digest), cancellationToken).ConfigureAwait(false);
                 }
+                if (context.Ca is { } ca)
+                {
+                    await CertifyAttestationKeyAsync(client, ca, context.Instance, nodeDir, cancellationToken).ConfigureAwait(false);
+                }
             }
-            Log.TpmPoweredOn(_logger, name, tpm.ProcessId, tpm.CommandEndpoint.Port, events.Count);
-            return new FirmwareBoot(events, ["--tpm", $"127.0.0.1:{tpm.CommandEndpoint.Port}"]);
+            Log.TpmPoweredOn(_logger, name, tpm.ProcessId, tpm.SocketPath, events.Count);
+            return new FirmwareBoot(events, ["--tpm", "unix:" + tpm.SocketPath]);
         }
         catch (TpmException e)
         {
             await PowerOffCoreAsync(name).ConfigureAwait(false);
             throw new CloudConfigException($"the TPM of {name} failed: {e.Message}");
+        }
+        catch (CloudConfigException)
+        {
+            await PowerOffCoreAsync(name).ConfigureAwait(false);
+            throw;
         }
     }
 
@@ -62,7 +105,73 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
         await Task.WhenAll(_tpms.Keys.ToList().Select(PowerOffCoreAsync)).ConfigureAwait(false);
     }
 
-    private async Task<SwtpmProcess> PowerOnAsync(string name, string stateDirectory, CancellationToken cancellationToken)
+    private async Task CertifyAttestationKeyAsync(TpmClient client, ProviderCa ca, InstancePlan plan, string nodeDir, CancellationToken cancellationToken)
+    {
+        var auth = TpmEndorsementAuth.Load(nodeDir) ?? throw new CloudConfigException($"the endorsement auth of {plan.Name}'s TPM is missing");
+        try
+        {
+            await using var ak = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, auth, cancellationToken).ConfigureAwait(false);
+            var spki = ak.PublicKey.ExportSubjectPublicKeyInfo();
+            if (NodeProvisioning.HasValidIdentity(ca, plan, nodeDir, spki))
+            {
+                return;
+            }
+            var watch = Stopwatch.StartNew();
+            var registrar = new TpmRegistrar(_trustedManufacturers, key => ca.IssueIdentity(plan.Name, plan.Role.ToWire(), key));
+            var result = await registrar.RegisterAsync(client, ak, auth, cancellationToken).ConfigureAwait(false);
+            if (!result.IsCertified)
+            {
+                Log.TpmAkRefused(_logger, plan.Name, result.Status.ToString(), result.Reason);
+                throw new CloudConfigException($"the attestation key of {plan.Name} was not certified: {result.Reason}");
+            }
+            IdentityFiles.WriteCertificate(IdentityFiles.CertificatePath(nodeDir), result.IdentityCertificate!);
+            Log.TpmAkCertified(_logger, plan.Name, Convert.ToHexStringLower(ak.PublicKey.ComputeName()), watch.Elapsed.TotalMilliseconds);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(auth);
+        }
+    }
+
+    /// <summary>
+    /// First power-on (no marker, or the node lost its endorsement auth): a fresh TPM from the manufacturer, with
+    /// the endorsement auth handed to the node and the lockout auth forgotten. A half-done run is redone from scratch.
+    /// </summary>
+    private async Task ManufactureIfNeededAsync(string name, string stateDirectory, string nodeDir, CancellationToken cancellationToken)
+    {
+        if (File.Exists(Path.Combine(stateDirectory, ManufacturedMarker)) && TpmEndorsementAuth.Load(nodeDir) is not null)
+        {
+            return;
+        }
+        var watch = Stopwatch.StartNew();
+        if (Directory.Exists(stateDirectory))
+        {
+            Directory.Delete(stateDirectory, recursive: true);
+        }
+        await _manufacturer.ManufactureAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
+        var setup = watch.Elapsed;
+        var auth = TpmEndorsementAuth.Generate();
+        try
+        {
+            await using var tpm = await SwtpmProcess.StartAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
+            await using (var client = await tpm.ConnectAsync(null, cancellationToken).ConfigureAwait(false))
+            {
+                TpmEndorsementAuth.Save(nodeDir, auth);
+                await client.HierarchyChangeAuthAsync(TpmHierarchy.Endorsement, default, auth, cancellationToken).ConfigureAwait(false);
+                await client.HierarchyChangeAuthAsync(TpmHierarchy.Lockout, default, RandomNumberGenerator.GetBytes(32), cancellationToken).ConfigureAwait(false);
+            }
+            await tpm.StopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(auth);
+        }
+        File.WriteAllText(Path.Combine(stateDirectory, ManufacturedMarker), "swtpm_setup with the provider's manufacturer CA; endorsement and lockout auth set\n");
+        File.SetUnixFileMode(Path.Combine(stateDirectory, ManufacturedMarker), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        Log.TpmManufactured(_logger, name, setup.TotalMilliseconds, watch.Elapsed.TotalMilliseconds);
+    }
+
+    private async Task<SwtpmProcess> PowerOnAsync(string name, string stateDirectory, string nodeDir, CancellationToken cancellationToken)
     {
         if (_tpms.TryGetValue(name, out var running) && !running.HasExited)
         {
@@ -74,6 +183,7 @@ public sealed class SwtpmFirmware(ILogger? logger = null) : IFirmware, IAsyncDis
         {
             await running.DisposeAsync().ConfigureAwait(false);
         }
+        await ManufactureIfNeededAsync(name, stateDirectory, nodeDir, cancellationToken).ConfigureAwait(false);
         // swtpm keeps the TPM's state (its seeds) here: the owner's alone, whatever the umask.
         OwnerOnly.CreateDirectory(stateDirectory);
         var tpm = await SwtpmProcess.StartAsync(stateDirectory, cancellationToken).ConfigureAwait(false);

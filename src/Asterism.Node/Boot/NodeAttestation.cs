@@ -1,8 +1,9 @@
-using System.Net;
+using System.Security.Cryptography;
 using Asterism.Attestation;
 using Asterism.Attestation.Identities;
 using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
+using Asterism.Tpm;
 
 namespace Asterism.Node.Boot;
 
@@ -44,11 +45,18 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
         {
             // The provider (the firmware) has measured the boot into this TPM already; the node only quotes and
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
-            if (!IPEndPoint.TryParse(options.TpmEndpoint ?? "", out var endpoint) || endpoint.Port == 0 || !IPAddress.IsLoopback(endpoint.Address))
+            var socketPath = SwtpmSocketTransport.ParseSocketArgument(options.TpmEndpoint);
+            var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
+                ?? throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
+            TpmAttestationSession session;
+            try
             {
-                throw new ArgumentException("the tpm variant needs --tpm HOST:PORT on a loopback address");
+                session = await TpmAttestationSession.ConnectSwtpmAsync(socketPath, auth, certificate, cancellationToken);
             }
-            var session = await TpmAttestationSession.ConnectSwtpmAsync(endpoint, certificate, cancellationToken);
+            finally
+            {
+                CryptographicOperations.ZeroMemory(auth);
+            }
             try
             {
                 var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options);

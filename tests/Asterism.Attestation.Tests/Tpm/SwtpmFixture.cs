@@ -19,7 +19,7 @@ public sealed class SwtpmFixture : IAsyncLifetime
     {
         _dir = Directory.CreateTempSubdirectory("asterism-tpm-attestation-").FullName;
         Swtpm = await SwtpmProcess.StartAsync(_dir, CancellationToken.None);
-        Session = await TpmAttestationSession.ConnectSwtpmAsync(Swtpm.CommandEndpoint, CancellationToken.None);
+        Session = await TpmAttestationSession.ConnectSwtpmAsync(Swtpm.SocketPath, default, null, CancellationToken.None);
         await Session.Pcrs.MeasureEventAsync(4, "asterism-node binary"u8.ToArray(), CancellationToken.None);
     }
 

@@ -18,7 +18,7 @@ public sealed class Tpm2ToolsInteropTests
         {
             await using var swtpm = await SwtpmProcess.StartAsync(Path.Combine(dir, "state"), CancellationToken.None);
             string fingerprint;
-            await using (var session = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.CommandEndpoint, CancellationToken.None))
+            await using (var session = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.SocketPath, default, null, CancellationToken.None))
             {
                 await session.Pcrs.MeasureEventAsync(4, "asterism-node binary"u8.ToArray(), CancellationToken.None);
                 fingerprint = session.KeyFingerprint;

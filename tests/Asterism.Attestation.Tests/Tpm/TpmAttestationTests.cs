@@ -261,7 +261,7 @@ public sealed class TpmAttestationTests(SwtpmFixture tpm) : IClassFixture<SwtpmF
         try
         {
             await using var swtpm = await SwtpmProcess.StartAsync(dir, CancellationToken.None);
-            await using var session = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.CommandEndpoint, CancellationToken.None);
+            await using var session = await TpmAttestationSession.ConnectSwtpmAsync(swtpm.SocketPath, default, null, CancellationToken.None);
             var clusterId = RandomNumberGenerator.GetBytes(32);
             await session.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, CancellationToken.None);
             var nonce = RandomNumberGenerator.GetBytes(32);

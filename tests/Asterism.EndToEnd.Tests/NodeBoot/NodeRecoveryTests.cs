@@ -303,7 +303,9 @@ public abstract class NodeRecoveryTests<TCluster>(TCluster cluster, ITestOutputH
 
     private static async Task<IssueRejoinTicketResponse> RequestRejoinTicketAsync(InstanceInfo joinService, SimulatedIssuer issuer, string diskUuid)
     {
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = TimeSpan.FromSeconds(20), ValidationTimeout = TimeSpan.FromSeconds(20) });
+        // The test plays the node: it must also accept the JoinService (mutual aTLS); who it is does not matter here.
+        var anyServer = new SimulatedValidator(new SimulatedValidatorOptions { TrustAnyKey = true });
+        using var handler = AtlsClient.CreateMutualHandler(issuer, anyServer, new AtlsClientOptions { HandshakeTimeout = TimeSpan.FromSeconds(20), ValidationTimeout = TimeSpan.FromSeconds(20) });
         using var channel = GrpcChannel.ForAddress($"https://{joinService.Address}:{Ports.JoinService}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
         var client = new API.APIClient(channel);
         return await client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, deadline: DateTime.UtcNow.AddSeconds(30));

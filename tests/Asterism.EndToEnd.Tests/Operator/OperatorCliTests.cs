@@ -18,7 +18,7 @@ namespace Asterism.EndToEnd.Tests.Operator;
 public abstract class OperatorCliTests<TCluster>(TCluster cluster, ITestOutputHelper output)
     where TCluster : ClusterFixture
 {
-    private static readonly string[] NodeKeys = ["name", "role", "address", "power", "phase", "waitingSince", "lastError"];
+    private static readonly string[] NodeKeys = ["name", "role", "address", "power", "phase", "waitingSince", "lastError", "identity"];
 
     protected TCluster Cluster { get; } = cluster;
 

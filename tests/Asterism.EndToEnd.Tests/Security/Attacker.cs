@@ -160,10 +160,14 @@ public static class Attack
         return new SimulatedIssuer(key, bank, IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(nodeDir)));
     }
 
-    /// <summary>One join.API call over client-attesting aTLS (the node side of join and rejoin).</summary>
+    /// <summary>
+    /// One join.API call over mutual aTLS (the node side of join and rejoin). The attacker does not care who the
+    /// JoinService is, so it accepts any server key; what it presents of itself is <paramref name="issuer"/>'s.
+    /// </summary>
     public static async Task<TResponse> JoinCallAsync<TResponse>(InstanceInfo joinService, IAttestationIssuer issuer, Func<API.APIClient, DateTime, Task<TResponse>> call)
     {
-        using var handler = AtlsClient.CreateAttestingHandler(issuer, new AtlsClientOptions { HandshakeTimeout = CallTimeout, ValidationTimeout = CallTimeout });
+        var anyServer = new SimulatedValidator(new SimulatedValidatorOptions { TrustAnyKey = true });
+        using var handler = AtlsClient.CreateMutualHandler(issuer, anyServer, new AtlsClientOptions { HandshakeTimeout = CallTimeout, ValidationTimeout = CallTimeout });
         using var channel = GrpcChannel.ForAddress($"https://{joinService.Address}:{Ports.JoinService}", new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = false });
         return await call(new API.APIClient(channel), DateTime.UtcNow.Add(CallTimeout));
     }
@@ -267,33 +271,16 @@ public sealed class Squatter : IAsyncDisposable
             app => app.MapGrpcService<FakeRecoverService>());
 
     /// <summary>
-    /// A fake JoinService handing out tickets of its choosing. Today a node only proves itself (client-attesting aTLS),
-    /// so the squatter asks for the client's attestation and accepts anything. Once the node also checks the
-    /// JoinService (mutual aTLS, <c>UseAtlsMutual</c> on main), the squatter presents <paramref name="issuer"/>'s
-    /// forged attestation instead: expected PCRs, PCR 15 ≠ 0 like a serving control plane, but a key no provider
-    /// certified. The method is found by reflection so this file compiles before and after that change.
+    /// A fake JoinService handing out tickets of its choosing. Nodes check the JoinService (mutual aTLS), so the
+    /// squatter presents <paramref name="issuer"/>'s forged attestation: expected PCRs, PCR 15 ≠ 0 like a serving
+    /// control plane, but a key no provider certified. It accepts any client.
     /// </summary>
     public static Task<Squatter> JoinServiceAsync(IPAddress address, IAttestationIssuer issuer, FakeTicket ticket)
     {
         var anyClient = new SimulatedValidator(new SimulatedValidatorOptions { TrustAnyKey = true });
-        return StartAsync(address, Ports.JoinService, (listen, _) =>
-        {
-            if (MutualListen is { } mutual)
-            {
-                mutual.Invoke(null, [listen, issuer, anyClient, null]);
-            }
-            else
-            {
-                listen.UseAtlsClientValidation(anyClient);
-            }
-        }, (services, log) => services.AddSingleton(new FakeJoinService(log, ticket)), app => app.MapGrpcService<FakeJoinService>());
+        return StartAsync(address, Ports.JoinService, (listen, _) => listen.UseAtlsMutual(issuer, anyClient),
+            (services, log) => services.AddSingleton(new FakeJoinService(log, ticket)), app => app.MapGrpcService<FakeJoinService>());
     }
-
-    /// <summary>Whether this build has mutual aTLS (the node-side check of the JoinService can exist).</summary>
-    public static bool HasMutualAtls => MutualListen is not null;
-
-    private static MethodInfo? MutualListen => typeof(AtlsListenOptionsExtensions).GetMethod("UseAtlsMutual",
-        [typeof(ListenOptions), typeof(IAttestationIssuer), typeof(IAttestationValidator), typeof(Action<AtlsServerOptions>)]);
 
     private static async Task<Squatter> StartAsync(IPAddress address, int port, Action<ListenOptions, SquatterLog> listen,
         Action<IServiceCollection, SquatterLog> services, Action<WebApplication> map)

@@ -47,7 +47,6 @@ public sealed class JoinServiceSquatterTests(SquatterCluster cluster, ITestOutpu
         var ticket = FakeTicket.Create();
         using var forged = ForgedKey.Create(Path.Combine(cluster.Workspace, "attacker"));
         var issuer = forged.Issuer(Attack.ExpectedPcrs(cluster, pcr15: RandomNumberGenerator.GetBytes(32)), forged.SelfSignedIdentity(squatted.Name, "control-plane"));
-        output.WriteLine($"mutual aTLS in this build: {Squatter.HasMutualAtls}");
 
         Task<CliResult> init;
         var squatter = await Squatter.JoinServiceAsync(IPAddress.Parse(squatted.Address), issuer, ticket);

@@ -1,16 +1,20 @@
 using System.Buffers.Binary;
-using System.Net;
 using System.Net.Sockets;
 
 namespace Asterism.Tpm;
 
 /// <summary>
-/// swtpm's command port with the Microsoft-simulator framing: request <c>u32be 8 (TPM_SEND_COMMAND), u8 locality,
+/// swtpm's command socket with the Microsoft-simulator framing: request <c>u32be 8 (TPM_SEND_COMMAND), u8 locality,
 /// u32be length, command</c>; response <c>u32be length, response, u32be 0</c>; <c>u32be 20</c> ends the session.
-/// Loopback only. swtpm serves one connection at a time, so hold one per TPM.
+/// The socket is a Unix domain socket in a 0700 directory, so only its owner (the provider while it measures and
+/// certifies, then the node) can connect: filesystem permissions are the TPM's access control.
+/// swtpm serves one connection at a time, so hold one per TPM.
 /// </summary>
-public sealed class SwtpmTcpTransport : ITpmTransport
+public sealed class SwtpmSocketTransport : ITpmTransport
 {
+    /// <summary>Longest socket path the kernel accepts (sun_path is 108 bytes with its terminating NUL).</summary>
+    public const int MaxSocketPathLength = 107;
+
     private const uint SendCommand = 8;
     private const uint SessionEnd = 20;
 
@@ -20,7 +24,7 @@ public sealed class SwtpmTcpTransport : ITpmTransport
     private bool _broken;
     private bool _disposed;
 
-    private SwtpmTcpTransport(Socket socket, int maxResponseSize)
+    private SwtpmSocketTransport(Socket socket, int maxResponseSize)
     {
         _socket = socket;
         _stream = new NetworkStream(socket, ownsSocket: true);
@@ -30,31 +34,58 @@ public sealed class SwtpmTcpTransport : ITpmTransport
     /// <summary>The locality sent with each command (0 unless a test wants another).</summary>
     public byte Locality { get; init; }
 
-    /// <summary>Connects to a swtpm command port on a loopback address.</summary>
-    public static async Task<SwtpmTcpTransport> ConnectAsync(IPEndPoint endpoint, int maxResponseSize, CancellationToken cancellationToken)
+    /// <summary>
+    /// Parses a node's <c>--tpm</c> value: <c>unix:/abs/path</c> or <c>/abs/path</c>. Anything else — a TCP HOST:PORT
+    /// above all, which every local process could dial — is refused with <see cref="ArgumentException"/>.
+    /// </summary>
+    public static string ParseSocketArgument(string? value)
     {
-        ArgumentNullException.ThrowIfNull(endpoint);
-        if (!IPAddress.IsLoopback(endpoint.Address))
+        var path = value is not null && value.StartsWith("unix:", StringComparison.Ordinal) ? value["unix:".Length..] : value;
+        if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains('\0')
+            || System.Text.Encoding.UTF8.GetByteCount(path) > MaxSocketPathLength)
         {
-            throw new ArgumentException("swtpm is only reached on a loopback address", nameof(endpoint));
+            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock (TCP endpoints are refused)");
         }
+        return path;
+    }
+
+    /// <summary>Connects to swtpm's command socket at <paramref name="socketPath"/> (an absolute path).</summary>
+    public static async Task<SwtpmSocketTransport> ConnectAsync(string socketPath, int maxResponseSize, CancellationToken cancellationToken)
+    {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxResponseSize, TpmConst.HeaderSize);
-        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = await ConnectUnixAsync(socketPath, cancellationToken).ConfigureAwait(false);
+        return new SwtpmSocketTransport(socket, maxResponseSize);
+    }
+
+    /// <summary>Opens a stream socket to a Unix socket path; failures become <see cref="TpmException"/>.</summary>
+    internal static async Task<Socket> ConnectUnixAsync(string socketPath, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(socketPath);
+        if (!Path.IsPathFullyQualified(socketPath))
+        {
+            throw new ArgumentException("the swtpm socket path must be absolute", nameof(socketPath));
+        }
+        if (System.Text.Encoding.UTF8.GetByteCount(socketPath) > MaxSocketPathLength)
+        {
+            throw new ArgumentException($"the swtpm socket path is longer than {MaxSocketPathLength} bytes", nameof(socketPath));
+        }
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
-            await socket.ConnectAsync(endpoint, cancellationToken).ConfigureAwait(false);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken).ConfigureAwait(false);
+            return socket;
         }
         catch (SocketException e)
         {
             socket.Dispose();
-            throw new TpmException($"cannot connect to swtpm at {endpoint}: {e.SocketErrorCode}", e);
+            // EACCES when another user tries: the 0700 directory is doing its job.
+            throw new TpmException($"cannot connect to swtpm at {socketPath}: {e.SocketErrorCode}", e);
         }
         catch
         {
             socket.Dispose();
             throw;
         }
-        return new SwtpmTcpTransport(socket, maxResponseSize);
     }
 
     public async ValueTask<byte[]> TransmitAsync(ReadOnlyMemory<byte> command, CancellationToken cancellationToken)
@@ -93,6 +124,11 @@ public sealed class SwtpmTcpTransport : ITpmTransport
         catch (Exception e) when (e is IOException or SocketException or EndOfStreamException)
         {
             throw new TpmException("swtpm connection failed: " + e.Message, e);
+        }
+        finally
+        {
+            // The frame may carry authorisation values (passwords, hierarchy auth).
+            Array.Clear(frame);
         }
     }
 
