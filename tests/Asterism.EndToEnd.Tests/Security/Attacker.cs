@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
 using System.Reflection;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -462,5 +464,247 @@ public sealed class RogueNode : IDisposable
             _process.WaitForExit(10_000);
         }
         _process.Dispose();
+    }
+}
+
+/// <summary>
+/// A bounded handshake flood against aTLS listeners (the recovery ports of waiting control planes), from this process
+/// on its own loopback source addresses. Per target: idle connections that never send a ClientHello and reconnect
+/// when dropped; TLS ClientHellos with a fresh nonce server name and ALPN h2 that abort (RST) right after the server's
+/// first flight, so each one makes the node attest for nothing; and complete handshakes in a loop that then close.
+/// A target's loops end when it refuses connections (its recovery server is gone); the whole flood ends after
+/// <c>maxDuration</c> or <c>maxConnections</c> connections, whichever comes first, or on <see cref="StopAsync"/>.
+/// </summary>
+public sealed class HandshakeFlood : IAsyncDisposable
+{
+    /// <summary>Attackers per target, by kind.</summary>
+    public sealed record Size(int Idle, int Hello, int Handshakes);
+
+    /// <summary>What the attackers achieved against one target.</summary>
+    public sealed record Counts(long IdleConnects, long IdleDropped, long Flights, long Handshakes, long Failures)
+    {
+        /// <summary>Documents the node issued for attackers: aborted ClientHellos that got the flight, and complete handshakes.</summary>
+        public long Attestations => Flights + Handshakes;
+
+        public static Counts operator -(Counts a, Counts b) =>
+            new(a.IdleConnects - b.IdleConnects, a.IdleDropped - b.IdleDropped, a.Flights - b.Flights, a.Handshakes - b.Handshakes, a.Failures - b.Failures);
+
+        public override string ToString() =>
+            $"idle connects={IdleConnects} dropped by the node={IdleDropped}; attestations forced={Attestations} (aborted after the flight={Flights}, complete handshakes={Handshakes}); failures={Failures}";
+    }
+
+    /// <summary>Per-connection bound, so a hung handshake cannot hold an attacker forever.</summary>
+    private static readonly TimeSpan ConnectionTimeout = TimeSpan.FromSeconds(20);
+
+    private readonly Target[] _targets;
+    private readonly Size _size;
+    private readonly long _maxConnections;
+    private readonly CancellationTokenSource _stop;
+    private readonly Stopwatch _watch = Stopwatch.StartNew();
+    private Task _loops = Task.CompletedTask;
+    private long _connections;
+
+    private HandshakeFlood(IReadOnlyList<IPEndPoint> targets, Size size, TimeSpan maxDuration, long maxConnections)
+    {
+        // Own source addresses per target (127.201.<target>.<1..8>), so the flood spreads over several ephemeral port
+        // ranges and never competes for ports with the cluster's own connections from 127.0.0.1.
+        _targets = [.. targets.Select((endpoint, i) => new Target(endpoint,
+            [.. Enumerable.Range(1, 8).Select(s => new IPAddress(new byte[] { 127, 201, (byte)i, (byte)s }))]))];
+        _size = size;
+        _maxConnections = maxConnections;
+        _stop = new CancellationTokenSource(maxDuration);
+    }
+
+    /// <summary>Completes once every attacker of every target has connected and each target has issued documents.</summary>
+    public TaskCompletionSource Underway { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>TCP connections opened so far (all targets, all kinds).</summary>
+    public long Connections => Interlocked.Read(ref _connections);
+
+    public TimeSpan Elapsed => _watch.Elapsed;
+
+    public IReadOnlyList<IPEndPoint> Targets => [.. _targets.Select(t => t.Endpoint)];
+
+    /// <summary>The counts of each target, in the order given.</summary>
+    public IReadOnlyList<Counts> Snapshot() => [.. _targets.Select(t => t.Snapshot())];
+
+    public static HandshakeFlood Start(IReadOnlyList<IPEndPoint> targets, Size size, TimeSpan maxDuration, long maxConnections)
+    {
+        Assert.All(targets, t => Assert.True(IPAddress.IsLoopback(t.Address), $"{t} is not a loopback address"));
+        var flood = new HandshakeFlood(targets, size, maxDuration, maxConnections);
+        var loops = new List<Task>();
+        foreach (var target in flood._targets)
+        {
+            loops.AddRange(Enumerable.Range(0, size.Idle).Select(i => Task.Run(() => flood.IdleLoopAsync(target, i))));
+            loops.AddRange(Enumerable.Range(0, size.Hello).Select(i => Task.Run(() => flood.TlsLoopAsync(target, i, complete: false))));
+            loops.AddRange(Enumerable.Range(0, size.Handshakes).Select(i => Task.Run(() => flood.TlsLoopAsync(target, i, complete: true))));
+        }
+        flood._loops = Task.WhenAll(loops);
+        return flood;
+    }
+
+    /// <summary>Stops every attacker and waits until each has closed its socket.</summary>
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync();
+        await _loops;
+        _watch.Stop();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stop.Dispose();
+    }
+
+    private sealed class Target(IPEndPoint endpoint, IPAddress[] sources)
+    {
+        public long IdleConnects;
+        public long IdleDropped;
+        public long Flights;
+        public long Handshakes;
+        public long Failures;
+
+        public IPEndPoint Endpoint { get; } = endpoint;
+
+        public IPAddress[] Sources { get; } = sources;
+
+        /// <summary>Set once the target refused a connection: nothing listens there any more.</summary>
+        public volatile bool Gone;
+
+        public Counts Snapshot() => new(Interlocked.Read(ref IdleConnects), Interlocked.Read(ref IdleDropped), Interlocked.Read(ref Flights),
+            Interlocked.Read(ref Handshakes), Interlocked.Read(ref Failures));
+    }
+
+    /// <summary>Whether an attacker may open one more connection to <paramref name="target"/>.</summary>
+    private bool NextConnection(Target target) =>
+        !_stop.IsCancellationRequested && !target.Gone && Interlocked.Increment(ref _connections) <= _maxConnections;
+
+    /// <summary>Connects from one of the target's source addresses; false when the target refuses (its listener is gone).</summary>
+    private async Task<Socket?> ConnectAsync(Target target, int attacker)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(new IPEndPoint(target.Sources[attacker % target.Sources.Length], 0));
+            await socket.ConnectAsync(target.Endpoint, _stop.Token);
+            return socket;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+        {
+            target.Gone = true;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            if (e is SocketException)
+            {
+                Interlocked.Increment(ref target.Failures);
+            }
+        }
+        socket.Dispose();
+        return null;
+    }
+
+    /// <summary>Connects and sends nothing; reconnects as soon as the node closes the connection.</summary>
+    private async Task IdleLoopAsync(Target target, int attacker)
+    {
+        var buffer = new byte[256];
+        while (NextConnection(target))
+        {
+            using var socket = await ConnectAsync(target, attacker);
+            if (socket is null)
+            {
+                continue;
+            }
+            Interlocked.Increment(ref target.IdleConnects);
+            CheckUnderway();
+            try
+            {
+                while (await socket.ReceiveAsync(buffer, SocketFlags.None, _stop.Token) > 0)
+                {
+                }
+                Interlocked.Increment(ref target.IdleDropped);
+            }
+            catch (SocketException)
+            {
+                Interlocked.Increment(ref target.IdleDropped);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// A TLS 1.3 ClientHello with a fresh aTLS nonce server name and ALPN h2. The server's flight counts only when its
+    /// certificate carries an attestation document (the node did attest). Then: abort with a reset, or finish the
+    /// handshake and close.
+    /// </summary>
+    private async Task TlsLoopAsync(Target target, int attacker, bool complete)
+    {
+        while (NextConnection(target))
+        {
+            using var socket = await ConnectAsync(target, attacker);
+            if (socket is null)
+            {
+                continue;
+            }
+            var attested = false;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            timeout.CancelAfter(ConnectionTimeout);
+            try
+            {
+                await using var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+                await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+                {
+                    TargetHost = AtlsNonce.ToServerName(AtlsNonce.Create()),
+                    ApplicationProtocols = [SslApplicationProtocol.Http2],
+                    EnabledSslProtocols = System.Security.Authentication.SslProtocols.Tls13,
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                    RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                    {
+                        attested = CarriesAttestation(certificate);
+                        return complete && attested;
+                    },
+                }, timeout.Token);
+                if (attested)
+                {
+                    Interlocked.Increment(ref target.Handshakes);
+                }
+                else
+                {
+                    Interlocked.Increment(ref target.Failures);
+                }
+            }
+            catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException or SocketException or OperationCanceledException)
+            {
+                if (attested && !complete)
+                {
+                    Interlocked.Increment(ref target.Flights);
+                }
+                else if (!_stop.IsCancellationRequested)
+                {
+                    Interlocked.Increment(ref target.Failures);
+                }
+            }
+            finally
+            {
+                // Vanish without a goodbye: a reset, and no TIME_WAIT left on this side.
+                socket.LingerState = new LingerOption(true, 0);
+            }
+            CheckUnderway();
+        }
+    }
+
+    private static bool CarriesAttestation(X509Certificate? certificate) =>
+        certificate is X509Certificate2 c && c.Extensions.Any(e => e.Oid?.Value?.StartsWith(AttestationVariant.OidArc + ".", StringComparison.Ordinal) == true);
+
+    private void CheckUnderway()
+    {
+        if (!Underway.Task.IsCompleted && _targets.All(t => Interlocked.Read(ref t.IdleConnects) >= _size.Idle
+            && Interlocked.Read(ref t.Flights) >= _size.Hello && Interlocked.Read(ref t.Handshakes) >= _size.Handshakes))
+        {
+            Underway.TrySetResult();
+        }
     }
 }
