@@ -99,7 +99,7 @@ public static class RecoverCommand
         var watch = Stopwatch.StartNew();
         var results = await Task.WhenAll(targets.Select(async instance =>
         {
-            var pushed = await pusher.PushAsync(RecoveryPusher.RecoveryEndpoint(instance.Address), instance.Name, cancellationToken);
+            var pushed = await PushUntilAnsweredAsync(pusher, instance, progress, cancellationToken);
             if (pushed.Outcome == PushOutcome.Recovered)
             {
                 lock (stdout)
@@ -111,6 +111,42 @@ public static class RecoverCommand
             return (instance, pushed);
         }));
         return Summarize(results.Select(r => (r.instance.Name, r.pushed)).ToList(), stdout, stderr);
+    }
+
+    /// <summary>How often a node that says it waits for its key, but whose recovery port did not answer, is tried again.</summary>
+    public const int UnansweredRetries = 3;
+
+    /// <summary>
+    /// One node's push. "Unavailable" normally means the node is not waiting (it is booted, or still booting); but a
+    /// node whose boot status says it waits for its key must have been pushed — a dropped connection there (a busy
+    /// node, a handshake flood) is retried, and if it never answers the node is reported as failed, never silently
+    /// counted as "nothing to recover".
+    /// </summary>
+    private static async Task<PushResult> PushUntilAnsweredAsync(RecoveryPusher pusher, InstanceInfo instance, Progress progress, CancellationToken cancellationToken)
+    {
+        var endpoint = RecoveryPusher.RecoveryEndpoint(instance.Address);
+        var pushed = await pusher.PushAsync(endpoint, instance.Name, cancellationToken);
+        for (var attempt = 1; pushed.Outcome == PushOutcome.Unavailable; attempt++)
+        {
+            var status = await NodeProbe.BootStatusAsync(instance.Address, cancellationToken);
+            if (status?.Phase != BootPhases.WaitingForKey)
+            {
+                return pushed;
+            }
+            if (attempt > UnansweredRetries)
+            {
+                return pushed with
+                {
+                    Outcome = PushOutcome.Failed,
+                    Detail = $"the node waits for its key, but its recovery port did not answer ({pushed.Detail}) after {UnansweredRetries + 1} attempts",
+                    NodeName = instance.Name,
+                };
+            }
+            progress.Report($"  {instance.Name}: waits for its key but its recovery port did not answer ({pushed.Detail}); trying again");
+            await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt), cancellationToken);
+            pushed = await pusher.PushAsync(endpoint, instance.Name, cancellationToken);
+        }
+        return pushed;
     }
 
     /// <summary>
