@@ -9,7 +9,7 @@ namespace Asterism.Tpm;
 public sealed class TpmEccPublicKey
 {
     /// <summary>Largest TPMT_PUBLIC accepted (ECC areas are ~90 bytes; RSA ones never get here).</summary>
-    public const int MaxPublicAreaSize = 1024;
+    public const int MaxPublicAreaSize = TpmPublicArea.MaxSize;
 
     private readonly byte[] _publicArea;
 
@@ -67,29 +67,7 @@ public sealed class TpmEccPublicKey
     /// <summary>Parses a TPMT_PUBLIC (not the TPM2B wrapper) for an ECC P-256 key.</summary>
     public static TpmEccPublicKey Parse(ReadOnlySpan<byte> publicArea)
     {
-        if (publicArea.Length > MaxPublicAreaSize)
-        {
-            throw new TpmFormatException($"public area has {publicArea.Length} bytes, at most {MaxPublicAreaSize} allowed");
-        }
-        var r = new TpmReader(publicArea);
-        var type = r.ReadUInt16();
-        if (type != TpmAlg.Ecc)
-        {
-            throw new TpmFormatException($"public area type 0x{type:X4} is not TPM_ALG_ECC");
-        }
-        var nameAlg = r.ReadUInt16();
-        if (nameAlg != TpmAlg.Sha256)
-        {
-            throw new TpmFormatException($"name algorithm 0x{nameAlg:X4} is not SHA-256");
-        }
-        var attributes = (TpmObjectAttributes)r.ReadUInt32();
-        r.ReadSized(TpmConst.MaxDigest, "authPolicy");
-        var symmetric = r.ReadUInt16();
-        if (symmetric != TpmAlg.Null)
-        {
-            r.ReadUInt16(); // keyBits
-            r.ReadUInt16(); // mode
-        }
+        var header = TpmPublicArea.ReadHeader(publicArea, TpmAlg.Ecc, "TPM_ALG_ECC", out var r);
         var scheme = r.ReadUInt16();
         ushort schemeHash = 0;
         if (scheme != TpmAlg.Null)
@@ -117,7 +95,7 @@ public sealed class TpmEccPublicKey
         {
             throw new TpmFormatException("ECC public area has no point (a template, not a key)");
         }
-        var key = new TpmEccPublicKey(publicArea.ToArray(), nameAlg, attributes, scheme, schemeHash, LeftPad(x), LeftPad(y));
+        var key = new TpmEccPublicKey(publicArea.ToArray(), header.NameAlg, header.Attributes, scheme, schemeHash, LeftPad(x), LeftPad(y));
         using (key.CreateECDsa())
         {
             // Throws TpmFormatException when the point is not on the curve.
@@ -157,14 +135,7 @@ public sealed class TpmEccPublicKey
     }
 
     /// <summary>The TPM object name: nameAlg (u16) ‖ SHA-256(TPMT_PUBLIC).</summary>
-    public byte[] ComputeName()
-    {
-        var name = new byte[34];
-        name[0] = (byte)(NameAlg >> 8);
-        name[1] = (byte)NameAlg;
-        SHA256.HashData(_publicArea, name.AsSpan(2));
-        return name;
-    }
+    public byte[] ComputeName() => TpmPublicArea.Name(NameAlg, _publicArea);
 
     public override string ToString() => $"ECC P-256 key {Convert.ToHexString(ComputeName())}";
 

@@ -9,7 +9,7 @@ namespace Asterism.Tpm;
 public sealed class TpmRsaPublicKey
 {
     /// <summary>Largest TPMT_PUBLIC accepted (an RSA-4096 area is ~600 bytes).</summary>
-    public const int MaxPublicAreaSize = 1024;
+    public const int MaxPublicAreaSize = TpmPublicArea.MaxSize;
 
     private readonly byte[] _publicArea;
 
@@ -54,30 +54,7 @@ public sealed class TpmRsaPublicKey
     /// <summary>Parses a TPMT_PUBLIC (not the TPM2B wrapper) of an RSA key.</summary>
     public static TpmRsaPublicKey Parse(ReadOnlySpan<byte> publicArea)
     {
-        if (publicArea.Length > MaxPublicAreaSize)
-        {
-            throw new TpmFormatException($"public area has {publicArea.Length} bytes, at most {MaxPublicAreaSize} allowed");
-        }
-        var r = new TpmReader(publicArea);
-        var type = r.ReadUInt16();
-        if (type != TpmAlg.Rsa)
-        {
-            throw new TpmFormatException($"public area type 0x{type:X4} is not TPM_ALG_RSA");
-        }
-        var nameAlg = r.ReadUInt16();
-        if (nameAlg != TpmAlg.Sha256)
-        {
-            throw new TpmFormatException($"name algorithm 0x{nameAlg:X4} is not SHA-256");
-        }
-        var attributes = (TpmObjectAttributes)r.ReadUInt32();
-        var policy = r.ReadSized(TpmConst.MaxDigest, "authPolicy").ToArray();
-        var symmetric = r.ReadUInt16();
-        ushort bits = 0, mode = 0;
-        if (symmetric != TpmAlg.Null)
-        {
-            bits = r.ReadUInt16();
-            mode = r.ReadUInt16();
-        }
+        var header = TpmPublicArea.ReadHeader(publicArea, TpmAlg.Rsa, "TPM_ALG_RSA", out var r);
         var scheme = r.ReadUInt16();
         if (scheme != TpmAlg.Null)
         {
@@ -97,18 +74,12 @@ public sealed class TpmRsaPublicKey
         }
         var e = exponent == 0 ? 65537u : exponent;
         byte[] exponentBytes = [.. BitConverter.GetBytes(e).Reverse().SkipWhile(b => b == 0)];
-        return new TpmRsaPublicKey(publicArea.ToArray(), nameAlg, attributes, policy, symmetric, bits, mode, keyBits, exponentBytes, modulus);
+        return new TpmRsaPublicKey(publicArea.ToArray(), header.NameAlg, header.Attributes, header.AuthPolicy, header.Symmetric,
+            header.SymmetricBits, header.SymmetricMode, keyBits, exponentBytes, modulus);
     }
 
     /// <summary>The TPM object name: nameAlg (u16) ‖ SHA-256(TPMT_PUBLIC).</summary>
-    public byte[] ComputeName()
-    {
-        var name = new byte[34];
-        name[0] = (byte)(NameAlg >> 8);
-        name[1] = (byte)NameAlg;
-        SHA256.HashData(_publicArea, name.AsSpan(2));
-        return name;
-    }
+    public byte[] ComputeName() => TpmPublicArea.Name(NameAlg, _publicArea);
 
     /// <summary>The public key for .NET.</summary>
     public RSAParameters ToParameters() => new() { Modulus = Modulus, Exponent = Exponent };
