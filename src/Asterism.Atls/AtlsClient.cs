@@ -80,16 +80,7 @@ public static class AtlsClient
         {
             var attestation = new ClientAttestation(issuer, time, cancellationToken);
             var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
-            var sslOptions = new SslClientAuthenticationOptions
-            {
-                TargetHost = "asterism-atls",
-                ApplicationProtocols = Alpn,
-                EnabledSslProtocols = SslProtocols.Tls13,
-                AllowTlsResume = false,
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
-                LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
-            };
+            var sslOptions = AttestingOptions("asterism-atls", allowResume: false, attestation);
             try
             {
                 await ssl.AuthenticateAsClientAsync(sslOptions, cancellationToken).ConfigureAwait(false);
@@ -109,6 +100,22 @@ public static class AtlsClient
             return ssl;
         });
     }
+
+    /// <summary>
+    /// TLS 1.3 client options for a connection on which this client attests: the certificate is chosen (and the
+    /// document issued) by <paramref name="attestation"/> once the server's CertificateRequest names its nonce; the
+    /// server's certificate is judged elsewhere (not at all in client-attests mode, by the server check in mutual mode).
+    /// </summary>
+    private static SslClientAuthenticationOptions AttestingOptions(string targetHost, bool allowResume, ClientAttestation attestation) => new()
+    {
+        TargetHost = targetHost,
+        ApplicationProtocols = Alpn,
+        EnabledSslProtocols = SslProtocols.Tls13,
+        AllowTlsResume = allowResume,
+        CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
+        LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
+    };
 
     /// <inheritdoc cref="CreateMutualHandler(IAttestationIssuer, AttestationValidatorSet, AtlsClientOptions?)"/>
     public static SocketsHttpHandler CreateMutualHandler(IAttestationIssuer issuer, IAttestationValidator serverValidator, AtlsClientOptions? options = null) =>
@@ -136,17 +143,8 @@ public static class AtlsClient
             var server = new ServerCheck(verifier, nonce, cancellationToken);
             var attestation = new ClientAttestation(issuer, time, cancellationToken, server);
             var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
-            var sslOptions = new SslClientAuthenticationOptions
-            {
-                TargetHost = AtlsNonce.ToServerName(nonce),
-                ApplicationProtocols = Alpn,
-                EnabledSslProtocols = SslProtocols.Tls13,
-                // As in CreateHandler: the server name is a fresh nonce, so no session is ever found to resume.
-                AllowTlsResume = true,
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
-                LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
-            };
+            // As in CreateHandler: the server name is a fresh nonce, so no session is ever found to resume.
+            var sslOptions = AttestingOptions(AtlsNonce.ToServerName(nonce), allowResume: true, attestation);
             try
             {
                 await ssl.AuthenticateAsClientAsync(sslOptions, cancellationToken).ConfigureAwait(false);
