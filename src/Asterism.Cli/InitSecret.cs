@@ -36,9 +36,9 @@ public static class InitSecret
         {
             throw new CliError($"init secret {path} does not exist; it is made by 'asterism create' in the same workspace");
         }
-        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        if (Asterism.Cloud.OwnerOnly.IsOpenToOthers(path))
         {
-            throw new CliError($"init secret {path} is accessible by group or others; run: chmod 600 {path}");
+            throw new CliError($"init secret {path} is accessible by group or others; run: {Asterism.Cloud.OwnerOnly.ChmodHint(path)}");
         }
         byte[] text;
         try

@@ -140,7 +140,7 @@ internal sealed class InstanceProcess
                 return false;
             }
         }
-        NodeProvisioning.CreatePrivateDirectory(InstanceDir);
+        OwnerOnly.CreateDirectory(InstanceDir);
         try
         {
             NodeProvisioning.Provision(_ca, _spec, Plan, _workspace.NodeDir(Plan.Name));

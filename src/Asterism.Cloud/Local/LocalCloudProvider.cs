@@ -84,7 +84,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             _ => throw new CloudConfigException($"variant '{spec.Variant}' has no firmware in this provider"),
         };
         workspace.EnsurePrivateDirectories();
-        NodeProvisioning.CreatePrivateDirectory(workspace.InstancesDir);
+        OwnerOnly.CreateDirectory(workspace.InstancesDir);
         var credential = ApiCredential.LoadOrCreate(workspace.CredentialPath);
         var ca = ProviderCa.LoadOrCreate(workspace.CloudDir, options.Time);
         var provider = new LocalCloudProvider(options, spec, firmware, ca, credential, loggerFactory);

@@ -29,7 +29,7 @@ public static class NodeProvisioning
         ArgumentNullException.ThrowIfNull(spec);
         ArgumentNullException.ThrowIfNull(ca);
         ArgumentNullException.ThrowIfNull(plan);
-        CreatePrivateDirectory(nodeDirectory);
+        OwnerOnly.CreateDirectory(nodeDirectory);
         var caPath = IdentityFiles.AuthorityPath(nodeDirectory);
         if (!File.Exists(caPath) || !IdentityFiles.ReadCertificate(caPath).AsSpan().SequenceEqual(ca.Certificate.RawData))
         {
@@ -81,17 +81,5 @@ public static class NodeProvisioning
         using var authority = ca.CreateAuthority();
         var check = authority.Verify(IdentityFiles.ReadCertificate(path), attestationKeySpki, DateTimeOffset.UtcNow);
         return check.Identity is { } existing && existing.Name == plan.Name && existing.Role == plan.Role.ToWire();
-    }
-
-    /// <summary>Creates <paramref name="path"/> (and missing parents) with mode 0700, and tightens it if it exists.</summary>
-    public static void CreatePrivateDirectory(string path)
-    {
-        if (OperatingSystem.IsWindows())
-        {
-            Directory.CreateDirectory(path);
-            return;
-        }
-        Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
     }
 }

@@ -76,10 +76,9 @@ public sealed class ProviderCa : IDisposable
     public static ProviderCa Load(string cloudDir)
     {
         var keyPath = KeyPath(cloudDir);
-        if (!OperatingSystem.IsWindows() && File.Exists(keyPath)
-            && (File.GetUnixFileMode(keyPath) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        if (File.Exists(keyPath) && OwnerOnly.IsOpenToOthers(keyPath))
         {
-            throw new CloudConfigException($"provider CA key {keyPath} is accessible by group or others; run: chmod 600 {keyPath}");
+            throw new CloudConfigException($"provider CA key {keyPath} is accessible by group or others; run: {OwnerOnly.ChmodHint(keyPath)}");
         }
         byte[] der;
         byte[] keyBytes;

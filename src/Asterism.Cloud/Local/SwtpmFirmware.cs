@@ -61,7 +61,7 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
         var events = MeasuredBoot.ComputeEvents(context);
         MeasuredBoot.Write(Path.Combine(context.InstanceDir, MeasuredBoot.FileName), events);
         var nodeDir = Path.Combine(context.InstanceDir, "node");
-        NodeProvisioning.CreatePrivateDirectory(nodeDir);
+        OwnerOnly.CreateDirectory(nodeDir);
         try
         {
             var tpm = await PowerOnAsync(name, Path.Combine(context.InstanceDir, TpmDirectoryName), nodeDir, cancellationToken).ConfigureAwait(false);

@@ -361,7 +361,7 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
         ForgedKey Prepare(string dir, out string nodeDir)
         {
             nodeDir = Path.Combine(dir, "node");
-            NodeProvisioning.CreatePrivateDirectory(nodeDir);
+            OwnerOnly.CreateDirectory(nodeDir);
             // The measured boot of a real instance (the file is world-readable): the rogue's PCRs are the expected ones.
             File.Copy(Cluster.Files.BootMeasurementsPath(Worker.Name), Path.Combine(dir, MeasuredBoot.FileName));
             return ForgedKey.Create(nodeDir);
