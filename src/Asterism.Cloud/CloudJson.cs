@@ -71,4 +71,4 @@ internal static class CloudJson
 }
 
 /// <summary>A workspace file of the local cloud (spec.json, cloud.json, boot-measurements.json) is missing or invalid.</summary>
-public sealed class CloudConfigException(string message) : Exception(message);
+public class CloudConfigException(string message) : Exception(message);

@@ -110,22 +110,16 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
         var auth = TpmEndorsementAuth.Load(nodeDir) ?? throw new CloudConfigException($"the endorsement auth of {plan.Name}'s TPM is missing");
         try
         {
-            await using var ak = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, auth, cancellationToken).ConfigureAwait(false);
-            var spki = ak.PublicKey.ExportSubjectPublicKeyInfo();
-            if (NodeProvisioning.HasValidIdentity(ca, plan, nodeDir, spki))
+            var outcome = await AttestationKeyEnrollment.EnrollAsync(client, auth, _trustedManufacturers, ca, plan, nodeDir, cancellationToken).ConfigureAwait(false);
+            if (outcome.Certified)
             {
-                return;
+                Log.TpmAkCertified(_logger, plan.Name, outcome.AkName, outcome.Elapsed.TotalMilliseconds);
             }
-            var watch = Stopwatch.StartNew();
-            var registrar = new TpmRegistrar(_trustedManufacturers, key => ca.IssueIdentity(plan.Name, plan.Role.ToWire(), key));
-            var result = await registrar.RegisterAsync(client, ak, auth, cancellationToken).ConfigureAwait(false);
-            if (!result.IsCertified)
-            {
-                Log.TpmAkRefused(_logger, plan.Name, result.Status.ToString(), result.Reason);
-                throw new CloudConfigException($"the attestation key of {plan.Name} was not certified: {result.Reason}");
-            }
-            IdentityFiles.WriteCertificate(IdentityFiles.CertificatePath(nodeDir), result.IdentityCertificate!);
-            Log.TpmAkCertified(_logger, plan.Name, Convert.ToHexStringLower(ak.PublicKey.ComputeName()), watch.Elapsed.TotalMilliseconds);
+        }
+        catch (EnrollmentRefusedException e)
+        {
+            Log.TpmAkRefused(_logger, plan.Name, e.Status.ToString(), e.Reason);
+            throw;
         }
         finally
         {
