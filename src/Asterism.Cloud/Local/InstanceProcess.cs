@@ -115,7 +115,10 @@ internal sealed class InstanceProcess
         var context = new BootContext(_spec, Plan, InstanceDir, int.TryParse(extra, NumberStyles.None, CultureInfo.InvariantCulture, out var boot) ? boot : 1, _ca);
         if (found is not { } node || !node.CommandLine().Contains($" --node-dir {_workspace.NodeDir(Plan.Name)} ", StringComparison.Ordinal))
         {
-            File.Delete(pidFile);
+            if (File.Exists(pidFile))
+            {
+                File.Delete(pidFile);
+            }
             await _firmware.ReleaseStaleAsync(context, cancellationToken).ConfigureAwait(false);
             return null;
         }
