@@ -33,6 +33,7 @@ public sealed class LifecycleTests(TwoControlPlaneCluster cluster) : IClassFixtu
         var recover = await cluster.Cli.RunAsync("recover");
 
         Assert.True(recover.ExitCode == 0, recover.ToString());
+        Assert.Contains("still booting (up to 60 s, --boot-wait)", recover.Stderr, StringComparison.Ordinal);
         // Both nodes wait; one may still rejoin through the other once that one is recovered (k of 2 pushed, k ≥ 1).
         var pushed = recover.StdoutLines.Count(l => l == RecoverCommandLines.Pushed);
         Assert.True(pushed >= 1, recover.ToString());
