@@ -15,6 +15,7 @@ public static class CommandRegistry
         yield return RecoverCommand.Create(global);
         yield return PowerCommand.Create(global);
         yield return LogsCommand.Create(global);
+        yield return ProviderCommand.Create(global);
         yield return TerminateCommand.Create(global);
         yield return FetchMeasurementsCommand.Create(global);
         yield return DiskCommand.Create(global);

@@ -66,7 +66,7 @@ public sealed class Workspace(string directory)
     {
         RequireCluster();
         var client = LocalCloudClient.TryConnect(Directory, out var reason);
-        return client ?? throw new CliError($"the local provider of this workspace is not running ({reason}); 'asterism terminate' then 'asterism create' starts a new cluster");
+        return client ?? throw new CliError($"the local provider of this workspace is not running ({reason}); 'asterism provider start' restarts it and adopts the nodes still running");
     }
 
     public static MasterSecret LoadMasterSecret(string path)

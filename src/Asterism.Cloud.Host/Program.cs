@@ -18,7 +18,7 @@ public static class Program
         OwnerOnly.RestrictProcessUmask();
         if (!TryParse(args, out var options, out var error))
         {
-            await Console.Error.WriteLineAsync($"asterism-cloud: {error}\nusage: asterism-cloud --workspace DIR [--health-interval 500ms] [--stop-grace 5s]").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"asterism-cloud: {error}\nusage: asterism-cloud --workspace DIR [--health-interval 500ms] [--stop-grace 5s] [--adopt]").ConfigureAwait(false);
             return 2;
         }
         using var loggerFactory = LoggerFactory.Create(b => b
@@ -66,9 +66,15 @@ public static class Program
         string? workspace = null;
         var lb = new LoadBalancerOptions();
         var grace = TimeSpan.FromSeconds(5);
+        var adopt = false;
         for (var i = 0; i < args.Length; i++)
         {
             var value = i + 1 < args.Length ? args[i + 1] : null;
+            if (args[i] == "--adopt")
+            {
+                adopt = true;
+                continue;
+            }
             switch (args[i])
             {
                 case "--workspace" when value is not null:
@@ -91,7 +97,7 @@ public static class Program
             error = "--workspace is required";
             return false;
         }
-        options = new LocalCloudOptions { WorkspaceDir = workspace, LoadBalancer = lb, StopGracePeriod = grace };
+        options = new LocalCloudOptions { WorkspaceDir = workspace, LoadBalancer = lb, StopGracePeriod = grace, Adopt = adopt };
         error = "";
         return true;
     }

@@ -81,12 +81,20 @@ public sealed record CloudState
 {
     public int Version { get; init; } = 1;
     public int Pid { get; init; }
+
+    /// <summary>The provider's start time (<see cref="ProcessIdentity.StartTicks"/>): a reused <see cref="Pid"/> is never taken for it. 0 = unknown.</summary>
+    public ulong ProcessStartTicks { get; init; }
+
+    /// <summary>The provider process this file names, if it still runs (same PID, same start time when recorded, an asterism-cloud command line).</summary>
+    public ProcessIdentity? RunningProvider() =>
+        ProcessIdentity.Of(Pid) is { } live && (ProcessStartTicks == 0 || live.StartTicks == ProcessStartTicks)
+            && live.CommandLine().Contains("asterism-cloud", StringComparison.Ordinal) ? live : null;
     public string MetadataUrl { get; init; } = "";
     public string LoadBalancer { get; init; } = "";
     public string Subnet { get; init; } = "";
     public DateTimeOffset StartedAt { get; init; }
 
-    internal static CloudState Load(string path) => CloudJson.ReadFile<CloudState>(path, 64 * 1024);
+    public static CloudState Load(string path) => CloudJson.ReadFile<CloudState>(path, 64 * 1024);
 }
 
 /// <summary>POST /v1/shutdown answer (202): the provider stops every instance and exits after answering.</summary>

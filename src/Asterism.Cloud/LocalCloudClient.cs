@@ -94,7 +94,7 @@ public sealed class LocalCloudClient : HttpMetadataClient
             reason = $"provider not running ({e.Message})";
             return null;
         }
-        if (!ProcessInfo.IsAlive(state.Pid) || !ProcessInfo.CommandLine(state.Pid).Contains("asterism-cloud", StringComparison.Ordinal))
+        if (state.RunningProvider() is null)
         {
             reason = $"provider not running (PID {state.Pid} from {workspace.StatePath} is gone)";
             return null;

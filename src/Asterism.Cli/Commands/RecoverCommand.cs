@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Diagnostics;
 using Asterism.Cli.Recovery;
 using Asterism.Cloud;
 using Asterism.Config;
@@ -30,9 +29,10 @@ public static class RecoverCommand
         var endpoint = new Option<string?>("--endpoint", "-e") { Description = "Recover through this address (HOST[:PORT], e.g. the load balancer) one node at a time, as Constellation does" };
         var interval = new Option<string>("--retry-interval") { Description = "Wait before retrying an unavailable endpoint (--endpoint mode)", DefaultValueFactory = _ => "5s" };
         var timeout = new Option<string>("--timeout") { Description = "Per-node time limit of one push", DefaultValueFactory = _ => "30s" };
+        var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
-            masterSecret, endpoint, interval, timeout,
+            masterSecret, endpoint, interval, timeout, bootWait,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -51,11 +51,12 @@ public static class RecoverCommand
             }
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
             var record = NodeRecord.Load(workspace.NodeRecordPath, master);
-            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, Parse(result.GetValue(timeout)!, "--timeout"));
+            var pushTimeout = Parse(result.GetValue(timeout)!, "--timeout");
+            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, pushTimeout);
             var progress = Progress.For(stderr);
             var target = result.GetValue(endpoint);
             return target is null
-                ? await RecoverParallelAsync(workspace, pusher, stdout, stderr, progress, cancellationToken)
+                ? await RecoverParallelAsync(workspace, pusher, Parse(result.GetValue(bootWait)!, "--boot-wait"), pushTimeout, stdout, stderr, progress, cancellationToken)
                 : await RecoverThroughEndpointAsync(AddPortIfMissing(target), pusher, Parse(result.GetValue(interval)!, "--retry-interval"), stdout, stderr, progress, cancellationToken);
         });
         return command;
@@ -89,64 +90,19 @@ public static class RecoverCommand
         return endpoint;
     }
 
-    /// <summary>Every running control-plane node is tried at once; nodes that are not waiting do not listen on 9999.</summary>
-    public static async Task<int> RecoverParallelAsync(Workspace workspace, RecoveryPusher pusher, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Every control plane at once (<see cref="ParallelRecovery"/>): stopped ones are named, booting ones waited for up
+    /// to <paramref name="bootWait"/>, waiting ones pushed; each node's line is written as soon as it is done.
+    /// </summary>
+    public static async Task<int> RecoverParallelAsync(Workspace workspace, RecoveryPusher pusher, TimeSpan bootWait, TimeSpan pushTimeout, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
     {
         using var cloud = workspace.ConnectProvider();
         var instances = await cloud.ListAsync(cancellationToken);
-        var targets = instances.Where(i => i.IsControlPlane && i.IsRunning).ToList();
-        progress.Report($"Contacting {targets.Count} running control-plane nodes...");
-        var watch = Stopwatch.StartNew();
-        var results = await Task.WhenAll(targets.Select(async instance =>
-        {
-            var pushed = await PushUntilAnsweredAsync(pusher, instance, progress, cancellationToken);
-            if (pushed.Outcome == PushOutcome.Recovered)
-            {
-                lock (stdout)
-                {
-                    stdout.WriteLine(PushedLine);
-                }
-                progress.Report($"  {instance.Name} ({instance.Address}): key accepted ({pushed.Variant} attestation verified) after {watch.ElapsedMilliseconds} ms");
-            }
-            return (instance, pushed);
-        }));
-        return Summarize(results.Select(r => (r.instance.Name, r.pushed)).ToList(), stdout, stderr);
-    }
-
-    /// <summary>How often a node that says it waits for its key, but whose recovery port did not answer, is tried again.</summary>
-    public const int UnansweredRetries = 3;
-
-    /// <summary>
-    /// One node's push. "Unavailable" normally means the node is not waiting (it is booted, or still booting); but a
-    /// node whose boot status says it waits for its key must have been pushed — a dropped connection there (a busy
-    /// node, a handshake flood) is retried, and if it never answers the node is reported as failed, never silently
-    /// counted as "nothing to recover".
-    /// </summary>
-    private static async Task<PushResult> PushUntilAnsweredAsync(RecoveryPusher pusher, InstanceInfo instance, Progress progress, CancellationToken cancellationToken)
-    {
-        var endpoint = RecoveryPusher.RecoveryEndpoint(instance.Address);
-        var pushed = await pusher.PushAsync(endpoint, instance.Name, cancellationToken);
-        for (var attempt = 1; pushed.Outcome == PushOutcome.Unavailable; attempt++)
-        {
-            var status = await NodeProbe.BootStatusAsync(instance.Address, cancellationToken);
-            if (status?.Phase != BootPhases.WaitingForKey)
-            {
-                return pushed;
-            }
-            if (attempt > UnansweredRetries)
-            {
-                return pushed with
-                {
-                    Outcome = PushOutcome.Failed,
-                    Detail = $"the node waits for its key, but its recovery port did not answer ({pushed.Detail}) after {UnansweredRetries + 1} attempts",
-                    NodeName = instance.Name,
-                };
-            }
-            progress.Report($"  {instance.Name}: waits for its key but its recovery port did not answer ({pushed.Detail}); trying again");
-            await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt), cancellationToken);
-            pushed = await pusher.PushAsync(endpoint, instance.Name, cancellationToken);
-        }
-        return pushed;
+        var recovery = new ParallelRecovery(
+            (instance, ct) => pusher.PushAsync(RecoveryPusher.RecoveryEndpoint(instance.Address), instance.Name, ct),
+            async (address, ct) => (await NodeProbe.BootStatusAsync(address, ct))?.Phase,
+            new ParallelRecoveryOptions { BootWait = bootWait, PushTimeout = pushTimeout });
+        return await recovery.RunAsync(instances, stdout, stderr, progress, cancellationToken);
     }
 
     /// <summary>
@@ -192,20 +148,26 @@ public static class RecoverCommand
         return Summarize(results, stdout, stderr);
     }
 
+    /// <summary>The one stderr line naming a node that was not recovered, and why.</summary>
+    public static string FailureLine(string name, PushResult result)
+    {
+        var what = result.Outcome switch
+        {
+            PushOutcome.AttestationFailed => "attestation failed",
+            PushOutcome.KeyRejected => "key refused by the node",
+            PushOutcome.Refused => "refused, no key sent",
+            _ => "recovery failed",
+        };
+        return $"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}";
+    }
+
     private static int Summarize(IReadOnlyList<(string Name, PushResult Result)> results, TextWriter stdout, TextWriter stderr)
     {
         var recovered = results.Count(r => r.Result.Outcome == PushOutcome.Recovered);
         var failures = results.Where(r => r.Result.Outcome is not (PushOutcome.Recovered or PushOutcome.Unavailable)).ToList();
         foreach (var (name, result) in failures)
         {
-            var what = result.Outcome switch
-            {
-                PushOutcome.AttestationFailed => "attestation failed",
-                PushOutcome.KeyRejected => "key refused by the node",
-                PushOutcome.Refused => "refused, no key sent",
-                _ => "recovery failed",
-            };
-            stderr.WriteLine($"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}");
+            stderr.WriteLine(FailureLine(name, result));
         }
         if (recovered > 0)
         {

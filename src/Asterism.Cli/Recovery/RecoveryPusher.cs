@@ -50,6 +50,9 @@ public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Det
 /// </summary>
 public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout)
 {
+    /// <summary>The detail of a push that hit its time limit.</summary>
+    public const string TimedOutDetail = "timed out";
+
     private readonly HashSet<string> _pushed = new(StringComparer.Ordinal);
     private readonly ILogger _log = loggers.CreateLogger("attestation");
 
@@ -148,7 +151,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
         {
-            return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
         }
         catch (RpcException ex)
         {
@@ -156,7 +159,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, "timed out", nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
         }
     }
 

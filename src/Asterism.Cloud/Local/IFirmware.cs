@@ -15,6 +15,15 @@ public interface IFirmware
 
     /// <summary>Called after the node process has exited (clean stop or crash), e.g. to power down a TPM.</summary>
     Task PowerOffAsync(BootContext context, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// A restarted provider takes over a node a previous provider left running: true when this firmware's part of it
+    /// (e.g. its swtpm) still runs and is now this provider's to power off; false means the node cannot go on.
+    /// </summary>
+    Task<bool> AdoptAsync(BootContext context, CancellationToken cancellationToken);
+
+    /// <summary>Stops what a previous provider left running for an instance that is not adopted (e.g. its swtpm).</summary>
+    Task ReleaseStaleAsync(BootContext context, CancellationToken cancellationToken);
 }
 
 public sealed record FirmwareBoot(IReadOnlyList<BootEvent> Events, IReadOnlyList<string> ExtraNodeArgs);
@@ -34,4 +43,9 @@ public sealed class SimulatedFirmware : IFirmware
     }
 
     public Task PowerOffAsync(BootContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>The simulated PCR bank lives in the node process: nothing else to take over.</summary>
+    public Task<bool> AdoptAsync(BootContext context, CancellationToken cancellationToken) => Task.FromResult(true);
+
+    public Task ReleaseStaleAsync(BootContext context, CancellationToken cancellationToken) => Task.CompletedTask;
 }

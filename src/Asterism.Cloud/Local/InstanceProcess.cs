@@ -21,6 +21,8 @@ internal sealed class InstanceProcess
     private readonly SemaphoreSlim _powerLock = new(1, 1);
     private readonly Lock _stateLock = new();
     private Process? _process;
+    // A node a previous provider started and this one took over: not our child, watched and signalled by identity.
+    private ProcessIdentity? _adopted;
     private Task _exitHandled = Task.CompletedTask;
     private int _boots;
     private bool _shutDown;
@@ -51,8 +53,8 @@ internal sealed class InstanceProcess
                 Name = Plan.Name,
                 Role = Plan.Role.ToWire(),
                 Address = Plan.Address,
-                Power = (_process is null ? PowerState.Stopped : PowerState.Running).ToWire(),
-                Pid = _process?.Id,
+                Power = (_process is null && _adopted is null ? PowerState.Stopped : PowerState.Running).ToWire(),
+                Pid = _process?.Id ?? _adopted?.Pid,
                 Boots = _boots,
             };
         }
@@ -101,29 +103,43 @@ internal sealed class InstanceProcess
     }
 
     /// <summary>
-    /// Kills a node left running by a provider that died without stopping it (SIGKILL of the provider), found
-    /// through node.pid and confirmed by its command line naming this instance's node directory.
+    /// A node left running by a provider that died without stopping it (SIGKILL), found through node.pid: its PID,
+    /// start time and boot number, and its command line naming this instance's node directory — a PID reused by another
+    /// process is left alone. With <paramref name="adopt"/> (and firmware that still holds its state, e.g. its swtpm)
+    /// the node is taken over as running; otherwise it is killed. Returns the node's PID when one was found.
     /// </summary>
-    public async Task<int?> KillStaleAsync(CancellationToken cancellationToken)
+    public async Task<int?> AdoptOrKillStaleAsync(bool adopt, CancellationToken cancellationToken)
     {
         var pidFile = PidFile;
-        if (!File.Exists(pidFile))
+        var found = ProcessIdentity.ReadPidFile(pidFile, out var extra);
+        var context = new BootContext(_spec, Plan, InstanceDir, int.TryParse(extra, NumberStyles.None, CultureInfo.InvariantCulture, out var boot) ? boot : 1, _ca);
+        if (found is not { } node || !node.CommandLine().Contains($" --node-dir {_workspace.NodeDir(Plan.Name)} ", StringComparison.Ordinal))
         {
+            if (File.Exists(pidFile))
+            {
+                File.Delete(pidFile);
+            }
+            await _firmware.ReleaseStaleAsync(context, cancellationToken).ConfigureAwait(false);
             return null;
         }
-        var ok = int.TryParse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid);
+        if (adopt && await _firmware.AdoptAsync(context, cancellationToken).ConfigureAwait(false))
+        {
+            lock (_stateLock)
+            {
+                _adopted = node;
+                _boots = context.BootNumber;
+                _exitHandled = WatchAdoptedExitAsync(node, context);
+            }
+            AppendConsole($"===== asterism-cloud: boot {context.BootNumber} of {Plan.Name} adopted by a restarted provider at {Now()} =====");
+            Log.InstanceAdopted(_logger, Plan.Name, node.Pid, context.BootNumber);
+            return node.Pid;
+        }
         File.Delete(pidFile);
-        if (!ok || !ProcessInfo.IsAlive(pid) || !ProcessInfo.CommandLine(pid).Contains($" --node-dir {_workspace.NodeDir(Plan.Name)} ", StringComparison.Ordinal))
-        {
-            return null;
-        }
-        ProcessSignals.Send(pid, ProcessSignals.SigKill);
-        for (var i = 0; i < 100 && ProcessInfo.IsAlive(pid); i++)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), _time, cancellationToken).ConfigureAwait(false);
-        }
-        Log.StaleKilled(_logger, Plan.Name, pid);
-        return pid;
+        node.Signal(ProcessIdentity.SigKill);
+        await node.WaitGoneAsync(TimeSpan.FromSeconds(2), _time, cancellationToken).ConfigureAwait(false);
+        await _firmware.ReleaseStaleAsync(context, cancellationToken).ConfigureAwait(false);
+        Log.StaleKilled(_logger, Plan.Name, node.Pid);
+        return node.Pid;
     }
 
     private string PidFile => Path.Combine(InstanceDir, "node.pid");
@@ -135,7 +151,7 @@ internal sealed class InstanceProcess
     {
         lock (_stateLock)
         {
-            if (_process is not null)
+            if (_process is not null || _adopted is not null)
             {
                 return false;
             }
@@ -179,7 +195,9 @@ internal sealed class InstanceProcess
             _boots = context.BootNumber;
             _exitHandled = WatchExitAsync(process, context);
         }
-        OwnerOnly.WriteAllText(PidFile, process.Id.ToString(CultureInfo.InvariantCulture) + "\n");
+        // PID, start time and boot number: a restarted provider adopts exactly this process, never a reused PID.
+        var identity = ProcessIdentity.Of(process.Id) ?? new ProcessIdentity(process.Id, 0);
+        OwnerOnly.WriteAllText(PidFile, identity.ToPidFileLine(context.BootNumber.ToString(CultureInfo.InvariantCulture)));
         Log.InstanceStarted(_logger, Plan.Name, process.Id, context.BootNumber);
         return true;
     }
@@ -187,27 +205,41 @@ internal sealed class InstanceProcess
     private async Task<bool> StopCoreAsync(TimeSpan grace, bool kill)
     {
         Process? process;
+        ProcessIdentity? adopted;
         Task exited;
         lock (_stateLock)
         {
             process = _process;
+            adopted = _adopted;
             exited = _exitHandled;
         }
-        if (process is null)
+        if (process is null && adopted is null)
         {
             return false;
         }
+        var pid = process?.Id ?? adopted!.Value.Pid;
+        void Send(int signal)
+        {
+            if (process is not null)
+            {
+                ProcessSignals.Send(pid, signal);
+            }
+            else
+            {
+                adopted!.Value.Signal(signal);
+            }
+        }
         if (kill)
         {
-            ProcessSignals.Send(process.Id, ProcessSignals.SigKill);
+            Send(ProcessSignals.SigKill);
         }
         else
         {
-            ProcessSignals.Send(process.Id, ProcessSignals.SigTerm);
+            Send(ProcessSignals.SigTerm);
             if (await Task.WhenAny(exited, Task.Delay(grace, _time)).ConfigureAwait(false) != exited)
             {
-                Log.StopEscalated(_logger, Plan.Name, process.Id, grace.TotalSeconds);
-                ProcessSignals.Send(process.Id, ProcessSignals.SigKill);
+                Log.StopEscalated(_logger, Plan.Name, pid, grace.TotalSeconds);
+                Send(ProcessSignals.SigKill);
             }
         }
         await exited.ConfigureAwait(false);
@@ -239,6 +271,40 @@ internal sealed class InstanceProcess
         }
         AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (exit code {code}) =====");
         Log.InstanceExited(_logger, Plan.Name, pid, code);
+        try
+        {
+            await _firmware.PowerOffAsync(context, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "power-off", e.Message);
+        }
+    }
+
+    /// <summary>An adopted node is not our child (no exit event): polled by identity until it is gone.</summary>
+    private async Task WatchAdoptedExitAsync(ProcessIdentity node, BootContext context)
+    {
+        await Task.Yield();
+        while (!await node.WaitGoneAsync(TimeSpan.FromSeconds(1), _time, CancellationToken.None).ConfigureAwait(false))
+        {
+        }
+        lock (_stateLock)
+        {
+            if (_adopted == node)
+            {
+                _adopted = null;
+            }
+        }
+        try
+        {
+            File.Delete(PidFile);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "pid-file", e.Message);
+        }
+        AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (adopted; exit code unknown) =====");
+        Log.InstanceExited(_logger, Plan.Name, node.Pid, -1);
         try
         {
             await _firmware.PowerOffAsync(context, CancellationToken.None).ConfigureAwait(false);

@@ -16,6 +16,12 @@ public sealed record LocalCloudOptions
     public IFirmware? Firmware { get; init; }
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>
+    /// Restart after a provider died (<c>asterism provider start</c>): take over the nodes it left running (same PID,
+    /// start time and command line) and start no other; without it every stale node is killed and all start fresh.
+    /// </summary>
+    public bool Adopt { get; init; }
 }
 
 /// <summary>
@@ -92,7 +98,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         {
             foreach (var instance in provider._instances)
             {
-                await instance.KillStaleAsync(cancellationToken).ConfigureAwait(false);
+                await instance.AdoptOrKillStaleAsync(options.Adopt, cancellationToken).ConfigureAwait(false);
             }
             await provider._server.StartAsync(cancellationToken).ConfigureAwait(false);
             await provider._loadBalancer.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -100,14 +106,19 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
             {
                 PrepareInstanceDirectory(workspace, plan.Name, credential);
             }
-            var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
-            if (started.Results.FirstOrDefault(r => r.Error is not null) is { } failed)
+            // Adopting, the instances that were not left running stay stopped: the operator may have stopped them.
+            if (!options.Adopt)
             {
-                throw new CloudConfigException($"instance {failed.Name} failed to start: {failed.Error}");
+                var started = await provider.PowerAsync(PowerAction.Start, null, cancellationToken).ConfigureAwait(false);
+                if (started.Results.FirstOrDefault(r => r.Error is not null) is { } failed)
+                {
+                    throw new CloudConfigException($"instance {failed.Name} failed to start: {failed.Error}");
+                }
             }
             CloudJson.WriteFileAtomic(workspace.StatePath, new CloudState
             {
                 Pid = Environment.ProcessId,
+                ProcessStartTicks = ProcessIdentity.Of(Environment.ProcessId)?.StartTicks ?? 0,
                 MetadataUrl = provider.MetadataUrl,
                 LoadBalancer = provider.LoadBalancerAddress,
                 Subnet = spec.Subnet,

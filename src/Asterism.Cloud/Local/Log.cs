@@ -32,6 +32,12 @@ internal static partial class Log
     [LoggerMessage(7015, LogLevel.Warning, "Killed an instance left running by a previous provider name={Name} pid={Pid}")]
     public static partial void StaleKilled(ILogger logger, string name, int pid);
 
+    [LoggerMessage(7016, LogLevel.Warning, "Adopted an instance left running by a previous provider name={Name} pid={Pid} boot={Boot}")]
+    public static partial void InstanceAdopted(ILogger logger, string name, int pid, int boot);
+
+    [LoggerMessage(7017, LogLevel.Warning, "Stopped a TPM left running by a previous provider name={Name} pid={Pid}")]
+    public static partial void StaleTpmStopped(ILogger logger, string name, int pid);
+
     [LoggerMessage(7020, LogLevel.Information, "Backend healthy port={Port} backend={Backend}")]
     public static partial void BackendUp(ILogger logger, int port, string backend);
 

@@ -32,6 +32,8 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
     public const string ManufacturedMarker = "manufactured";
 
     private readonly ConcurrentDictionary<string, SwtpmProcess> _tpms = new(StringComparer.Ordinal);
+    // swtpms a previous provider started for nodes this one adopted: stopped by identity, not as our children.
+    private readonly ConcurrentDictionary<string, StaleTpm> _adopted = new(StringComparer.Ordinal);
     private readonly ILogger _logger;
     private readonly SwtpmManufacturer _manufacturer;
     private readonly X509Certificate2Collection _trustedManufacturers;
@@ -102,8 +104,78 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
     /// <summary>Shuts down every TPM still running (provider shutdown).</summary>
     public async ValueTask DisposeAsync()
     {
-        await Task.WhenAll(_tpms.Keys.ToList().Select(PowerOffCoreAsync)).ConfigureAwait(false);
+        await Task.WhenAll(_tpms.Keys.Concat(_adopted.Keys).Distinct().ToList().Select(PowerOffCoreAsync)).ConfigureAwait(false);
     }
+
+    /// <summary>The node runs on with the swtpm a previous provider started: take that swtpm over, or say the node cannot go on.</summary>
+    public Task<bool> AdoptAsync(BootContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (FindStale(Path.Combine(context.InstanceDir, TpmDirectoryName)) is not { } stale)
+        {
+            return Task.FromResult(false);
+        }
+        _adopted[context.Instance.Name] = stale;
+        return Task.FromResult(true);
+    }
+
+    /// <summary>An swtpm a previous provider left running for a node that is not adopted: shut down cleanly (or killed).</summary>
+    public async Task ReleaseStaleAsync(BootContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        if (FindStale(Path.Combine(context.InstanceDir, TpmDirectoryName)) is { } stale)
+        {
+            await StopStaleAsync(context.Instance.Name, stale).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A running swtpm of this state directory: swtpm.pid names a live process whose command line uses this directory.</summary>
+    internal static StaleTpm? FindStale(string stateDirectory)
+    {
+        if (ProcessIdentity.ReadPidFile(Path.Combine(stateDirectory, "swtpm.pid"), out _) is not { } tpm)
+        {
+            return null;
+        }
+        string[] args;
+        try
+        {
+            args = File.ReadAllText($"/proc/{tpm.Pid}/cmdline").Split('\0');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+        var server = Array.IndexOf(args, "--server");
+        var socket = server >= 0 && server + 1 < args.Length && args[server + 1].StartsWith("type=unixio,path=", StringComparison.Ordinal)
+            ? args[server + 1]["type=unixio,path=".Length..] : null;
+        return socket is not null && args.Contains($"dir={stateDirectory},mode=0600", StringComparer.Ordinal) ? new StaleTpm(tpm, socket) : null;
+    }
+
+    private async Task StopStaleAsync(string name, StaleTpm stale)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            // Orderly, as for our own swtpms: TPM2_Shutdown keeps the lockout counter where it is.
+            await using (var client = await TpmClient.ConnectSwtpmAsync(stale.Socket, null, timeout.Token).ConfigureAwait(false))
+            {
+                await client.ShutdownAsync(TpmStartupType.Clear, timeout.Token).ConfigureAwait(false);
+            }
+            await SwtpmControl.ShutdownAsync(SwtpmControl.ControlPathOf(stale.Socket), timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TpmException or IOException or OperationCanceledException)
+        {
+            Log.PowerFailed(_logger, name, "stale-tpm-shutdown", e.Message);
+        }
+        if (!await stale.Process.WaitGoneAsync(TimeSpan.FromSeconds(5), TimeProvider.System, CancellationToken.None).ConfigureAwait(false))
+        {
+            stale.Process.Signal(ProcessIdentity.SigKill);
+            await stale.Process.WaitGoneAsync(TimeSpan.FromSeconds(5), TimeProvider.System, CancellationToken.None).ConfigureAwait(false);
+        }
+        Log.StaleTpmStopped(_logger, name, stale.Process.Pid);
+    }
+
+    internal sealed record StaleTpm(ProcessIdentity Process, string Socket);
 
     private async Task CertifyAttestationKeyAsync(TpmClient client, ProviderCa ca, InstancePlan plan, string nodeDir, CancellationToken cancellationToken)
     {
@@ -177,6 +249,15 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
         {
             await running.DisposeAsync().ConfigureAwait(false);
         }
+        if (_adopted.TryRemove(name, out var adopted))
+        {
+            await StopStaleAsync(name, adopted).ConfigureAwait(false);
+        }
+        else if (FindStale(stateDirectory) is { } stale)
+        {
+            // Left by a provider that was killed: it holds the sockets and the state's lock.
+            await StopStaleAsync(name, stale).ConfigureAwait(false);
+        }
         await ManufactureIfNeededAsync(name, stateDirectory, nodeDir, cancellationToken).ConfigureAwait(false);
         // swtpm keeps the TPM's state (its seeds) here: the owner's alone, whatever the umask.
         OwnerOnly.CreateDirectory(stateDirectory);
@@ -187,6 +268,10 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
 
     private async Task PowerOffCoreAsync(string name)
     {
+        if (_adopted.TryRemove(name, out var adopted))
+        {
+            await StopStaleAsync(name, adopted).ConfigureAwait(false);
+        }
         if (!_tpms.TryRemove(name, out var tpm))
         {
             return;
