@@ -19,5 +19,6 @@ public static class CommandRegistry
         yield return TerminateCommand.Create(global);
         yield return FetchMeasurementsCommand.Create(global);
         yield return DiskCommand.Create(global);
+        yield return TpmCommand.Create(global);
     }
 }

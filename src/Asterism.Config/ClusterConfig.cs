@@ -72,6 +72,11 @@ public sealed class ClusterConfig : IValidatedWorkspaceFile
         {
             Fail("attestation.providerCa", "must be a PEM certificate (-----BEGIN CERTIFICATE-----)");
         }
+        if (Attestation.TpmManufacturerCa is not null
+            && (!System.Security.Cryptography.PemEncoding.TryFind(Attestation.TpmManufacturerCa, out var ekPem) || Attestation.TpmManufacturerCa[ekPem.Label] is not "CERTIFICATE"))
+        {
+            Fail("attestation.tpmManufacturerCa", "must hold PEM certificates (-----BEGIN CERTIFICATE-----)");
+        }
         if (Attestation.TrustAnyKey && Attestation.Variant == "tpm")
         {
             Fail("attestation.trustAnyKey", "is refused with the tpm variant: a key must be certified (providerCa) or pinned (trustedKeys), never trusted because it signed");
@@ -106,6 +111,13 @@ public sealed class AttestationSection
     /// certifies are trusted, and their certificates name each node and its role.
     /// </summary>
     public string? ProviderCa { get; set; }
+
+    /// <summary>
+    /// The EK CA certificate(s) (PEM) of the TPM vendor(s) whose hardware TPMs <c>asterism tpm enroll</c> may
+    /// certify: an attestation key is certified only after credential activation against an EK whose certificate
+    /// chains to one of them. Not needed for the local provider, which manufactures its swtpms with its own CA.
+    /// </summary>
+    public string? TpmManufacturerCa { get; set; }
 
     /// <summary>
     /// INSECURE, simulated test clusters only: trust any attestation key because it signed. Never written by

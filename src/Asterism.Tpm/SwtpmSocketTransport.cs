@@ -44,7 +44,7 @@ public sealed class SwtpmSocketTransport : ITpmTransport
         if (string.IsNullOrEmpty(path) || !Path.IsPathFullyQualified(path) || path.Contains('\0')
             || System.Text.Encoding.UTF8.GetByteCount(path) > MaxSocketPathLength)
         {
-            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock (TCP endpoints are refused)");
+            throw new ArgumentException("the tpm variant needs --tpm unix:/absolute/path/to/tpm.sock or a TPM device such as /dev/tpmrm0 (TCP endpoints are refused)");
         }
         return path;
     }

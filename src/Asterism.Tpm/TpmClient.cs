@@ -37,6 +37,24 @@ public sealed class TpmClient : IAsyncDisposable
         return new TpmClient(TpmDeviceTransport.Open(path, options.MaxResponseSize), options);
     }
 
+    /// <summary>
+    /// Opens the TPM named by a <c>--tpm</c> argument: <c>unix:/abs/tpm.sock</c> for swtpm's command socket, or the
+    /// absolute path of a TPM character device under /dev (<c>/dev/tpmrm0</c>, the kernel's resource manager). TCP
+    /// endpoints are refused: anyone on the host could reach them.
+    /// </summary>
+    public static async Task<TpmClient> ConnectEndpointAsync(string? endpoint, TpmClientOptions? options, CancellationToken cancellationToken)
+    {
+        if (endpoint is not null && endpoint.StartsWith("/dev/", StringComparison.Ordinal))
+        {
+            if (endpoint.Contains("..", StringComparison.Ordinal) || endpoint.Contains('\0'))
+            {
+                throw new ArgumentException($"--tpm {endpoint}: not a TPM device path");
+            }
+            return OpenDevice(endpoint, options);
+        }
+        return await ConnectSwtpmAsync(SwtpmSocketTransport.ParseSocketArgument(endpoint), options, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>TPM2_Startup. Returns false when the TPM was already started (TPM_RC_INITIALIZE).</summary>
     public async Task<bool> StartupAsync(TpmStartupType type, CancellationToken cancellationToken)
     {

@@ -41,6 +41,14 @@ public sealed class TpmAttestationSession : IAsyncDisposable
         return await OpenAsync(client, endorsementAuth, identityCertificate, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>As <see cref="ConnectSwtpmAsync"/>, for any endpoint <see cref="TpmClient.ConnectEndpointAsync"/> takes (swtpm socket or /dev TPM).</summary>
+    public static async Task<TpmAttestationSession> ConnectAsync(
+        string endpoint, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)
+    {
+        var client = await TpmClient.ConnectEndpointAsync(endpoint, null, cancellationToken).ConfigureAwait(false);
+        return await OpenAsync(client, endorsementAuth, identityCertificate, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Creates the attestation key on <paramref name="client"/>; the session owns the client from then on.</summary>
     public static async Task<TpmAttestationSession> OpenAsync(
         TpmClient client, ReadOnlyMemory<byte> endorsementAuth, byte[]? identityCertificate, CancellationToken cancellationToken)

@@ -45,13 +45,15 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
         {
             // The provider (the firmware) has measured the boot into this TPM already; the node only quotes and
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
-            var socketPath = SwtpmSocketTransport.ParseSocketArgument(options.TpmEndpoint);
+            // A provider's swtpm always has its endorsement auth set (the file is in the node directory); a hardware
+            // TPM enrolled with `asterism tpm enroll` has one only when the operator gave it.
+            var isDevice = options.TpmEndpoint?.StartsWith("/dev/", StringComparison.Ordinal) == true;
             var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
-                ?? throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory");
+                ?? (isDevice ? [] : throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory"));
             TpmAttestationSession session;
             try
             {
-                session = await TpmAttestationSession.ConnectSwtpmAsync(socketPath, auth, certificate, cancellationToken);
+                session = await TpmAttestationSession.ConnectAsync(options.TpmEndpoint!, auth, certificate, cancellationToken);
             }
             finally
             {

@@ -1,0 +1,174 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using Asterism.Attestation.Identities;
+using Asterism.Cloud;
+using Asterism.Cloud.Local;
+using Asterism.Tpm;
+
+namespace Asterism.Cli.Commands;
+
+/// <summary>
+/// <c>asterism tpm enroll NAME --role ROLE --out DIR [--tpm /dev/tpmrm0]</c>: certifies the attestation key of a
+/// hardware TPM as node NAME, as the local provider certifies its swtpms: the EK certificate read from the TPM must
+/// chain to a TPM vendor's EK CA from <c>attestation.tpmManufacturerCa</c> (or <c>--ek-ca</c>), and the TPM must prove
+/// by credential activation that the AK lives next to that EK; only then does the workspace's provider CA issue the
+/// identity certificate. DIR becomes the node's directory (0700): provider CA certificate, identity certificate and,
+/// when given, the endorsement auth — what <c>asterism-node --tpm /dev/tpmrm0</c> needs to boot with that identity.
+/// </summary>
+public static class TpmCommand
+{
+    public static Command Create(GlobalOptions global)
+    {
+        var name = new Argument<string>("name") { Description = "The node's instance name (lowercase letters, digits, '-', '.')" };
+        var role = new Option<string>("--role") { Description = "control-plane or worker", Required = true };
+        role.AcceptOnlyFromAmong(CloudNames.ControlPlane, CloudNames.Worker);
+        var tpm = new Option<string>("--tpm") { Description = "The TPM: a device (default /dev/tpmrm0) or unix:/path/to/swtpm.sock", DefaultValueFactory = _ => TpmDeviceTransport.DefaultPath };
+        var output = new Option<string>("--out") { Description = "The node directory to write (created 0700)", Required = true };
+        var ekCa = new Option<string?>("--ek-ca") { Description = "PEM file of the TPM vendor's EK CA certificate(s); default: attestation.tpmManufacturerCa of asterism-conf.yaml" };
+        var authFile = new Option<string?>("--endorsement-auth-file") { Description = "File holding the 32-byte endorsement hierarchy auth (0600); default: empty auth" };
+        var enroll = new Command("enroll", "Certify a hardware TPM's attestation key as a node's identity, after proving it lives in a TPM of a trusted vendor")
+        {
+            name, role, tpm, output, ekCa, authFile,
+        };
+        enroll.SetAction(async (result, cancellationToken) =>
+        {
+            var stdout = result.InvocationConfiguration.Output;
+            var nodeName = result.GetValue(name)!;
+            if (!IdentityCertificate.IsValidName(nodeName))
+            {
+                throw new CliError($"'{nodeName}' is not a valid node name (lowercase letters, digits, '-' and '.', at most 63)", 2);
+            }
+            CloudNames.TryParseRole(result.GetValue(role), out var nodeRole);
+            var outDir = Path.GetFullPath(result.GetValue(output)!);
+            if (File.Exists(outDir))
+            {
+                throw new CliError($"--out {outDir} is a file; give a node directory", 2);
+            }
+            var workspace = new Workspace(global.WorkspaceOf(result));
+            workspace.RequireCluster();
+            var manufacturers = LoadManufacturerCas(result.GetValue(ekCa), workspace);
+            var auth = LoadAuth(result.GetValue(authFile));
+            try
+            {
+                ProviderCa ca;
+                try
+                {
+                    ca = ProviderCa.Load(workspace.Cloud.CloudDir);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or InvalidDataException or CloudConfigException)
+                {
+                    throw new CliError($"the workspace's provider CA cannot be loaded: {e.Message}");
+                }
+                using (ca)
+                {
+                    await using var client = await ConnectAsync(result.GetValue(tpm)!, cancellationToken);
+                    EnrollmentOutcome outcome;
+                    try
+                    {
+                        outcome = await AttestationKeyEnrollment.EnrollAsync(client, auth, manufacturers, ca,
+                            new InstancePlan(nodeName, nodeRole, ""), outDir, cancellationToken);
+                    }
+                    catch (EnrollmentRefusedException e)
+                    {
+                        throw new CliError($"refused: {e.Message}");
+                    }
+                    catch (TpmException e)
+                    {
+                        throw new CliError($"the TPM failed: {e.Message}");
+                    }
+                    if (auth.Length > 0)
+                    {
+                        TpmEndorsementAuth.Save(outDir, auth);
+                    }
+                    await stdout.WriteLineAsync(outcome.Certified
+                        ? $"Enrolled {nodeName} ({nodeRole.ToWire()}): attestation key {outcome.AkName[..16]}… certified after credential activation; node directory {outDir}"
+                        : $"{nodeName} ({nodeRole.ToWire()}) is already enrolled with this TPM's attestation key in {outDir}; nothing changed");
+                }
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(auth);
+            }
+            return 0;
+        });
+        return new Command("tpm", "Enroll hardware TPMs") { enroll };
+    }
+
+    private static X509Certificate2Collection LoadManufacturerCas(string? file, Workspace workspace)
+    {
+        try
+        {
+            if (file is not null)
+            {
+                return TpmRegistrar.LoadManufacturerCas(Path.GetFullPath(file));
+            }
+            var pem = workspace.LoadConfig().Attestation.TpmManufacturerCa
+                ?? throw new CliError("no TPM vendor is trusted: put its EK CA certificate(s) (PEM) into attestation.tpmManufacturerCa of asterism-conf.yaml, or pass --ek-ca FILE");
+            var collection = new X509Certificate2Collection();
+            collection.ImportFromPem(pem);
+            return collection.Count > 0 ? collection : throw new CliError("attestation.tpmManufacturerCa holds no certificate");
+        }
+        catch (TpmException e)
+        {
+            throw new CliError(e.Message);
+        }
+        catch (CryptographicException)
+        {
+            throw new CliError("attestation.tpmManufacturerCa does not hold readable PEM certificates");
+        }
+    }
+
+    private static byte[] LoadAuth(string? file)
+    {
+        if (file is null)
+        {
+            return [];
+        }
+        var path = Path.GetFullPath(file);
+        var directory = Path.GetDirectoryName(path)!;
+        if (Path.GetFileName(path) != TpmEndorsementAuth.FileName)
+        {
+            // TpmEndorsementAuth reads DIR/tpm-endorsement-auth; any other file name is read through the same checks.
+            if (!File.Exists(path))
+            {
+                throw new CliError($"--endorsement-auth-file {path} does not exist");
+            }
+            if (OwnerOnly.IsOpenToOthers(path))
+            {
+                throw new CliError($"--endorsement-auth-file {path} is readable by group or others; run {OwnerOnly.ChmodHint(path)}");
+            }
+            var bytes = File.ReadAllBytes(path);
+            if (bytes.Length != TpmEndorsementAuth.Length)
+            {
+                CryptographicOperations.ZeroMemory(bytes);
+                throw new CliError($"--endorsement-auth-file {path} does not hold a {TpmEndorsementAuth.Length}-byte auth");
+            }
+            return bytes;
+        }
+        try
+        {
+            return TpmEndorsementAuth.Load(directory) ?? throw new CliError($"--endorsement-auth-file {path} does not exist");
+        }
+        catch (TpmException e)
+        {
+            throw new CliError(e.Message);
+        }
+    }
+
+    private static async Task<TpmClient> ConnectAsync(string endpoint, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await TpmClient.ConnectEndpointAsync(endpoint, null, cancellationToken);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliError(e.Message, 2);
+        }
+        catch (Exception e) when (e is TpmException or IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            throw new CliError($"cannot reach the TPM at {endpoint}: {e.Message}");
+        }
+    }
+}
