@@ -5,14 +5,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
-packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin etcd-server etcd-client)
+packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin)
 missing=()
 command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v swtpm_ioctl >/dev/null 2>&1 || missing+=(swtpm-tools)
 command -v tpm2_quote >/dev/null 2>&1 || missing+=(tpm2-tools)
 command -v cryptsetup >/dev/null 2>&1 || [[ -x /usr/sbin/cryptsetup ]] || [[ -x /sbin/cryptsetup ]] || missing+=(cryptsetup-bin)
-command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
-command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if (( ${#missing[@]} > 0 )); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2

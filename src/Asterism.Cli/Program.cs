@@ -28,7 +28,8 @@ public static class Program
     }
 
     /// <summary>
-    /// Runs the CLI. Usage errors (unknown command, bad flag) exit 2 with the problem and a hint; <see cref="CliError"/>
+    /// Runs the CLI. Usage errors (unknown command, bad flag, a value an option's validator refuses) exit 2 with the
+    /// problem and a hint, before any file is read; <see cref="CliError"/>
     /// exits with its code and message; anything else is a bug and exits 1 with its type and message only.
     /// </summary>
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken cancellationToken = default)
@@ -39,15 +40,15 @@ public static class Program
         var configuration = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
         if (result.Errors.Count > 0)
         {
-            foreach (var error in result.Errors)
+            foreach (var line in UsageErrors.Describe(result))
             {
-                await stderr.WriteLineAsync($"Error: {error.Message}");
+                await stderr.WriteLineAsync($"Error: {line}");
             }
             var commandName = string.Join(' ', result.CommandResult.Command.Parents.OfType<Command>().Reverse().Select(c => c.Name).Append(result.CommandResult.Command.Name).Skip(1));
             await stderr.WriteLineAsync($"Run 'asterism {(commandName.Length > 0 ? commandName + " " : "")}--help' for usage.");
             return 2;
         }
-        await WarnIfTrustAnyKeyAsync(global.WorkspaceOf(result), stderr);
+        await WarnIfTrustAnyKeyAsync(global.WorkspacePathOf(result), stderr);
         try
         {
             return await result.InvokeAsync(configuration, cancellationToken);
@@ -61,6 +62,17 @@ public static class Program
         {
             await stderr.WriteLineAsync("Error: cancelled");
             return 130;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A failure nobody mapped to a CliError is a bug, but the operator still gets one line, not a stack trace
+            // (texts of our exceptions never carry key material; --debug adds the trace for a bug report).
+            await stderr.WriteLineAsync($"Error: unexpected {ex.GetType().Name}: {ex.Message}");
+            if (result.GetValue(global.Debug))
+            {
+                await stderr.WriteLineAsync(ex.ToString());
+            }
+            return 1;
         }
     }
 

@@ -61,6 +61,24 @@ public sealed class Workspace(string directory)
         }
     }
 
+    /// <summary>The names of the workspace's instances: the provider gives each its own directory.</summary>
+    public IReadOnlyList<string> NodeNames() =>
+        System.IO.Directory.Exists(Cloud.InstancesDir)
+            ? System.IO.Directory.GetDirectories(Cloud.InstancesDir).Select(d => Path.GetFileName(d)!).Order(StringComparer.Ordinal).ToList()
+            : [];
+
+    /// <summary>Fails with the known names unless every name is an instance of this workspace (before anything is asked of the provider).</summary>
+    public void RequireNodes(IEnumerable<string> names)
+    {
+        var known = NodeNames();
+        var unknown = names.Where(n => !known.Contains(n, StringComparer.Ordinal)).ToList();
+        if (unknown.Count > 0)
+        {
+            var list = known.Count > 0 ? string.Join(", ", known) : "none";
+            throw new CliError($"unknown node{(unknown.Count > 1 ? "s" : "")} {string.Join(", ", unknown.Select(n => $"\"{n}\""))}; known nodes: {list}");
+        }
+    }
+
     /// <summary>Connects to the running local provider or fails with the reason it is not reachable.</summary>
     public LocalCloudClient ConnectProvider()
     {

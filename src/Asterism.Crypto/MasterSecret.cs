@@ -60,6 +60,10 @@ public sealed class MasterSecret : IDisposable
         try
         {
             var info = new FileInfo(path);
+            if (Directory.Exists(path))
+            {
+                throw new MasterSecretException($"master secret file \"{path}\" is a directory, not a master secret file");
+            }
             if (!info.Exists)
             {
                 throw new MasterSecretException($"master secret file \"{path}\" does not exist");

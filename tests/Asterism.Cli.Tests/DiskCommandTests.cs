@@ -322,4 +322,57 @@ public sealed class DiskCommandTests : IDisposable
         Assert.Equal("hello", File.ReadAllText(Path.Combine(PathOf("out"), "workload", "demo")));
         Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(image)));
     }
+
+    [Fact]
+    public async Task TestKeyAndExtract_MasterSecretIsADirectoryOrLocked_OneLineNothingWritten()
+    {
+        var key = RandomNumberGenerator.GetBytes(32);
+        var image = ImageWithSlots("ms-input.img", 1, key, keyIn: 0);
+        var directory = Directory.CreateDirectory(PathOf("secret-dir")).FullName;
+        using (var master = MasterSecret.Generate())
+        {
+            master.Save(PathOf("locked.json"));
+        }
+        var before = SHA256.HashData(File.ReadAllBytes(image));
+
+        foreach (var (secret, expected) in new[]
+        {
+            (directory, $"master secret file \"{directory}\" is a directory, not a master secret file"),
+            (PathOf("locked.json"), $"master secret file \"{PathOf("locked.json")}\" cannot be read"),
+        })
+        {
+            using var lockedFile = secret == directory ? null : new FileStream(secret, FileMode.Open, FileAccess.ReadWrite, FileShare.None);
+            var (code, stdout, stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secret);
+            Assert.Equal(1, code);
+            Assert.Equal("", stdout);
+            AssertOneLine(stderr, expected);
+
+            (code, _, stderr) = await CliHarness.RunAsync("disk", "extract", image, "--master-secret", secret, "--out", PathOf("out"));
+            Assert.Equal(1, code);
+            AssertOneLine(stderr, expected);
+            Assert.False(Directory.Exists(PathOf("out")));
+        }
+        Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(image)));
+    }
+
+    [Fact]
+    public async Task TestKeyAndExtract_MissingImage_OneLine()
+    {
+        using (var master = MasterSecret.Generate())
+        {
+            master.Save(PathOf("ms.json"));
+        }
+        foreach (var args in new[]
+        {
+            new[] { "disk", "test-key", PathOf("none.img"), "--key-file", KeyFile([1, 2, 3]) },
+            ["disk", "test-key", PathOf("none.img"), "--master-secret", PathOf("ms.json")],
+            ["disk", "extract", PathOf("none.img"), "--master-secret", PathOf("ms.json"), "--out", PathOf("out")],
+        })
+        {
+            var (code, _, stderr) = await CliHarness.RunAsync(args);
+            Assert.Equal(1, code);
+            AssertOneLine(stderr, $"image \"{PathOf("none.img")}\" does not exist");
+        }
+        Assert.False(Directory.Exists(PathOf("out")));
+    }
 }

@@ -41,4 +41,29 @@ public class RootCommandTests
         var (code, _, _) = await CliHarness.RunAsync("version", "--debug", "-C", "/tmp");
         Assert.Equal(0, code);
     }
+
+    [Theory]
+    [InlineData("Error: unknown command 'recovr'; did you mean 'recover'?", "recovr")]
+    [InlineData("Error: unknown command 'powr'; did you mean 'power'?", "powr", "start", "--all")]
+    [InlineData("Error: unknown command 'stauts'; did you mean 'status'?", "stauts")]
+    [InlineData("Error: unknown command 'inspec'; did you mean 'inspect'?", "disk", "inspec", "x.img")]
+    [InlineData("Error: unknown command 'reco'; did you mean 'recover'?", "reco")]
+    [InlineData("Error: unknown option '--master-secrt'; did you mean '--master-secret'?", "recover", "--master-secrt", "x")]
+    [InlineData("Error: unknown command 'frobnicate'; commands: version, demo, create, init, status, recover, power, logs, terminate, config, disk", "frobnicate")]
+    public async Task Typo_FirstLineSuggestsTheNearestName(string firstLine, params string[] args)
+    {
+        var (code, stdout, stderr) = await CliHarness.RunAsync(args);
+        Assert.Equal(2, code);
+        Assert.Empty(stdout);
+        Assert.Equal(firstLine, stderr.Split('\n')[0]);
+        Assert.DoesNotContain("Required command was not provided", stderr);
+    }
+
+    [Fact]
+    public async Task GroupWithoutCommand_NamesItsCommands()
+    {
+        var (code, _, stderr) = await CliHarness.RunAsync("disk");
+        Assert.Equal(2, code);
+        Assert.Equal("Error: a command is missing; commands: format, inspect, test-key, extract", stderr.Split('\n')[0]);
+    }
 }

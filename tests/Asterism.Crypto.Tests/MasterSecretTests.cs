@@ -138,6 +138,14 @@ public sealed class MasterSecretTests : IDisposable
     }
 
     [Fact]
+    public void Load_Directory_SaysItIsADirectory()
+    {
+        var path = Directory.CreateDirectory(Path.Combine(_dir, "secret-dir")).FullName;
+        var ex = Assert.Throws<MasterSecretException>(() => MasterSecret.Load(path));
+        Assert.Equal($"master secret file \"{path}\" is a directory, not a master secret file", ex.Message);
+    }
+
+    [Fact]
     public void Load_OversizedFile_Refused()
     {
         var path = Write(new string(' ', MasterSecret.MaxFileSize + 1));

@@ -44,6 +44,13 @@ public static class CreateCommand
             {
                 throw new CliError($"a cluster already exists in workspace {workspace.Directory} ({Asterism.Config.ClusterState.FileName}); run 'asterism terminate' first or use another -C DIR");
             }
+            // terminate keeps the configuration and the master secret (without --purge): a new cluster here would
+            // overwrite the one and reuse the other. Refuse and let the operator move them; nothing is changed.
+            var kept = new[] { workspace.ConfigPath, workspace.MasterSecretPath }.Where(File.Exists).Select(Path.GetFileName).ToList();
+            if (kept.Count > 0)
+            {
+                throw new CliError($"workspace {workspace.Directory} still holds {string.Join(" and ", kept)} of an earlier cluster; move {(kept.Count > 1 ? "them" : "it")} elsewhere to keep {(kept.Count > 1 ? "them" : "it")}, or use another -C DIR");
+            }
             if (!Directory.Exists(workspace.Directory))
             {
                 // A workspace we create is the operator's alone; an existing directory keeps its mode (it may be a

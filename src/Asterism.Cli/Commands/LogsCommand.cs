@@ -17,13 +17,8 @@ public static class LogsCommand
             workspace.RequireCluster();
             var name = result.GetValue(node)!;
             var path = workspace.Cloud.ConsoleLogPath(name);
-            if (name.Contains('/') || name.Contains("..", StringComparison.Ordinal) || !Directory.Exists(workspace.Cloud.InstanceDir(name)))
-            {
-                var known = Directory.Exists(workspace.Cloud.InstancesDir)
-                    ? string.Join(", ", Directory.GetDirectories(workspace.Cloud.InstancesDir).Select(Path.GetFileName).Order(StringComparer.Ordinal))
-                    : "none";
-                throw new CliError($"unknown node \"{name}\"; known nodes: {known}");
-            }
+            // By name among the instance directories: "../x" or "a/b" never names a file outside them.
+            workspace.RequireNodes([name]);
             if (!File.Exists(path))
             {
                 return 0;

@@ -23,6 +23,9 @@ public static class PowerCommand
                 throw new CliError("name the nodes or pass --all (not both)", 2);
             }
             var workspace = new Workspace(global.WorkspaceOf(result));
+            workspace.RequireCluster();
+            // Checked here, so a typo gets the names to choose from instead of the provider's bare 400.
+            workspace.RequireNodes(names);
             using var cloud = workspace.ConnectProvider();
             PowerResponse response;
             try

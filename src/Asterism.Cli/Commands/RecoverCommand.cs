@@ -25,11 +25,16 @@ public static class RecoverCommand
 
     public static Command Create(GlobalOptions global)
     {
-        var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", DefaultValueFactory = _ => MasterSecret.DefaultFileName };
+        var masterSecret = new Option<string?>("--master-secret") { Description = $"Master secret file (default: {MasterSecret.DefaultFileName} in the workspace; a relative path is relative to the current directory)" };
         var endpoint = new Option<string?>("--endpoint", "-e") { Description = "Recover through this address (HOST[:PORT], e.g. the load balancer) one node at a time, as Constellation does" };
         var interval = new Option<string>("--retry-interval") { Description = "Wait before retrying an unavailable endpoint (--endpoint mode)", DefaultValueFactory = _ => "5s" };
         var timeout = new Option<string>("--timeout") { Description = "Per-node time limit of one push", DefaultValueFactory = _ => "30s" };
         var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
+        // Usage is checked while parsing, so a bad value is reported (exit 2) before any file is read.
+        endpoint.Validators.Add(r => Validate(r, value => AddPortIfMissing(value)));
+        interval.Validators.Add(r => Validate(r, value => Parse(value, "--retry-interval")));
+        timeout.Validators.Add(r => Validate(r, value => Parse(value, "--timeout")));
+        bootWait.Validators.Add(r => Validate(r, value => Parse(value, "--boot-wait")));
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
             masterSecret, endpoint, interval, timeout, bootWait,
@@ -40,8 +45,8 @@ public static class RecoverCommand
             var stderr = result.InvocationConfiguration.Error;
             var workspace = new Workspace(global.WorkspaceOf(result));
             workspace.RequireCluster();
-            var path = result.GetValue(masterSecret)!;
-            path = Path.IsPathRooted(path) ? path : Path.Combine(workspace.Directory, path);
+            // One rule for every path on the command line: relative to the current directory, as with `disk`.
+            var path = result.GetValue(masterSecret) is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath;
             using var master = Workspace.LoadMasterSecret(path);
             var config = workspace.LoadConfig();
             var policy = Workspace.PolicyOf(config).ForKeyRelease();
@@ -60,6 +65,18 @@ public static class RecoverCommand
                 : await RecoverThroughEndpointAsync(AddPortIfMissing(target), pusher, Parse(result.GetValue(interval)!, "--retry-interval"), stdout, stderr, progress, cancellationToken);
         });
         return command;
+    }
+
+    private static void Validate(System.CommandLine.Parsing.OptionResult option, Action<string> check)
+    {
+        try
+        {
+            check(option.GetValueOrDefault<string?>() ?? "");
+        }
+        catch (CliError ex)
+        {
+            option.AddError(ex.Message);
+        }
     }
 
     private static TimeSpan Parse(string text, string option)
