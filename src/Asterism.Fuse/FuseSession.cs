@@ -248,132 +248,132 @@ public sealed partial class FuseSession : IDisposable
             case FuseOpcode.Init:
                 return Init(body, o, out length);
             case FuseOpcode.Lookup:
-            {
-                if (!FuseBody.TryReadName(body, out var name))
                 {
-                    return body.IndexOf((byte)0) > FuseLayout.NameMax ? Native.ENAMETOOLONG : Native.EINVAL;
+                    if (!FuseBody.TryReadName(body, out var name))
+                    {
+                        return body.IndexOf((byte)0) > FuseLayout.NameMax ? Native.ENAMETOOLONG : Native.EINVAL;
+                    }
+                    var e = _fileSystem.Lookup(h.NodeId, name, out var a);
+                    if (e == 0)
+                    {
+                        length = WriteEntry(o, a);
+                    }
+                    return e;
                 }
-                var e = _fileSystem.Lookup(h.NodeId, name, out var a);
-                if (e == 0)
-                {
-                    length = WriteEntry(o, a);
-                }
-                return e;
-            }
             case FuseOpcode.GetAttr:
-            {
-                if (body.Length < FuseLayout.GetAttrInSize)
                 {
-                    return Native.EINVAL;
+                    if (body.Length < FuseLayout.GetAttrInSize)
+                    {
+                        return Native.EINVAL;
+                    }
+                    var e = _fileSystem.GetAttributes(h.NodeId, out var a);
+                    if (e == 0)
+                    {
+                        length = WriteAttrOut(o, a);
+                    }
+                    return e;
                 }
-                var e = _fileSystem.GetAttributes(h.NodeId, out var a);
-                if (e == 0)
-                {
-                    length = WriteAttrOut(o, a);
-                }
-                return e;
-            }
             case FuseOpcode.SetAttr:
-            {
-                if (body.Length < FuseLayout.SetAttrInSize)
                 {
-                    return Native.EINVAL;
+                    if (body.Length < FuseLayout.SetAttrInSize)
+                    {
+                        return Native.EINVAL;
+                    }
+                    var valid = FuseBody.U32(body, 0);
+                    if ((valid & (FuseLayout.FattrMode | FuseLayout.FattrUid | FuseLayout.FattrGid)) != 0)
+                    {
+                        return Native.EPERM;
+                    }
+                    // Time stamps and the other bits are accepted and ignored: the tree is fixed, its times are the mount's.
+                    var e = (valid & FuseLayout.FattrSize) != 0
+                        ? _fileSystem.SetSize(h.NodeId, FuseBody.U64(body, 16), out var a)
+                        : _fileSystem.GetAttributes(h.NodeId, out a);
+                    if (e == 0)
+                    {
+                        length = WriteAttrOut(o, a);
+                    }
+                    return e;
                 }
-                var valid = FuseBody.U32(body, 0);
-                if ((valid & (FuseLayout.FattrMode | FuseLayout.FattrUid | FuseLayout.FattrGid)) != 0)
-                {
-                    return Native.EPERM;
-                }
-                // Time stamps and the other bits are accepted and ignored: the tree is fixed, its times are the mount's.
-                var e = (valid & FuseLayout.FattrSize) != 0
-                    ? _fileSystem.SetSize(h.NodeId, FuseBody.U64(body, 16), out var a)
-                    : _fileSystem.GetAttributes(h.NodeId, out a);
-                if (e == 0)
-                {
-                    length = WriteAttrOut(o, a);
-                }
-                return e;
-            }
             case FuseOpcode.Open:
             case FuseOpcode.OpenDir:
-            {
-                if (body.Length < FuseLayout.OpenInSize)
                 {
-                    return Native.EINVAL;
+                    if (body.Length < FuseLayout.OpenInSize)
+                    {
+                        return Native.EINVAL;
+                    }
+                    ulong handle;
+                    var flags = FuseOpenFlags.None;
+                    var e = h.Opcode == FuseOpcode.Open
+                        ? _fileSystem.Open(h.NodeId, (int)FuseBody.U32(body, 0), caller, out handle, out flags)
+                        : _fileSystem.OpenDir(h.NodeId, caller, out handle);
+                    if (e == 0)
+                    {
+                        o[..FuseLayout.OpenOutSize].Clear();
+                        BinaryPrimitives.WriteUInt64LittleEndian(o, handle);
+                        BinaryPrimitives.WriteUInt32LittleEndian(o[8..], (uint)flags);
+                        length = FuseLayout.OpenOutSize;
+                    }
+                    return e;
                 }
-                ulong handle;
-                var flags = FuseOpenFlags.None;
-                var e = h.Opcode == FuseOpcode.Open
-                    ? _fileSystem.Open(h.NodeId, (int)FuseBody.U32(body, 0), caller, out handle, out flags)
-                    : _fileSystem.OpenDir(h.NodeId, caller, out handle);
-                if (e == 0)
-                {
-                    o[..FuseLayout.OpenOutSize].Clear();
-                    BinaryPrimitives.WriteUInt64LittleEndian(o, handle);
-                    BinaryPrimitives.WriteUInt32LittleEndian(o[8..], (uint)flags);
-                    length = FuseLayout.OpenOutSize;
-                }
-                return e;
-            }
             case FuseOpcode.Read:
             case FuseOpcode.ReadDir:
-            {
-                if (body.Length < FuseLayout.ReadInSize)
                 {
-                    return Native.EINVAL;
+                    if (body.Length < FuseLayout.ReadInSize)
+                    {
+                        return Native.EINVAL;
+                    }
+                    var handle = FuseBody.U64(body, 0);
+                    var offset = FuseBody.U64(body, 8);
+                    var size = FuseBody.U32(body, 16);
+                    if (size > _options.MaxWrite || offset > long.MaxValue)
+                    {
+                        return Native.EINVAL;
+                    }
+                    if (h.Opcode == FuseOpcode.ReadDir)
+                    {
+                        var writer = new FuseDirectoryWriter(o[..(int)size]);
+                        var e = _fileSystem.ReadDir(h.NodeId, handle, offset, ref writer);
+                        length = writer.Written;
+                        return e;
+                    }
+                    else
+                    {
+                        var e = _fileSystem.Read(h.NodeId, handle, (long)offset, o[..(int)size], out var count);
+                        length = e == 0 ? Math.Clamp(count, 0, (int)size) : 0;
+                        return e;
+                    }
                 }
-                var handle = FuseBody.U64(body, 0);
-                var offset = FuseBody.U64(body, 8);
-                var size = FuseBody.U32(body, 16);
-                if (size > _options.MaxWrite || offset > long.MaxValue)
-                {
-                    return Native.EINVAL;
-                }
-                if (h.Opcode == FuseOpcode.ReadDir)
-                {
-                    var writer = new FuseDirectoryWriter(o[..(int)size]);
-                    var e = _fileSystem.ReadDir(h.NodeId, handle, offset, ref writer);
-                    length = writer.Written;
-                    return e;
-                }
-                else
-                {
-                    var e = _fileSystem.Read(h.NodeId, handle, (long)offset, o[..(int)size], out var count);
-                    length = e == 0 ? Math.Clamp(count, 0, (int)size) : 0;
-                    return e;
-                }
-            }
             case FuseOpcode.Write:
-            {
-                if (body.Length < FuseLayout.WriteInSize)
                 {
-                    return Native.EINVAL;
+                    if (body.Length < FuseLayout.WriteInSize)
+                    {
+                        return Native.EINVAL;
+                    }
+                    var handle = FuseBody.U64(body, 0);
+                    var offset = FuseBody.U64(body, 8);
+                    var size = FuseBody.U32(body, 16);
+                    if (size > _options.MaxWrite || size != body.Length - FuseLayout.WriteInSize || offset > long.MaxValue)
+                    {
+                        return Native.EINVAL;
+                    }
+                    var e = _fileSystem.Write(h.NodeId, handle, (long)offset, body.Slice(FuseLayout.WriteInSize, (int)size), out var count);
+                    if (e == 0)
+                    {
+                        o[..FuseLayout.WriteOutSize].Clear();
+                        BinaryPrimitives.WriteUInt32LittleEndian(o, (uint)count);
+                        length = FuseLayout.WriteOutSize;
+                    }
+                    return e;
                 }
-                var handle = FuseBody.U64(body, 0);
-                var offset = FuseBody.U64(body, 8);
-                var size = FuseBody.U32(body, 16);
-                if (size > _options.MaxWrite || size != body.Length - FuseLayout.WriteInSize || offset > long.MaxValue)
-                {
-                    return Native.EINVAL;
-                }
-                var e = _fileSystem.Write(h.NodeId, handle, (long)offset, body.Slice(FuseLayout.WriteInSize, (int)size), out var count);
-                if (e == 0)
-                {
-                    o[..FuseLayout.WriteOutSize].Clear();
-                    BinaryPrimitives.WriteUInt32LittleEndian(o, (uint)count);
-                    length = FuseLayout.WriteOutSize;
-                }
-                return e;
-            }
             case FuseOpcode.StatFs:
-            {
-                var e = _fileSystem.StatFs(out var s);
-                if (e == 0)
                 {
-                    length = WriteStatFs(o, s);
+                    var e = _fileSystem.StatFs(out var s);
+                    if (e == 0)
+                    {
+                        length = WriteStatFs(o, s);
+                    }
+                    return e;
                 }
-                return e;
-            }
             case FuseOpcode.Release:
             case FuseOpcode.ReleaseDir:
                 if (body.Length < FuseLayout.ReleaseInSize)
@@ -399,22 +399,22 @@ public sealed partial class FuseSession : IDisposable
                 }
                 return 0;
             case FuseOpcode.BatchForget:
-            {
-                noReply = true;
-                if (body.Length < FuseLayout.BatchForgetInSize)
                 {
+                    noReply = true;
+                    if (body.Length < FuseLayout.BatchForgetInSize)
+                    {
+                        return 0;
+                    }
+                    var count = FuseBody.U32(body, 0);
+                    // The count is bounded by the bytes actually received, never trusted alone.
+                    var fits = (uint)((body.Length - FuseLayout.BatchForgetInSize) / FuseLayout.ForgetOneSize);
+                    for (var i = 0; i < Math.Min(count, fits); i++)
+                    {
+                        var at = FuseLayout.BatchForgetInSize + (i * FuseLayout.ForgetOneSize);
+                        _fileSystem.Forget(FuseBody.U64(body, at), FuseBody.U64(body, at + 8));
+                    }
                     return 0;
                 }
-                var count = FuseBody.U32(body, 0);
-                // The count is bounded by the bytes actually received, never trusted alone.
-                var fits = (uint)((body.Length - FuseLayout.BatchForgetInSize) / FuseLayout.ForgetOneSize);
-                for (var i = 0; i < Math.Min(count, fits); i++)
-                {
-                    var at = FuseLayout.BatchForgetInSize + (i * FuseLayout.ForgetOneSize);
-                    _fileSystem.Forget(FuseBody.U64(body, at), FuseBody.U64(body, at + 8));
-                }
-                return 0;
-            }
             case FuseOpcode.Interrupt:
                 // Every operation here is short and not cancellable; the interrupted request simply completes.
                 noReply = true;
