@@ -1,0 +1,30 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Runtime.InteropServices;
+
+namespace Asterism.StateFs;
+
+/// <summary>ext4 helpers: the superblock probe and the mkfs command line.</summary>
+public static partial class Ext4
+{
+    /// <summary>True when <paramref name="blockPath"/> starts with an ext2/3/4 superblock (magic 0xEF53 at byte 1080).</summary>
+    public static bool HasSuperblock(string blockPath)
+    {
+        using var handle = File.OpenHandle(blockPath, FileMode.Open, FileAccess.Read);
+        Span<byte> magic = stackalloc byte[2];
+        return RandomAccess.Read(handle, magic, 1024 + 56) == 2 && BinaryPrimitives.ReadUInt16LittleEndian(magic) == 0xEF53;
+    }
+
+    /// <summary>
+    /// mkfs.ext4 arguments: quiet, forced (a regular file is fine), 4 KiB blocks, root directory owned by this
+    /// process's user, no discard (the FUSE file has no hole punching).
+    /// </summary>
+    public static IReadOnlyList<string> MkfsArguments(string blockPath) =>
+        ["-q", "-F", "-b", "4096", "-E", string.Create(CultureInfo.InvariantCulture, $"root_owner={geteuid()}:{getegid()},nodiscard"), blockPath];
+
+    [LibraryImport("libc")]
+    internal static partial uint geteuid();
+
+    [LibraryImport("libc")]
+    internal static partial uint getegid();
+}

@@ -1,0 +1,166 @@
+using Asterism.StateFs;
+
+namespace Asterism.Fuse.Tests;
+
+public sealed class StateFilesystemTests
+{
+    [RootFact]
+    public async Task LoopExt4_FormatWriteRemount_FileSurvivesAndOfflineImagePassesE2fsck()
+    {
+        await using var volume = TestVolume.Create();
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir, FormatIfNoFilesystem = true };
+        await using (var mount = await fs.MountAsync(request, volume.Passphrase, CancellationToken.None))
+        {
+            Assert.StartsWith("/dev/loop", mount.BlockPath, StringComparison.Ordinal);
+            Assert.Equal("ext4", MountTable.Under(volume.StateDir).Single().FileSystemType);
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(volume.StateDir));
+            await File.WriteAllTextAsync(Path.Combine(volume.StateDir, "hello.txt"), "written through ext4, loop, FUSE and XTS");
+        }
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+
+        // Second boot: no formatting allowed, the file is there.
+        await using (var mount = await fs.MountAsync(request with { FormatIfNoFilesystem = false }, volume.Passphrase, CancellationToken.None))
+        {
+            Assert.Equal("written through ext4, loop, FUSE and XTS", await File.ReadAllTextAsync(Path.Combine(volume.StateDir, "hello.txt")));
+        }
+
+        var raw = volume.DecryptToRawFile();
+        var fsck = await Tool.RunAsync("e2fsck", "-fn", raw);
+        Assert.True(fsck.ExitCode == 0, fsck.Stdout + fsck.Stderr);
+        var cat = await Tool.RunAsync("debugfs", "-R", "cat /hello.txt", raw);
+        Assert.Equal("written through ext4, loop, FUSE and XTS", cat.Stdout);
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [RootFact]
+    public async Task Mount_WrongKey_IsRefusedAndNothingIsLeftMounted()
+    {
+        await using var volume = TestVolume.Create();
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir, FormatIfNoFilesystem = true };
+        var e = await Assert.ThrowsAsync<StateFilesystemException>(() => fs.MountAsync(request, new byte[32], CancellationToken.None));
+        Assert.Equal(StateFilesystemError.WrongKey, e.Error);
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [RootFact]
+    public async Task Mount_NoFilesystemAndFormatNotAllowed_IsRefusedAndCleanedUp()
+    {
+        await using var volume = TestVolume.Create();
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir };
+        var e = await Assert.ThrowsAsync<StateFilesystemException>(() => fs.MountAsync(request, volume.Passphrase, CancellationToken.None));
+        Assert.Equal(StateFilesystemError.NoFilesystem, e.Error);
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [RootFact]
+    public async Task Fuse2fs_AsNobody_WritesAFileTheKernelExt4ReadsAndE2fsckAccepts()
+    {
+        await using var volume = TestVolume.Create(forNobody: true);
+        await using (var host = await HostProcess.StartAsync(true, "state", volume.ImagePath, volume.PassphrasePath, volume.Runtime, volume.StateDir))
+        {
+            Assert.EndsWith("/block/disk", host.Ready, StringComparison.Ordinal);
+            var entries = MountTable.Under(volume.Directory);
+            Assert.All(entries, m => Assert.Contains("user_id=65534", m.SuperOptions, StringComparison.Ordinal));
+            Assert.All(entries, m => Assert.DoesNotContain("allow_other", m.SuperOptions, StringComparison.Ordinal));
+            var write = await OtherUser.RunAsync("sh", "-c", $"echo from-nobody > {volume.StateDir}/n.txt && sync {volume.StateDir}/n.txt && cat {volume.StateDir}/n.txt");
+            Assert.True(write.ExitCode == 0, write.Stderr);
+            Assert.Equal("from-nobody\n", write.Stdout);
+            Assert.Equal(0, await host.StopAsync());
+        }
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+        var raw = volume.DecryptToRawFile();
+        var fsck = await Tool.RunAsync("e2fsck", "-fn", raw);
+        Assert.True(fsck.ExitCode == 0, fsck.Stdout + fsck.Stderr);
+        Assert.Equal("from-nobody\n", (await Tool.RunAsync("debugfs", "-R", "cat /n.txt", raw)).Stdout);
+    }
+
+    [RootFact]
+    public async Task LoopExt4_ServerKilledAfterFsync_CleanupLeavesNothingAndNextMountHasTheFile()
+    {
+        await using var volume = TestVolume.Create();
+        await using (var host = await HostProcess.StartAsync(false, "state", volume.ImagePath, volume.PassphrasePath, volume.Runtime, volume.StateDir))
+        {
+            var path = Path.Combine(volume.StateDir, "acked.bin");
+            var data = new byte[123_457];
+            Random.Shared.NextBytes(data);
+            using (var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite))
+            {
+                RandomAccess.Write(handle, data, 0);
+                RandomAccess.FlushToDisk(handle);
+            }
+            // The directory entry is durable only after the directory's fsync (coreutils sync DIR fsyncs it).
+            Assert.Equal(0, (await Tool.RunAsync("sync", volume.StateDir)).ExitCode);
+            await File.WriteAllBytesAsync(Path.Combine(volume.Runtime, "expected"), data);
+            await host.KillAsync();
+        }
+        Assert.NotEqual(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+        var actions = await StateMountCleanup.CleanAsync(volume.Runtime, volume.StateDir, CancellationToken.None);
+        Assert.Contains(actions, a => a.StartsWith("losetup -d", StringComparison.Ordinal));
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir };
+        await using (var mount = await fs.MountAsync(request, volume.Passphrase, CancellationToken.None))
+        {
+            Assert.Equal(await File.ReadAllBytesAsync(Path.Combine(volume.Runtime, "expected")), await File.ReadAllBytesAsync(Path.Combine(volume.StateDir, "acked.bin")));
+        }
+        var fsck = await Tool.RunAsync("e2fsck", "-fn", volume.DecryptToRawFile());
+        Assert.True(fsck.ExitCode == 0, fsck.Stdout + fsck.Stderr);
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [Fact]
+    public async Task DmCrypt_WithoutDeviceMapper_RefusesBeforeRunningAnything()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "asterism-no-such-dir", "control");
+        var fs = new DmCryptStateFilesystem(missing);
+        var request = new StateMountRequest { ImagePath = "/nonexistent/state.img", RuntimeDirectory = "/nonexistent/run", MountPoint = "/nonexistent/state" };
+        var e = await Assert.ThrowsAsync<StateFilesystemException>(() => fs.MountAsync(request, new byte[32], CancellationToken.None));
+        Assert.Equal(StateFilesystemError.Unsupported, e.Error);
+        Assert.Contains(missing, e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists("/nonexistent"));
+    }
+
+    [Fact]
+    public void DmCrypt_ThisMachine_HasNoDeviceMapperSoTheNodePicksFuse()
+    {
+        if (File.Exists(DmCryptStateFilesystem.DefaultControlPath))
+        {
+            Assert.IsType<DmCryptStateFilesystem>(StateFilesystems.ForThisMachine());
+            return;
+        }
+        Assert.False(DmCryptStateFilesystem.IsAvailable);
+        Assert.IsType<FuseExt4StateFilesystem>(StateFilesystems.ForThisMachine());
+    }
+
+    [Fact]
+    public void DmCrypt_Commands_AreExactAndTakeTheKeyOnStdin()
+    {
+        var request = new StateMountRequest { ImagePath = "/n/state.img", RuntimeDirectory = "/n/run", MountPoint = "/n/state", FormatIfNoFilesystem = true };
+        var name = DmCryptStateFilesystem.MappingName("/n/state.img");
+        Assert.Matches("^asterism-[0-9a-f]{16}$", name);
+        var commands = new DmCryptStateFilesystem().DescribeCommands(request);
+        Assert.Equal($"cryptsetup open --type luks2 --key-file - --key-slot 0 /n/state.img {name}", commands[0]);
+        Assert.StartsWith($"mkfs.ext4 -q -F -b 4096 -E root_owner=", commands[1], StringComparison.Ordinal);
+        Assert.EndsWith($",nodiscard /dev/mapper/{name}   (only when no ext4 superblock)", commands[1], StringComparison.Ordinal);
+        Assert.Equal($"mount -t ext4 -o nosuid,nodev /dev/mapper/{name} /n/state", commands[2]);
+        Assert.Equal([$"umount /n/state", $"cryptsetup close {name}"], DmCryptStateFilesystem.DescribeUnmountCommands(request));
+    }
+
+    [Fact]
+    public async Task Cleanup_NothingMounted_DoesNothing()
+    {
+        var dir = Directory.CreateTempSubdirectory("asterism-clean-");
+        try
+        {
+            Assert.Empty(await StateMountCleanup.CleanAsync(Path.Combine(dir.FullName, "run"), Path.Combine(dir.FullName, "state"), CancellationToken.None));
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+}
