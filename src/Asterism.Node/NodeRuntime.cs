@@ -7,10 +7,12 @@ using Asterism.Disk;
 using Asterism.JoinService;
 using Asterism.Logging;
 using Asterism.Node.Boot;
+using Asterism.Node.BootProgress;
 using Asterism.Node.Recovery;
 using Asterism.Node.Rejoin;
 using Asterism.Node.Services;
-using Asterism.Node.Status;
+using Asterism.Node.Tickets;
+using Asterism.Node.Unlock;
 using Asterism.Protocol;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -196,8 +198,8 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 var identity = new RecoveryIdentity(disk.Uuid, options.Name, options.Role.Name());
                 recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new RecoverService(race, identity, loggers)),
-                    app => app.MapGrpcService<RecoverService>(),
+                    services => services.AddSingleton(new RecoveryServer(race, identity, loggers)),
+                    app => app.MapGrpcService<RecoveryServer>(),
                     cancellationToken);
             }
             else

@@ -3,7 +3,7 @@ using Asterism.Attestation;
 using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Logging;
-using Asterism.Node.Rejoin;
+using Asterism.Node.Tickets;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;

@@ -5,7 +5,7 @@ using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
 using Asterism.Tpm;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node;
 
 /// <summary>
 /// The node's attestation issuer, the PCR bank it quotes, and its certified identity: the provider put the CA
@@ -74,11 +74,11 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
     private Task<IAttestationValidator>? _joinServiceValidator;
 
     /// <summary>
-    /// What this node requires of a JoinService (<see cref="Rejoin.JoinServiceTrust"/>), built once per boot from the
+    /// What this node requires of a JoinService (<see cref="Tickets.JoinServiceTrust"/>), built once per boot from the
     /// node's own boot PCRs, which do not change while it asks for keys.
     /// </summary>
     public Task<IAttestationValidator> JoinServiceValidatorAsync(Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken) =>
-        LazyInitializer.EnsureInitialized(ref _joinServiceValidator, () => Rejoin.JoinServiceTrust.CreateValidatorAsync(this, loggers, CancellationToken.None))
+        LazyInitializer.EnsureInitialized(ref _joinServiceValidator, () => Tickets.JoinServiceTrust.CreateValidatorAsync(this, loggers, CancellationToken.None))
             .WaitAsync(cancellationToken);
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;

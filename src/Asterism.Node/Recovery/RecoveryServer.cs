@@ -1,6 +1,6 @@
 using Asterism.Crypto;
 using Asterism.Logging;
-using Asterism.Node.Boot;
+using Asterism.Node.Unlock;
 using Asterism.Protocol;
 using Asterism.Protocol.Recover;
 using Grpc.Core;
@@ -13,7 +13,7 @@ namespace Asterism.Node.Recovery;
 /// against keyslot 0 (and the secret against the cluster ID) <b>before</b> the call is acknowledged; a wrong key is
 /// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
 /// </summary>
-public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers) : API.APIBase
+public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers) : API.APIBase
 {
     private const int KeyLength = 32;
     private readonly ILogger _log = loggers.CreateLogger("recoveryServer");

@@ -1,12 +1,11 @@
 using Asterism.Atls;
 using Asterism.Attestation;
-using Asterism.Node.Boot;
 using Asterism.Node.Services;
 using Asterism.Protocol.Join;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
-namespace Asterism.Node.Rejoin;
+namespace Asterism.Node.Tickets;
 
 /// <summary>
 /// One fresh mutual-aTLS connection to a JoinService endpoint: this node proves itself, and the JoinService proves it

@@ -6,7 +6,7 @@ using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.JoinService;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node;
 
 /// <summary>
 /// What a node keeps on its unlocked state disk about itself: role, measurement salt and cluster ID (record

@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using Asterism.Crypto;
 using Asterism.Disk;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node.Unlock;
 
 /// <summary>Why a delivered key was not accepted.</summary>
 public enum KeyVerdict
