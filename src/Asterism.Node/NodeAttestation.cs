@@ -25,7 +25,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
     /// <summary>The provider CA: what this node judges JoinServices by.</summary>
     public IdentityAuthority Authority { get; } = authority;
 
-    public static async Task<NodeAttestation> CreateAsync(NodeOptions options, CancellationToken cancellationToken)
+    public static async Task<NodeAttestation> CreateAsync(NodeOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
         var authority = new IdentityAuthority(IdentityFiles.ReadCertificate(IdentityFiles.AuthorityPath(options.NodeDirectory)));
         var certificate = IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(options.NodeDirectory));
@@ -37,7 +37,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
                 throw new InvalidDataException($"{keyPath} does not exist: this node has no attestation key from its provider");
             }
             var key = SimulatedAttestationKey.Load(keyPath);
-            var identity = Verify(authority, certificate, key.PublicKeySpki, options);
+            var identity = Verify(authority, certificate, key.PublicKeySpki, options, time);
             var bank = new SimulatedPcrBank();
             return new NodeAttestation(new SimulatedIssuer(key, bank, certificate), bank, identity, authority, null);
         }
@@ -59,7 +59,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
             }
             try
             {
-                var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options);
+                var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options, time);
                 return new NodeAttestation(session.Issuer, session.Pcrs, identity, authority, session);
             }
             catch
@@ -83,9 +83,9 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
 
-    private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options)
+    private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options, TimeProvider time)
     {
-        var check = authority.Verify(certificate, keySpki, DateTimeOffset.UtcNow);
+        var check = authority.Verify(certificate, keySpki, time.GetUtcNow());
         if (check.Identity is not { } identity)
         {
             throw new InvalidDataException("this node's identity certificate does not verify against its provider CA: " + check.Error);

@@ -4,18 +4,6 @@ using Asterism.Disk;
 
 namespace Asterism.Node.Unlock;
 
-/// <summary>Why a delivered key was not accepted.</summary>
-public enum KeyVerdict
-{
-    Accepted,
-    DiskKeyRejected,
-    MeasurementSecretRejected,
-    AlreadyRecovered,
-
-    /// <summary>The key opened the disk but the node state on it could not be read.</summary>
-    StoreUnreadable,
-}
-
 /// <summary>
 /// The reboot race between the RecoveryServer and the RejoinClient: the first delivered key that <b>actually
 /// opens keyslot 0</b> — and whose measurement secret derives this node's cluster ID — wins; every later offer is
