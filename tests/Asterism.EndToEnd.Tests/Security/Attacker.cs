@@ -428,7 +428,7 @@ public sealed class RogueNode : IDisposable
             .Concat(spec.NodeCommand).Concat(spec.NodeArgs)
             .Concat(["--name", name, "--role", role, "--address", address, "--disk", Path.Combine(directory, "disk.img"),
                 "--node-dir", Path.Combine(directory, "node"),
-                "--metadata", $"http://{spec.ParsedSubnet().ProviderAddress}:{WellKnownPorts.Metadata}",
+                "--metadata", $"http://{spec.ParsedSubnet().ProviderAddress}:{Ports.Metadata}",
                 "--variant", spec.Variant, "--debug"]))
         {
             psi.ArgumentList.Add(arg);
