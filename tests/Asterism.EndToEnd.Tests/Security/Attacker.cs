@@ -267,8 +267,8 @@ public sealed class Squatter : IAsyncDisposable
 
     /// <summary>A fake RecoveryServer: serves recoverproto with <paramref name="issuer"/>'s attestation and reports <paramref name="diskUuid"/>.</summary>
     public static Task<Squatter> RecoveryServerAsync(IPAddress address, IAttestationIssuer issuer, string diskUuid, string nodeName) =>
-        StartAsync(address, Ports.Recovery, (listen, _) => listen.UseAtlsServer(issuer), (services, log) => services.AddSingleton(new FakeRecoverService(log, diskUuid, nodeName)),
-            app => app.MapGrpcService<FakeRecoverService>());
+        StartAsync(address, Ports.Recovery, (listen, _) => listen.UseAtlsServer(issuer), (services, log) => services.AddSingleton(new FakeRecoveryServer(log, diskUuid, nodeName)),
+            app => app.MapGrpcService<FakeRecoveryServer>());
 
     /// <summary>
     /// A fake JoinService handing out tickets of its choosing. Nodes check the JoinService (mutual aTLS), so the
@@ -348,7 +348,7 @@ public sealed record FakeTicket(byte[] DiskKey, byte[] MeasurementSecret, byte[]
     }
 }
 
-internal sealed class FakeRecoverService(SquatterLog log, string diskUuid, string nodeName) : Asterism.Protocol.Recover.API.APIBase
+internal sealed class FakeRecoveryServer(SquatterLog log, string diskUuid, string nodeName) : Asterism.Protocol.Recover.API.APIBase
 {
     public override async Task Recover(IAsyncStreamReader<Asterism.Protocol.Recover.RecoverMessage> requestStream,
         IServerStreamWriter<Asterism.Protocol.Recover.RecoverResponse> responseStream, ServerCallContext context)
@@ -472,7 +472,7 @@ public sealed class RogueNode : IDisposable
 /// on its own loopback source addresses. Per target: idle connections that never send a ClientHello and reconnect
 /// when dropped; TLS ClientHellos with a fresh nonce server name and ALPN h2 that abort (RST) right after the server's
 /// first flight, so each one makes the node attest for nothing; and complete handshakes in a loop that then close.
-/// A target's loops end when it refuses connections (its recovery server is gone); the whole flood ends after
+/// A target's loops end when it refuses connections (its RecoveryServer is gone); the whole flood ends after
 /// <c>maxDuration</c> or <c>maxConnections</c> connections, whichever comes first, or on <see cref="StopAsync"/>.
 /// </summary>
 public sealed class HandshakeFlood : IAsyncDisposable
