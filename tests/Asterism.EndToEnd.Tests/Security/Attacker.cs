@@ -15,6 +15,7 @@ using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
+using Asterism.Tests;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -209,22 +210,14 @@ public static class Attack
     public static async Task<LogEntry> WaitForAnyLogAsync(ClusterFixture cluster, IEnumerable<InstanceInfo> nodes, Func<LogEntry, bool> match, string what, TimeSpan? timeout = null)
     {
         var list = nodes.ToList();
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (true)
+        var (found, reached) = await Poll.UntilAsync(
+            () => Task.FromResult(list.Select(node => cluster.Log(node).AllEntries().FirstOrDefault(match)).FirstOrDefault(e => e is not null)),
+            e => e is not null, timeout ?? TimeSpan.FromSeconds(30));
+        if (!reached)
         {
-            foreach (var node in list)
-            {
-                if (cluster.Log(node).AllEntries().FirstOrDefault(match) is { } found)
-                {
-                    return found;
-                }
-            }
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"{what} did not appear in the console of any of {string.Join(", ", list.Select(n => n.Name))}");
-            }
-            await Task.Delay(200);
+            Assert.Fail($"{what} did not appear in the console of any of {string.Join(", ", list.Select(n => n.Name))}");
         }
+        return found!;
     }
 
     /// <summary>Sends a POSIX signal by PID (SIGSTOP/SIGCONT to a node this test's cluster started).</summary>
