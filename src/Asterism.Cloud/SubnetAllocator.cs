@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Asterism.Protocol;
 
 namespace Asterism.Cloud;
 
@@ -28,8 +29,8 @@ public static class SubnetAllocator
     public static bool IsFree(CloudSubnet subnet)
     {
         ArgumentNullException.ThrowIfNull(subnet);
-        return !Listens(subnet.ProviderAddress, WellKnownPorts.Metadata)
-            && WellKnownPorts.LoadBalanced.All(p => !Listens(subnet.LoadBalancerAddress, p));
+        return !Listens(subnet.ProviderAddress, Ports.Metadata)
+            && Ports.LoadBalanced.All(p => !Listens(subnet.LoadBalancerAddress, p));
     }
 
     private static bool Listens(IPAddress address, int port)

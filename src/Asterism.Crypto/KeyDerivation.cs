@@ -12,6 +12,9 @@ public static class KeyDerivation
     /// <summary>Length of every derived key.</summary>
     public const int KeyLength = 32;
 
+    /// <summary>Length of the cluster's measurement salt (random, chosen at init; the cluster ID's HKDF salt).</summary>
+    public const int MeasurementSaltLength = 32;
+
     /// <summary>Prefix of every info string.</summary>
     public const string InfoPrefix = "key-";
 

@@ -30,8 +30,9 @@ public sealed record StateDiskProbe(StateDiskKind Kind, string? Uuid, Luks2Heade
 
 /// <summary>
 /// A node's encrypted state disk: a LUKS2 image (see <see cref="Luks2Image"/>) whose payload holds a
-/// <see cref="RecordStore"/>. One lock per image path serialises every operation, including concurrent
-/// <see cref="CheckKey"/> calls from parallel recovery requests. Disposing zeroes the volume key.
+/// <see cref="RecordStore"/>. Opening takes no key; <see cref="TryUnlock(ReadOnlySpan{byte})"/> is the only check of
+/// a delivered key (the node's KeyRace calls it). One lock per image path serialises every operation, including
+/// concurrent unlock attempts. Disposing zeroes the volume key.
 /// </summary>
 public sealed class StateDisk : IDisposable
 {
@@ -221,16 +222,6 @@ public sealed class StateDisk : IDisposable
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             _image.SetToken(StateDiskToken.Id, StateDiskToken.Serialize(initialized));
-        }
-    }
-
-    /// <summary>Checks whether <paramref name="passphrase"/> opens keyslot 0, without keeping the volume key.</summary>
-    public KeyCheckResult CheckKey(ReadOnlySpan<byte> passphrase)
-    {
-        lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            return _image.CheckKey(passphrase, keyslot: 0);
         }
     }
 

@@ -1,16 +1,18 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using Asterism.Atls;
 using Asterism.Attestation;
 using Asterism.Cloud;
+using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.JoinService;
 using Asterism.Logging;
 using Asterism.Node.Boot;
+using Asterism.Node.BootProgress;
 using Asterism.Node.Recovery;
 using Asterism.Node.Rejoin;
 using Asterism.Node.Services;
-using Asterism.Node.Status;
+using Asterism.Node.Tickets;
+using Asterism.Node.Unlock;
 using Asterism.Protocol;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -21,7 +23,8 @@ namespace Asterism.Node;
 
 /// <summary>
 /// One node's life: measured boot, the state disk's first boot or reboot (ARCHITECTURE.md §4), then the node
-/// services until the process is told to stop. A disk whose token says initialized is never reformatted.
+/// services until the process is told to stop. A disk whose token says initialized is never reformatted. The steps
+/// are marked "Boot flow N" as the README's Boot flow (and ARCHITECTURE.md §4) number them.
 /// </summary>
 public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, TimeProvider time)
 {
@@ -33,10 +36,11 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
+        // Boot flow 1: identity and measured boot, then the status service.
+        var started = time.GetTimestamp();
         _root.Info("Starting disk-mapper", [Field.Of("version", Version), Field.Of("cloudProvider", "local"),
             Field.Of("node", options.Name), Field.Of("role", options.Role.Name()), Field.Of("variant", options.Variant)]);
-        await using var attestation = await NodeAttestation.CreateAsync(options, cancellationToken);
+        await using var attestation = await NodeAttestation.CreateAsync(options, time, cancellationToken);
         if (options.Variant == AttestationVariant.Simulated.Name)
         {
             var events = await ApplyMeasuredBootAsync(attestation.Pcrs, cancellationToken);
@@ -53,6 +57,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 app => app.MapGrpcService<StatusService>(),
                 cancellationToken);
 
+            // Boot flow 2: the state disk's header decides between reboot, refusal and first boot.
             var probe = StateDisk.Probe(options.DiskPath);
             StateDisk disk;
             NodeState state;
@@ -75,6 +80,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             using (disk)
             using (secrets)
             {
+                // Boot flow 3: the disk is open and PCR 15 extended; serve.
                 return await RunServicesAsync(disk, state, secrets, metadata, attestation, started, cancellationToken);
             }
         }
@@ -109,9 +115,10 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         return measurements.Events.Count;
     }
 
+    /// <summary>Boot flow 2, first boot: format, take init or a join ticket, and let <see cref="FirstBootSetup"/> commit it.</summary>
     private async Task<(StateDisk, NodeState, ClusterSecrets?)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
-        var passphrase = RandomNumberGenerator.GetBytes(32);
+        var passphrase = RandomNumberGenerator.GetBytes(KeyDerivation.KeyLength);
         // The disk's UUID is the one this node's certified identity owns: JoinServices and recover release its key
         // to this identity only.
         var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase, attestation.Identity.DiskUuid);
@@ -136,7 +143,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             }
             else
             {
-                join = new JoinClient(options, disk.Uuid, endpoints, attestation, setup, loggers, time).RunAsync(stop.Token);
+                join = new JoinClient(options, disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), setup, loggers).RunAsync(stop.Token);
             }
             var result = await setup.Completed.WaitAsync(cancellationToken);
             await stop.CancelAsync();
@@ -172,6 +179,10 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         return Convert.FromHexString(text);
     }
 
+    /// <summary>
+    /// Boot flow 2, reboot: the RecoveryServer (control planes) and the RejoinClient offer keys to one
+    /// <see cref="KeyRace"/>, whose winner unlocked the disk; then PCR 15 is extended.
+    /// </summary>
     private async Task<(NodeState, ClusterSecrets?)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
@@ -196,15 +207,15 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 var identity = new RecoveryIdentity(disk.Uuid, options.Name, options.Role.Name());
                 recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new RecoverService(race, identity, loggers)),
-                    app => app.MapGrpcService<RecoverService>(),
+                    services => services.AddSingleton(new RecoveryServer(race, identity, loggers, time)),
+                    app => app.MapGrpcService<RecoveryServer>(),
                     cancellationToken);
             }
             else
             {
                 recoveryLog.Info("Running as worker node, skipping recovery server");
             }
-            var rejoin = new RejoinClient(options, disk.Uuid, endpoints, attestation, race, _status, loggers, time).RunAsync(stop.Token);
+            var rejoin = new RejoinClient(disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), race, _status, loggers).RunAsync(stop.Token);
             var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
             await stop.CancelAsync();
             // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
@@ -232,6 +243,12 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
     }
 
+    /// <summary>Join and rejoin ask JoinServices round after round with the node's interval and per-call timeout.</summary>
+    private TicketRounds Rounds(IJoinEndpointSource endpoints) => new(endpoints, options.RejoinInterval, options.RejoinTimeout, time);
+
+    private AttestedTicketClient AttestedTickets(NodeAttestation attestation) => new(attestation, options.RejoinTimeout, loggers, time);
+
+    /// <summary>Boot flow 3: the workload API on every node; the JoinService and cluster API on control planes.</summary>
     private async Task<int> RunServicesAsync(StateDisk disk, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
@@ -260,7 +277,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     cancellationToken));
             }
             _status.Booted();
-            var durationMs = (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+            var durationMs = (long)time.GetElapsedTime(started).TotalMilliseconds;
             _root.Info("Node booted", [Field.Of("role", state.Role.Name()), Field.Of("durationMs", durationMs), Field.Of("bootCount", bootCount)]);
             await Task.Delay(Timeout.Infinite, cancellationToken);
             return 0;

@@ -1,6 +1,9 @@
 namespace Asterism.Protocol;
 
-/// <summary>Well-known ports of a node (each node owns its loopback address, so every node uses the same ports).</summary>
+/// <summary>
+/// The one ports table: every node owns its loopback address, so every node uses the same ports; the local provider's
+/// metadata API and load balancer have their own addresses in the cluster's subnet.
+/// </summary>
 public static class Ports
 {
     /// <summary>RecoveryServer (control-plane nodes, while waiting for a key).</summary>
@@ -9,7 +12,7 @@ public static class Ports
     /// <summary>JoinService (control-plane nodes, after boot).</summary>
     public const int JoinService = 30090;
 
-    /// <summary>Cluster API: health and node list (control-plane nodes, after boot).</summary>
+    /// <summary>Cluster API: health and node list (control-plane nodes, after boot; Kubernetes' API port in Constellation).</summary>
     public const int ClusterApi = 6443;
 
     /// <summary>Init server (first boot of a control-plane node).</summary>
@@ -20,6 +23,12 @@ public static class Ports
 
     /// <summary>The workload's data API (every node, after boot).</summary>
     public const int Workload = 8080;
+
+    /// <summary>The provider's metadata API, on the subnet's provider address 127.A.B.1.</summary>
+    public const int Metadata = 8080;
+
+    /// <summary>The ports the provider's load balancer carries to healthy control-plane instances.</summary>
+    public static IReadOnlyList<int> LoadBalanced { get; } = [Recovery, JoinService, ClusterApi];
 }
 
 /// <summary>Boot phases as reported by the status call.</summary>

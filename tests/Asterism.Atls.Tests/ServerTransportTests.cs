@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using Asterism.Atls.Tests.Probe;
+using Asterism.Tests;
 using Grpc.Net.Client;
 
 namespace Asterism.Atls.Tests;
@@ -217,12 +218,5 @@ public sealed class ServerTransportTests : IDisposable
         }
     }
 
-    private static async Task<bool> EventuallyAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 100 && !condition(); i++)
-        {
-            await Task.Delay(50);
-        }
-        return condition();
-    }
+    private static Task<bool> EventuallyAsync(Func<bool> condition) => Poll.UntilAsync(condition, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(50));
 }

@@ -83,7 +83,7 @@ public sealed class ProberService(CallCounter counter) : Prober.ProberBase
         if (await requestStream.MoveNext(context.CancellationToken))
         {
             counter.Increment();
-            // As RecoverService: end the call only after the client's half-close, so the client is done writing.
+            // As the RecoveryServer: end the call only after the client's half-close, so the client is done writing.
             while (await requestStream.MoveNext(context.CancellationToken))
             {
             }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Asterism.Protocol;
 
 namespace Asterism.Cloud.Tests;
 
@@ -43,7 +44,7 @@ public class CloudSubnetTests
         var subnet = SubnetAllocator.PickFree();
         Assert.InRange(subnet.A, 64, 250);
         Assert.True(SubnetAllocator.IsFree(subnet));
-        using var listener = new TcpListener(subnet.ProviderAddress, WellKnownPorts.Metadata);
+        using var listener = new TcpListener(subnet.ProviderAddress, Ports.Metadata);
         listener.Start();
         Assert.False(SubnetAllocator.IsFree(subnet));
     }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
+using Asterism.Tests;
 
 namespace Asterism.Cloud.Tests;
 
@@ -11,7 +12,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync(controlPlanes: 2, workers: 1);
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2, TimeSpan.FromSeconds(5), "both control planes healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 2, TimeSpan.FromSeconds(5), "both control planes healthy");
 
         var answers = new List<string?>();
         for (var i = 0; i < 6; i++)
@@ -24,7 +25,7 @@ public class LoadBalancerTests
 
         await cloud.Provider.PowerAsync(PowerAction.Stop, [cloud.Cp(1)], CancellationToken.None);
         var stopped = Stopwatch.StartNew();
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 1 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(3), "the stopped backend to leave");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(3), "the stopped backend to leave");
         Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(1.5), $"removal took {stopped.Elapsed}");
         for (var i = 0; i < 3; i++)
         {
@@ -32,7 +33,7 @@ public class LoadBalancerTests
         }
 
         await cloud.Provider.PowerAsync(PowerAction.Start, [cloud.Cp(1)], CancellationToken.None);
-        await Poll.UntilAsync(() => lb.HealthyBackends(30090).Count == 2, TimeSpan.FromSeconds(10), "the started backend to come back");
+        await Poll.RequireAsync(() => lb.HealthyBackends(30090).Count == 2, TimeSpan.FromSeconds(10), "the started backend to come back");
         var back = new HashSet<string?>();
         for (var i = 0; i < 4; i++)
         {
@@ -46,7 +47,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync();
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
 
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await s.ConnectAsync(cloud.Lb(9999));
@@ -70,7 +71,7 @@ public class LoadBalancerTests
         }
         await send;
         Assert.Equal(payload, received.ToArray());
-        await Poll.UntilAsync(() => lb.ActiveConnections == 0, TimeSpan.FromSeconds(5), "the forwarded connection to be cleaned up");
+        await Poll.RequireAsync(() => lb.ActiveConnections == 0, TimeSpan.FromSeconds(5), "the forwarded connection to be cleaned up");
     }
 
     [Fact]
@@ -78,7 +79,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync();
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.UntilAsync(() => lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await s.ConnectAsync(cloud.Lb(6443));
         Assert.Equal($"{cloud.Cp(0)} 6443", await LbClient.ReadLineAsync(s));
@@ -102,7 +103,7 @@ public class LoadBalancerTests
         await using var split = await TestCloud.StartAsync(controlPlanes: 2, nodeArgs: ["--ports-for", $"{name}-control-plane-1=9999"], clusterName: name);
         var lb = split.Provider!.LoadBalancer;
         // Each port is probed on its own schedule: wait until all three have been probed once.
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1,
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1,
             TimeSpan.FromSeconds(5), "per-port health");
         Assert.Equal([split.Provider.Subnet.InstanceAddress(0)], lb.HealthyBackends(6443));
         for (var i = 0; i < 3; i++)
@@ -117,7 +118,7 @@ public class LoadBalancerTests
         await using var cloud = await TestCloud.StartAsync(controlPlanes: 1, workers: 1);
         var lb = cloud.Provider!.LoadBalancer;
         await cloud.Provider.PowerAsync(PowerAction.Crash, [cloud.Cp(0)], CancellationToken.None);
-        await Poll.UntilAsync(() => lb.HealthyBackends(9999).Count == 0, TimeSpan.FromSeconds(3), "no healthy backend");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 0, TimeSpan.FromSeconds(3), "no healthy backend");
 
         var watch = Stopwatch.StartNew();
         Assert.Null(await LbClient.WhoAnswersAsync(cloud.Lb(9999)));

@@ -1,3 +1,4 @@
+using Asterism.Tests;
 namespace Asterism.Cloud.Tests;
 
 public class PowerTests
@@ -107,7 +108,7 @@ public class PowerTests
         var info = cloud.Info(name);
 
         Procs.Kill(info.Pid!.Value);
-        await Poll.UntilAsync(() => cloud.Info(name).Power == "stopped", TimeSpan.FromSeconds(10), "the provider to notice the exit");
+        await Poll.RequireAsync(() => cloud.Info(name).Power == "stopped", TimeSpan.FromSeconds(10), "the provider to notice the exit");
         await cloud.WaitForConsoleAsync(name, "stopped at", 1);
 
         Assert.Equal(info.Boots, cloud.Info(name).Boots);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
+using Asterism.Tests;
 
 namespace Asterism.Cloud.Tests;
 
@@ -61,7 +62,7 @@ public class ProviderCredentialTests
         var crash = Assert.Single((await client.PowerAsync(PowerAction.Crash, null, CancellationToken.None)).Results);
 
         Assert.Equal("stopped", crash.Power);
-        await Poll.UntilAsync(() => !Procs.IsAlive(pid), TimeSpan.FromSeconds(10), "the crashed instance to be gone");
+        await Poll.RequireAsync(() => !Procs.IsAlive(pid), TimeSpan.FromSeconds(10), "the crashed instance to be gone");
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Net.Http.Json;
 using Asterism.Cloud.Local;
+using Asterism.Protocol;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Asterism.Cloud.Tests;
@@ -103,7 +104,7 @@ public class ProviderMetadataTests
     public async Task StartAsync_MetadataAddressInUse_FailsWithoutStartingInstances()
     {
         await using var cloud = TestCloud.Create(controlPlanes: 1);
-        using var squatter = new System.Net.Sockets.TcpListener(CloudSubnet.Parse(cloud.Spec.Subnet).ProviderAddress, WellKnownPorts.Metadata);
+        using var squatter = new System.Net.Sockets.TcpListener(CloudSubnet.Parse(cloud.Spec.Subnet).ProviderAddress, Ports.Metadata);
         squatter.Start();
         await Assert.ThrowsAsync<IOException>(() => cloud.StartProviderAsync());
         Assert.False(File.Exists(cloud.Workspace.StatePath));

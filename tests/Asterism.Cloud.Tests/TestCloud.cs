@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Asterism.Cloud.Local;
+using Asterism.Tests;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -138,7 +139,7 @@ internal sealed class TestCloud : IAsyncDisposable
 
     /// <summary>Waits until the console of <paramref name="name"/> contains <paramref name="what"/> at least <paramref name="times"/> times.</summary>
     public Task WaitForConsoleAsync(string name, string what, int times) =>
-        Poll.UntilAsync(() => Count(Console(name), what) >= times, TimeSpan.FromSeconds(20), $"{name} console to show '{what}' {times}x:\n{Console(name)}");
+        Poll.RequireAsync(() => Count(Console(name), what) >= times, TimeSpan.FromSeconds(20), $"{name} console to show '{what}' {times}x:\n{Console(name)}");
 
     public IPEndPoint Lb(int port) => new(Provider!.Subnet.LoadBalancerAddress, port);
 
@@ -170,24 +171,6 @@ internal sealed class TestCloud : IAsyncDisposable
             catch (IOException)
             {
             }
-        }
-    }
-}
-
-internal static class Poll
-{
-    /// <summary>Re-checks a condition every 25 ms until it holds; fails the test with <paramref name="what"/> on timeout.</summary>
-    public static async Task UntilAsync(Func<bool> condition, TimeSpan timeout, string what)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(25));
-        var deadline = DateTime.UtcNow + timeout;
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out after {timeout.TotalSeconds:0.#} s waiting for {what}");
-            }
-            await timer.WaitForNextTickAsync();
         }
     }
 }

@@ -21,7 +21,6 @@ public sealed class StateDiskTests
             Assert.False(disk.IsInitialized);
             Assert.False(disk.IsUnlocked);
             Assert.Throws<InvalidOperationException>(() => disk.Store);
-            Assert.Equal(KeyCheckResult.Rejected, disk.CheckKey(second));
             Assert.False(disk.TryUnlock(second));
             Assert.True(disk.TryUnlock(first));
             Assert.Empty(disk.Store.Names);
@@ -37,8 +36,7 @@ public sealed class StateDiskTests
         using (var disk = StateDisk.Open(img))
         {
             Assert.True(disk.IsInitialized);
-            Assert.Equal(KeyCheckResult.Rejected, disk.CheckKey(first));
-            Assert.Equal(KeyCheckResult.Accepted, disk.CheckKey(second));
+            Assert.False(disk.TryUnlock(first));
             Assert.False(disk.IsUnlocked);
             Assert.True(disk.TryUnlock(second));
             Assert.Equal("m1"u8.ToArray(), disk.Store.Get("etcd/member"));
@@ -48,18 +46,18 @@ public sealed class StateDiskTests
     }
 
     [Fact]
-    public void CheckKey_Concurrent_AllCorrect()
+    public void TryUnlock_Concurrent_AllCorrect()
     {
         using var dir = new TempDir();
         var good = RandomNumberGenerator.GetBytes(32);
         var bad = RandomNumberGenerator.GetBytes(32);
         using var disk = StateDisk.Format(dir.File("c.img"), ImageSize, good);
         using var other = StateDisk.Open(dir.File("c.img"));
-        var results = new KeyCheckResult[16];
-        Parallel.For(0, results.Length, i => results[i] = (i % 2 == 0 ? disk : other).CheckKey(i % 4 < 2 ? good : bad));
+        var results = new bool[16];
+        Parallel.For(0, results.Length, i => results[i] = (i % 2 == 0 ? disk : other).TryUnlock(i % 4 < 2 ? good : bad));
         for (var i = 0; i < results.Length; i++)
         {
-            Assert.Equal(i % 4 < 2 ? KeyCheckResult.Accepted : KeyCheckResult.Rejected, results[i]);
+            Assert.Equal(i % 4 < 2, results[i]);
         }
     }
 
@@ -72,18 +70,18 @@ public sealed class StateDiskTests
         Assert.True(disk.TryUnlock(pass));
         disk.Dispose();
         Assert.Throws<ObjectDisposedException>(() => disk.Store);
-        Assert.Throws<ObjectDisposedException>(() => disk.CheckKey(pass));
+        Assert.Throws<ObjectDisposedException>(() => disk.TryUnlock(pass));
         Assert.DoesNotContain("0x", disk.ToString(), StringComparison.Ordinal);
     }
 
     [Fact]
-    public void CheckKey_OversizedOrEmptyPassphrase_Rejected()
+    public void TryUnlock_OversizedOrEmptyPassphrase_Rejected()
     {
         using var dir = new TempDir();
         var pass = RandomNumberGenerator.GetBytes(32);
         using var disk = StateDisk.Format(dir.File("e.img"), ImageSize, pass);
-        Assert.Equal(KeyCheckResult.Rejected, disk.CheckKey([]));
-        Assert.Equal(KeyCheckResult.Rejected, disk.CheckKey(new byte[Luks2Image.MaxPassphraseLength + 1]));
+        Assert.False(disk.TryUnlock([]));
+        Assert.False(disk.TryUnlock(new byte[Luks2Image.MaxPassphraseLength + 1]));
         Assert.Equal(KeyCheckResult.Rejected, disk.ChangePassphrase([], pass));
         Assert.Throws<ArgumentException>(() => disk.ChangePassphrase(pass, []));
         Assert.Equal("[redacted]", VolumeKey.Generate().ToString());

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Asterism.Crypto;
+using Asterism.Tests;
 
 namespace Asterism.TpmEndToEnd.Tests;
 
@@ -156,15 +157,9 @@ public sealed class TpmClusterTests : IAsyncLifetime
 
     private static async Task WaitForAsync(Func<Task<bool>> condition, Func<string> what)
     {
-        var deadline = DateTime.UtcNow + PhaseTimeout;
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
-        while (!await condition())
+        if (!await Poll.UntilAsync(condition, PhaseTimeout, TimeSpan.FromMilliseconds(250)))
         {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"timed out after {PhaseTimeout.TotalSeconds:0} s waiting for {what()}");
-            }
-            await timer.WaitForNextTickAsync();
+            Assert.Fail($"timed out after {PhaseTimeout.TotalSeconds:0} s waiting for {what()}");
         }
     }
 

@@ -5,6 +5,7 @@ using System.Net;
 using System.Net.Sockets;
 using Asterism.Cloud;
 using Asterism.Cloud.Local;
+using Asterism.Protocol;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Asterism.Benchmarks.Cloud;
@@ -25,19 +26,19 @@ public sealed class LoadBalancerForwardBenchmark : IMacroBenchmark
         var subnet = SubnetAllocator.PickFree();
         var backendAddress = subnet.InstanceAddress(0);
         using var backend = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        backend.Bind(new IPEndPoint(backendAddress, WellKnownPorts.Recovery));
+        backend.Bind(new IPEndPoint(backendAddress, Ports.Recovery));
         backend.Listen(512);
         using var stop = new CancellationTokenSource();
         var server = Task.Run(() => CountingServerAsync(backend, stop.Token), CancellationToken.None);
 
-        await using var lb = new TcpLoadBalancer(subnet.LoadBalancerAddress, [WellKnownPorts.Recovery], [backendAddress], new LoadBalancerOptions(), TimeProvider.System, NullLogger.Instance);
+        await using var lb = new TcpLoadBalancer(subnet.LoadBalancerAddress, [Ports.Recovery], [backendAddress], new LoadBalancerOptions(), TimeProvider.System, NullLogger.Instance);
         await lb.StartAsync(cancellationToken);
-        while (lb.HealthyBackends(WellKnownPorts.Recovery).Count == 0)
+        while (lb.HealthyBackends(Ports.Recovery).Count == 0)
         {
             await Task.Delay(10, cancellationToken);
         }
-        var direct = new IPEndPoint(backendAddress, WellKnownPorts.Recovery);
-        var viaLb = new IPEndPoint(subnet.LoadBalancerAddress, WellKnownPorts.Recovery);
+        var direct = new IPEndPoint(backendAddress, Ports.Recovery);
+        var viaLb = new IPEndPoint(subnet.LoadBalancerAddress, Ports.Recovery);
 
         // Warm up both paths, then alternate the measurements so machine noise hits both alike.
         await LatencyAsync(direct, 50);

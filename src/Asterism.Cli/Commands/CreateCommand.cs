@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using Asterism.Cloud;
 using Asterism.Cloud.Local;
 using Asterism.Config;
+using Asterism.Protocol;
 
 namespace Asterism.Cli.Commands;
 
@@ -12,7 +13,7 @@ public static class CreateCommand
     /// <summary>Node arguments for local clusters: rejoin rounds every 2 s (Constellation's 30 s suits clouds, not one machine).</summary>
     public static readonly string[] LocalNodeArgs = ["--rejoin-interval", "2s", "--rejoin-timeout", "2s"];
 
-    public static string MetadataUrl(CloudSubnet subnet) => $"http://{subnet.ProviderAddress}:{WellKnownPorts.Metadata}";
+    public static string MetadataUrl(CloudSubnet subnet) => $"http://{subnet.ProviderAddress}:{Ports.Metadata}";
 
     public static Command Create(GlobalOptions global)
     {

@@ -64,7 +64,7 @@ public static class InitCommand
                 await stdout.WriteLineAsync($"Your Asterism master secret was successfully written to \"{workspace.MasterSecretPath}\"");
             }
             using var masterOwner = master;
-            var salt = RandomNumberGenerator.GetBytes(32);
+            var salt = RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength);
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
             // Nothing is sent until control-plane-0 proved it is the certified instance we dialed, running the expected software.
             var validator = new ExpectedPeerValidator(policy.ForKeyRelease().CreateValidator(loggers),

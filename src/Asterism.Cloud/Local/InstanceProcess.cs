@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Asterism.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Cloud.Local;
@@ -179,7 +180,7 @@ internal sealed class InstanceProcess
                          "--address", Plan.Address,
                          "--disk", _workspace.DiskPath(Plan.Name),
                          "--node-dir", _workspace.NodeDir(Plan.Name),
-                         "--metadata", $"http://{_spec.ParsedSubnet().ProviderAddress}:{WellKnownPorts.Metadata}",
+                         "--metadata", $"http://{_spec.ParsedSubnet().ProviderAddress}:{Ports.Metadata}",
                          "--variant", _spec.Variant,
                      ])
                      .Concat(boot.ExtraNodeArgs))

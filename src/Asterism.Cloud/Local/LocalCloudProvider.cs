@@ -1,3 +1,4 @@
+using Asterism.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Cloud.Local;
@@ -56,12 +57,12 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         _instances = [.. spec.PlanInstances().Select(p => new InstanceProcess(spec, p, _workspace, firmware, ca, options.Time, loggerFactory.CreateLogger("Asterism.Cloud.Instance")))];
         _loadBalancer = new TcpLoadBalancer(
             Subnet.LoadBalancerAddress,
-            WellKnownPorts.LoadBalanced,
+            Ports.LoadBalanced,
             _instances.Where(i => i.Plan.Role == InstanceRole.ControlPlane).Select(i => System.Net.IPAddress.Parse(i.Plan.Address)),
             options.LoadBalancer,
             options.Time,
             loggerFactory.CreateLogger("Asterism.Cloud.LoadBalancer"));
-        _server = new MetadataServer(Subnet.ProviderAddress, WellKnownPorts.Metadata, this, credential.Verifier(), loggerFactory);
+        _server = new MetadataServer(Subnet.ProviderAddress, Ports.Metadata, this, credential.Verifier(), loggerFactory);
     }
 
     public CloudSpec Spec { get; }

@@ -26,15 +26,15 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         if (!InitSecretMatches(request))
         {
             _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", "init secret missing or wrong")]);
-            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied, "init secret refused"));
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "init secret refused"));
         }
         if (setup.IsDone)
         {
-            throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
         }
-        if (request.MeasurementSalt.Length != 32)
+        if (request.MeasurementSalt.Length != KeyDerivation.MeasurementSaltLength)
         {
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "measurement salt must be 32 bytes"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "measurement salt must be 32 bytes"));
         }
         MasterSecret master;
         AttestationPolicy policy;
@@ -45,7 +45,7 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         catch (MasterSecretException ex)
         {
             _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid master secret"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "invalid master secret"));
         }
         finally
         {
@@ -60,7 +60,7 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         {
             master.Dispose();
             _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid attestation config"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "invalid attestation config"));
         }
         var salt = request.MeasurementSalt.ToByteArray();
         var secrets = new ClusterSecrets(master, salt, policy);
@@ -80,12 +80,12 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         {
             secrets.Dispose();
             _log.Error("Init failed", [Field.Of("peer", context.Peer), Field.Of("error", ex.GetType().Name + ": " + ex.Message)]);
-            throw new RpcException(new Grpc.Core.Status(StatusCode.Internal, "initialization failed"));
+            throw new RpcException(new Status(StatusCode.Internal, "initialization failed"));
         }
         if (result is null)
         {
             secrets.Dispose();
-            throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
         }
         _log.Info("Init succeeded", [Field.Of("clusterID", Convert.ToHexStringLower(result.State.ClusterId))]);
         return new InitResponse { ClusterId = ByteString.CopyFrom(result.State.ClusterId), DiskUuid = diskUuid };

@@ -3,7 +3,7 @@ using Asterism.Attestation;
 using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Logging;
-using Asterism.Node.Rejoin;
+using Asterism.Node.Tickets;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Grpc.Core;
@@ -13,74 +13,30 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Node.Boot;
 
 /// <summary>
-/// First boot of every node but the one the CLI initializes: asks the JoinService endpoints, round after round, for
-/// a join ticket (client-attesting aTLS) and applies the first one.
+/// First boot of every node but the one the CLI initializes: asks the JoinService endpoints, round after round
+/// (<see cref="TicketRounds"/>), for a join ticket and applies the first one.
 /// </summary>
 public sealed class JoinClient(
     NodeOptions options,
     string diskUuid,
-    IJoinEndpointSource endpoints,
-    NodeAttestation attestation,
+    TicketRounds rounds,
+    ITicketClient tickets,
     FirstBootSetup setup,
-    ILoggerFactory loggers,
-    TimeProvider time)
+    ILoggerFactory loggers) : ITicketRequester<FirstBootKeys>
 {
     private readonly ILogger _log = loggers.CreateLogger("joinClient");
 
-    public async Task RunAsync(CancellationToken cancellationToken)
-    {
-        try
-        {
-            while (!cancellationToken.IsCancellationRequested && !setup.IsDone)
-            {
-                IReadOnlyList<string> list = [];
-                try
-                {
-                    list = await endpoints.GetEndpointsAsync(cancellationToken);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    _log.Warn("Failed to get control-plane endpoints", [Field.Of("error", ex.Message)]);
-                }
-                foreach (var endpoint in list)
-                {
-                    if (setup.IsDone || cancellationToken.IsCancellationRequested)
-                    {
-                        return;
-                    }
-                    try
-                    {
-                        _log.Debug("Requesting join ticket", [Field.Of("endpoint", endpoint)]);
-                        using var keys = await RequestAsync(endpoint, cancellationToken);
-                        if (await setup.ApplyAsync(keys, "join", cancellationToken) is not null)
-                        {
-                            _log.Info("Successfully joined the cluster", [Field.Of("endpoint", endpoint)]);
-                        }
-                        return;
-                    }
-                    catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                    {
-                        var error = RpcErrors.Describe(ex);
-                        _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
-                    }
-                }
-                await Task.Delay(options.RejoinInterval, time, cancellationToken);
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-    }
+    public Task RunAsync(CancellationToken cancellationToken) => rounds.RunAsync(this, cancellationToken);
 
-    private async Task<FirstBootKeys> RequestAsync(string endpoint, CancellationToken cancellationToken)
+    bool ITicketRequester<FirstBootKeys>.IsSettled => setup.IsDone;
+
+    async Task<FirstBootKeys> ITicketRequester<FirstBootKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
     {
-        using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        call.CancelAfter(options.RejoinTimeout);
-        using var connection = await JoinServiceConnection.OpenAsync(endpoint, attestation, options.RejoinTimeout, loggers, cancellationToken);
+        _log.Debug("Requesting join ticket", [Field.Of("endpoint", endpoint)]);
         var isControlPlane = options.Role == NodeRole.ControlPlane;
-        var response = await connection.Client.IssueJoinTicketAsync(
+        var response = await tickets.IssueJoinTicketAsync(endpoint,
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
-            cancellationToken: call.Token);
+            cancellationToken);
         try
         {
             return ToKeys(response, isControlPlane);
@@ -91,9 +47,36 @@ public sealed class JoinClient(
         }
     }
 
+    async Task<string?> ITicketRequester<FirstBootKeys>.ApplyAsync(string endpoint, FirstBootKeys ticket, CancellationToken cancellationToken)
+    {
+        using (ticket)
+        {
+            if (await setup.ApplyAsync(ticket, "join", cancellationToken) is not null)
+            {
+                _log.Info("Successfully joined the cluster", [Field.Of("endpoint", endpoint)]);
+            }
+            return null;
+        }
+    }
+
+    void ITicketRequester<FirstBootKeys>.LookupFailed(string error) =>
+        _log.Warn("Failed to get control-plane endpoints", [Field.Of("error", error)]);
+
+    void ITicketRequester<FirstBootKeys>.EndpointsListed(IReadOnlyList<string> endpoints)
+    {
+    }
+
+    void ITicketRequester<FirstBootKeys>.EndpointFailed(string endpoint, string error) =>
+        _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+
+    void ITicketRequester<FirstBootKeys>.RoundFailed()
+    {
+    }
+
     private static FirstBootKeys ToKeys(IssueJoinTicketResponse response, bool isControlPlane)
     {
-        if (response.StateDiskKey.Length != 32 || response.MeasurementSecret.Length != 32 || response.MeasurementSalt.Length != 32)
+        if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength
+            || response.MeasurementSalt.Length != KeyDerivation.MeasurementSaltLength)
         {
             throw new InvalidDataException("join ticket has keys of the wrong length");
         }

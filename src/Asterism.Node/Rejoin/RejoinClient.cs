@@ -1,30 +1,26 @@
-using Asterism.Atls;
-using Asterism.Attestation;
 using Asterism.Crypto;
 using Asterism.Logging;
-using Asterism.Node.Boot;
-using Asterism.Node.Status;
+using Asterism.Node.BootProgress;
+using Asterism.Node.Tickets;
+using Asterism.Node.Unlock;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
-using Grpc.Core;
-using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Node.Rejoin;
 
 /// <summary>
-/// Asks every JoinService endpoint, round after round, for this disk's key (IssueRejoinTicket over client-attesting
-/// aTLS) and offers each answer to the <see cref="KeyRace"/>; stops when the race is decided or it is cancelled.
+/// Asks every JoinService endpoint, round after round (<see cref="TicketRounds"/>), for this disk's key
+/// (IssueRejoinTicket) and offers each answer to the <see cref="KeyRace"/>; stops when the race is decided or it is
+/// cancelled.
 /// </summary>
 public sealed class RejoinClient(
-    NodeOptions options,
     string diskUuid,
-    IJoinEndpointSource endpoints,
-    NodeAttestation attestation,
+    TicketRounds rounds,
+    ITicketClient tickets,
     KeyRace race,
     BootStatusTracker status,
-    ILoggerFactory loggers,
-    TimeProvider time)
+    ILoggerFactory loggers) : ITicketRequester<ReceivedKeys>
 {
     private readonly ILogger _log = loggers.CreateLogger("rejoinClient");
 
@@ -33,17 +29,7 @@ public sealed class RejoinClient(
         _log.Info("Starting RejoinClient");
         try
         {
-            while (!cancellationToken.IsCancellationRequested && !race.IsDecided)
-            {
-                if (await RoundAsync(cancellationToken))
-                {
-                    return;
-                }
-                await Task.Delay(options.RejoinInterval, time, cancellationToken);
-            }
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
+            await rounds.RunAsync(this, cancellationToken);
         }
         finally
         {
@@ -51,75 +37,18 @@ public sealed class RejoinClient(
         }
     }
 
-    private async Task<bool> RoundAsync(CancellationToken cancellationToken)
-    {
-        IReadOnlyList<string> list;
-        try
-        {
-            using var lookup = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            lookup.CancelAfter(options.RejoinTimeout);
-            list = await endpoints.GetEndpointsAsync(lookup.Token);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            _log.Error("Failed to get control-plane endpoints", [Field.Of("error", ex.Message)]);
-            status.RejoinAttemptFailed("failed to get control-plane endpoints: " + ex.Message);
-            return false;
-        }
-        _log.Info("Received list with JoinService endpoints", [Field.Of("endpoints", list)]);
-        foreach (var endpoint in list)
-        {
-            if (cancellationToken.IsCancellationRequested || race.IsDecided)
-            {
-                return true;
-            }
-            _log.Info("Requesting rejoin ticket", [Field.Of("endpoint", endpoint)]);
-            string error;
-            try
-            {
-                var keys = await RequestAsync(endpoint, cancellationToken);
-                var verdict = await race.OfferAsync(keys, cancellationToken);
-                if (verdict is KeyVerdict.Accepted or KeyVerdict.AlreadyRecovered)
-                {
-                    if (verdict == KeyVerdict.Accepted)
-                    {
-                        _log.Info("Successfully retrieved rejoin ticket");
-                    }
-                    return true;
-                }
-                error = verdict switch
-                {
-                    KeyVerdict.DiskKeyRejected => "received state disk key does not open this disk",
-                    KeyVerdict.StoreUnreadable => "state disk opens but its node state is unreadable",
-                    _ => "received measurement secret does not match this cluster",
-                };
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                error = RpcErrors.Describe(ex);
-            }
-            _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
-            status.RejoinAttemptFailed($"{endpoint}: {error}");
-        }
-        if (!cancellationToken.IsCancellationRequested)
-        {
-            _log.Error("Failed to rejoin on all endpoints");
-        }
-        return false;
-    }
+    bool ITicketRequester<ReceivedKeys>.IsSettled => race.IsDecided;
 
-    private async Task<ReceivedKeys> RequestAsync(string endpoint, CancellationToken cancellationToken)
+    async Task<ReceivedKeys> ITicketRequester<ReceivedKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
     {
-        using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        call.CancelAfter(options.RejoinTimeout);
-        using var connection = await JoinServiceConnection.OpenAsync(endpoint, attestation, options.RejoinTimeout, loggers, cancellationToken);
-        var response = await connection.Client.IssueRejoinTicketAsync(new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken: call.Token);
-        if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength)
-        {
-            throw new InvalidDataException("rejoin ticket has keys of the wrong length");
-        }
+        _log.Info("Requesting rejoin ticket", [Field.Of("endpoint", endpoint)]);
+        var response = await tickets.IssueRejoinTicketAsync(endpoint, new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken);
         try
         {
+            if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength)
+            {
+                throw new InvalidDataException("rejoin ticket has keys of the wrong length");
+            }
             return new ReceivedKeys(SecretBytes.CopyOf(response.StateDiskKey.Span), SecretBytes.CopyOf(response.MeasurementSecret.Span), "rejoin");
         }
         finally
@@ -127,4 +56,31 @@ public sealed class RejoinClient(
             SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret);
         }
     }
+
+    async Task<string?> ITicketRequester<ReceivedKeys>.ApplyAsync(string endpoint, ReceivedKeys ticket, CancellationToken cancellationToken)
+    {
+        var verdict = await race.OfferAsync(ticket, cancellationToken);
+        if (verdict == KeyVerdict.Accepted)
+        {
+            _log.Info("Successfully retrieved rejoin ticket");
+        }
+        return verdict is KeyVerdict.Accepted or KeyVerdict.AlreadyRecovered ? null : verdict.ToStatus().Detail;
+    }
+
+    void ITicketRequester<ReceivedKeys>.LookupFailed(string error)
+    {
+        _log.Error("Failed to get control-plane endpoints", [Field.Of("error", error)]);
+        status.RejoinAttemptFailed("failed to get control-plane endpoints: " + error);
+    }
+
+    void ITicketRequester<ReceivedKeys>.EndpointsListed(IReadOnlyList<string> endpoints) =>
+        _log.Info("Received list with JoinService endpoints", [Field.Of("endpoints", endpoints)]);
+
+    void ITicketRequester<ReceivedKeys>.EndpointFailed(string endpoint, string error)
+    {
+        _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+        status.RejoinAttemptFailed($"{endpoint}: {error}");
+    }
+
+    void ITicketRequester<ReceivedKeys>.RoundFailed() => _log.Error("Failed to rejoin on all endpoints");
 }

@@ -9,6 +9,7 @@ using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.Protocol;
 using Asterism.Protocol.NodeStatus;
+using Asterism.Tests;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Asterism.EndToEnd.Tests.Infrastructure;
@@ -152,25 +153,17 @@ public abstract class ClusterFixture : IAsyncLifetime
     public async Task WaitForPhaseAsync(IEnumerable<InstanceInfo> nodes, string phase, TimeSpan? timeout = null, Func<BootStatus, bool>? also = null)
     {
         var list = nodes.ToList();
-        var deadline = DateTime.UtcNow + (timeout ?? BootTimeout);
-        while (true)
+        var (statuses, reached) = await Poll.UntilAsync(() => Task.WhenAll(list.Select(StatusAsync)),
+            all => all.All(s => s is not null && s.Phase == phase && (also is null || also(s))), timeout ?? BootTimeout);
+        if (!reached)
         {
-            var statuses = await Task.WhenAll(list.Select(StatusAsync));
-            if (statuses.All(s => s is not null && s.Phase == phase && (also is null || also(s))))
+            var report = new StringBuilder($"not every node reached phase {phase} within {(timeout ?? BootTimeout).TotalSeconds:0} s:\n");
+            for (var i = 0; i < list.Count; i++)
             {
-                return;
+                report.Append($"  {list[i].Name}: {statuses[i]?.Phase ?? "(no status answer)"} lastError={statuses[i]?.LastError}\n");
+                report.Append("    " + Log(list[i]).Tail(6).Replace("\n", "\n    ", StringComparison.Ordinal) + "\n");
             }
-            if (DateTime.UtcNow > deadline)
-            {
-                var report = new StringBuilder($"not every node reached phase {phase} within {(timeout ?? BootTimeout).TotalSeconds:0} s:\n");
-                for (var i = 0; i < list.Count; i++)
-                {
-                    report.Append($"  {list[i].Name}: {statuses[i]?.Phase ?? "(no status answer)"} lastError={statuses[i]?.LastError}\n");
-                    report.Append("    " + Log(list[i]).Tail(6).Replace("\n", "\n    ", StringComparison.Ordinal) + "\n");
-                }
-                Assert.Fail(report.ToString());
-            }
-            await Task.Delay(200);
+            Assert.Fail(report.ToString());
         }
     }
 
@@ -195,20 +188,12 @@ public abstract class ClusterFixture : IAsyncLifetime
     /// <summary>Waits until the node's console satisfies a condition.</summary>
     public async Task<NodeLog> WaitForLogAsync(InstanceInfo node, Func<NodeLog, bool> condition, string what, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? BootTimeout);
-        while (true)
+        var (log, reached) = await Poll.UntilAsync(() => Task.FromResult(Log(node)), condition, timeout ?? BootTimeout);
+        if (!reached)
         {
-            var log = Log(node);
-            if (condition(log))
-            {
-                return log;
-            }
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"{node.Name}: {what} did not appear in its serial console; last lines:\n{log.Tail()}");
-            }
-            await Task.Delay(200);
+            Assert.Fail($"{node.Name}: {what} did not appear in its serial console; last lines:\n{log.Tail()}");
         }
+        return log;
     }
 
     /// <summary>The workspace's API credential (the workload API and the provider's power API want it).</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Asterism.Tests;
 
 namespace Asterism.EndToEnd.Tests.Infrastructure;
 
@@ -76,15 +77,7 @@ public static class Processes
     /// <summary>Waits until no process matches; returns the ones still alive at the deadline.</summary>
     public static async Task<IReadOnlyList<Info>> WaitGoneAsync(string fragment, TimeSpan timeout)
     {
-        var deadline = DateTime.UtcNow + timeout;
-        while (true)
-        {
-            var left = Matching(fragment);
-            if (left.Count == 0 || DateTime.UtcNow > deadline)
-            {
-                return left;
-            }
-            await Task.Delay(100);
-        }
+        var (left, _) = await Poll.UntilAsync(() => Task.FromResult(Matching(fragment)), l => l.Count == 0, timeout, TimeSpan.FromMilliseconds(100));
+        return left;
     }
 }

@@ -6,6 +6,7 @@ using Asterism.Config;
 using Asterism.Crypto;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
+using Asterism.Tests;
 using Xunit.Abstractions;
 
 namespace Asterism.EndToEnd.Tests.Operator;
@@ -108,17 +109,8 @@ public abstract class OperatorCliTests<TCluster>(TCluster cluster, ITestOutputHe
         await FullOutageAsync();
 
         // lastError appears after the first failed rejoin round.
-        var deadline = DateTime.UtcNow + ClusterFixture.BootTimeout;
-        JsonElement status;
-        while (true)
-        {
-            status = await StatusJsonAsync();
-            if (Nodes(status).All(n => n.GetProperty("lastError").ValueKind == JsonValueKind.String) || DateTime.UtcNow > deadline)
-            {
-                break;
-            }
-            await Task.Delay(250);
-        }
+        var (status, _) = await Poll.UntilAsync(StatusJsonAsync,
+            s => Nodes(s).All(n => n.GetProperty("lastError").ValueKind == JsonValueKind.String), ClusterFixture.BootTimeout, TimeSpan.FromMilliseconds(250));
         output.WriteLine(status.GetRawText());
         Assert.Equal("unreachable", status.GetProperty("clusterApi").GetString());
         foreach (var node in Nodes(status))

@@ -1,6 +1,7 @@
 using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
+using Asterism.Tests;
 
 namespace Asterism.EndToEnd.Tests.Operator;
 
@@ -28,12 +29,7 @@ public sealed class ProviderDownTests(SmallSimulatedCluster cluster) : IClassFix
         using (var cloud = LocalCloudClient.Connect(cluster.Workspace))
         {
             Processes.Kill(cloud.State.Pid);
-            var deadline = DateTime.UtcNow.AddSeconds(10);
-            while (Processes.IsAlive(cloud.State.Pid) && DateTime.UtcNow < deadline)
-            {
-                await Task.Delay(50);
-            }
-            Assert.False(Processes.IsAlive(cloud.State.Pid));
+            Assert.True(await Poll.UntilAsync(() => !Processes.IsAlive(cloud.State.Pid), TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(50)));
         }
 
         string[][] needProvider =

@@ -15,6 +15,7 @@ using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
+using Asterism.Tests;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -209,22 +210,14 @@ public static class Attack
     public static async Task<LogEntry> WaitForAnyLogAsync(ClusterFixture cluster, IEnumerable<InstanceInfo> nodes, Func<LogEntry, bool> match, string what, TimeSpan? timeout = null)
     {
         var list = nodes.ToList();
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (true)
+        var (found, reached) = await Poll.UntilAsync(
+            () => Task.FromResult(list.Select(node => cluster.Log(node).AllEntries().FirstOrDefault(match)).FirstOrDefault(e => e is not null)),
+            e => e is not null, timeout ?? TimeSpan.FromSeconds(30));
+        if (!reached)
         {
-            foreach (var node in list)
-            {
-                if (cluster.Log(node).AllEntries().FirstOrDefault(match) is { } found)
-                {
-                    return found;
-                }
-            }
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"{what} did not appear in the console of any of {string.Join(", ", list.Select(n => n.Name))}");
-            }
-            await Task.Delay(200);
+            Assert.Fail($"{what} did not appear in the console of any of {string.Join(", ", list.Select(n => n.Name))}");
         }
+        return found!;
     }
 
     /// <summary>Sends a POSIX signal by PID (SIGSTOP/SIGCONT to a node this test's cluster started).</summary>
@@ -267,8 +260,8 @@ public sealed class Squatter : IAsyncDisposable
 
     /// <summary>A fake RecoveryServer: serves recoverproto with <paramref name="issuer"/>'s attestation and reports <paramref name="diskUuid"/>.</summary>
     public static Task<Squatter> RecoveryServerAsync(IPAddress address, IAttestationIssuer issuer, string diskUuid, string nodeName) =>
-        StartAsync(address, Ports.Recovery, (listen, _) => listen.UseAtlsServer(issuer), (services, log) => services.AddSingleton(new FakeRecoverService(log, diskUuid, nodeName)),
-            app => app.MapGrpcService<FakeRecoverService>());
+        StartAsync(address, Ports.Recovery, (listen, _) => listen.UseAtlsServer(issuer), (services, log) => services.AddSingleton(new FakeRecoveryServer(log, diskUuid, nodeName)),
+            app => app.MapGrpcService<FakeRecoveryServer>());
 
     /// <summary>
     /// A fake JoinService handing out tickets of its choosing. Nodes check the JoinService (mutual aTLS), so the
@@ -348,7 +341,7 @@ public sealed record FakeTicket(byte[] DiskKey, byte[] MeasurementSecret, byte[]
     }
 }
 
-internal sealed class FakeRecoverService(SquatterLog log, string diskUuid, string nodeName) : Asterism.Protocol.Recover.API.APIBase
+internal sealed class FakeRecoveryServer(SquatterLog log, string diskUuid, string nodeName) : Asterism.Protocol.Recover.API.APIBase
 {
     public override async Task Recover(IAsyncStreamReader<Asterism.Protocol.Recover.RecoverMessage> requestStream,
         IServerStreamWriter<Asterism.Protocol.Recover.RecoverResponse> responseStream, ServerCallContext context)
@@ -428,7 +421,7 @@ public sealed class RogueNode : IDisposable
             .Concat(spec.NodeCommand).Concat(spec.NodeArgs)
             .Concat(["--name", name, "--role", role, "--address", address, "--disk", Path.Combine(directory, "disk.img"),
                 "--node-dir", Path.Combine(directory, "node"),
-                "--metadata", $"http://{spec.ParsedSubnet().ProviderAddress}:{WellKnownPorts.Metadata}",
+                "--metadata", $"http://{spec.ParsedSubnet().ProviderAddress}:{Ports.Metadata}",
                 "--variant", spec.Variant, "--debug"]))
         {
             psi.ArgumentList.Add(arg);
@@ -472,7 +465,7 @@ public sealed class RogueNode : IDisposable
 /// on its own loopback source addresses. Per target: idle connections that never send a ClientHello and reconnect
 /// when dropped; TLS ClientHellos with a fresh nonce server name and ALPN h2 that abort (RST) right after the server's
 /// first flight, so each one makes the node attest for nothing; and complete handshakes in a loop that then close.
-/// A target's loops end when it refuses connections (its recovery server is gone); the whole flood ends after
+/// A target's loops end when it refuses connections (its RecoveryServer is gone); the whole flood ends after
 /// <c>maxDuration</c> or <c>maxConnections</c> connections, whichever comes first, or on <see cref="StopAsync"/>.
 /// </summary>
 public sealed class HandshakeFlood : IAsyncDisposable

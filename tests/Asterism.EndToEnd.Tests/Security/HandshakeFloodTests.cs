@@ -3,6 +3,7 @@ using Asterism.Cli.Commands;
 using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
+using Asterism.Tests;
 using Xunit.Abstractions;
 
 namespace Asterism.EndToEnd.Tests.Security;
@@ -127,11 +128,7 @@ public sealed class HandshakeFloodTests(FloodCluster cluster, ITestOutputHelper 
     /// <summary>A node reports waiting before its recovery listener is up: the flood starts once it is.</summary>
     private static async Task WaitForRecoveryPortAsync(InstanceInfo node)
     {
-        var deadline = DateTime.UtcNow + ClusterFixture.BootTimeout;
-        while (!await ClusterFixture.RecoveryPortOpenAsync(node))
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"{node.Name} does not listen on {Ports.Recovery}");
-            await Task.Delay(100);
-        }
+        Assert.True(await Poll.UntilAsync(() => ClusterFixture.RecoveryPortOpenAsync(node), ClusterFixture.BootTimeout, TimeSpan.FromMilliseconds(100)),
+            $"{node.Name} does not listen on {Ports.Recovery}");
     }
 }

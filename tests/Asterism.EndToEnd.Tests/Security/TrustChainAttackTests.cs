@@ -12,6 +12,7 @@ using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
 using Asterism.Protocol.Init;
 using Asterism.Protocol.Join;
+using Asterism.Tests;
 using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -336,11 +337,7 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
             using var rogue = RogueNode.Start(Cluster, dirB, claimed.Name, NodeIdentity.ControlPlaneRole, subnet + ".251");
             try
             {
-                var deadline = DateTime.UtcNow + ClusterFixture.BootTimeout;
-                while (!rogue.Log.Entries().Any(e => e.Msg == "Failed to join on endpoint") && DateTime.UtcNow < deadline)
-                {
-                    await Task.Delay(200);
-                }
+                await Poll.UntilAsync(() => rogue.Log.Entries().Any(e => e.Msg == "Failed to join on endpoint"), ClusterFixture.BootTimeout);
                 var log = rogue.Log;
                 Assert.False(rogue.HasExited, "the rogue node with its own CA should run and ask for tickets:\n" + log.Tail());
                 Assert.DoesNotContain(Cluster.ControlPlaneNodes, cp => NodeLog.Read(Cluster.Files.ConsoleLogPath(cp.Name)).AllEntries()

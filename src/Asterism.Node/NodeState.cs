@@ -6,7 +6,7 @@ using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.JoinService;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node;
 
 /// <summary>
 /// What a node keeps on its unlocked state disk about itself: role, measurement salt and cluster ID (record
@@ -54,7 +54,7 @@ public sealed class NodeState
             }
             var salt = Convert.FromBase64String(json["measurementSalt"]!.GetValue<string>());
             var clusterId = Convert.FromHexString(json["clusterID"]!.GetValue<string>());
-            if (salt.Length != 32 || clusterId.Length != 32)
+            if (salt.Length != KeyDerivation.MeasurementSaltLength || clusterId.Length != KeyDerivation.KeyLength)
             {
                 throw new InvalidDataException("node state: measurement salt and cluster ID must be 32 bytes");
             }

@@ -1,4 +1,4 @@
-namespace Asterism.Node.Rejoin;
+namespace Asterism.Node.Tickets;
 
 /// <summary>Where a node finds JoinService endpoints (host:port): the load balancer first, then every control-plane node but itself.</summary>
 public interface IJoinEndpointSource

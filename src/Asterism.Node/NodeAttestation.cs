@@ -5,7 +5,7 @@ using Asterism.Attestation.Simulated;
 using Asterism.Attestation.Tpm;
 using Asterism.Tpm;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node;
 
 /// <summary>
 /// The node's attestation issuer, the PCR bank it quotes, and its certified identity: the provider put the CA
@@ -25,7 +25,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
     /// <summary>The provider CA: what this node judges JoinServices by.</summary>
     public IdentityAuthority Authority { get; } = authority;
 
-    public static async Task<NodeAttestation> CreateAsync(NodeOptions options, CancellationToken cancellationToken)
+    public static async Task<NodeAttestation> CreateAsync(NodeOptions options, TimeProvider time, CancellationToken cancellationToken)
     {
         var authority = new IdentityAuthority(IdentityFiles.ReadCertificate(IdentityFiles.AuthorityPath(options.NodeDirectory)));
         var certificate = IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(options.NodeDirectory));
@@ -37,7 +37,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
                 throw new InvalidDataException($"{keyPath} does not exist: this node has no attestation key from its provider");
             }
             var key = SimulatedAttestationKey.Load(keyPath);
-            var identity = Verify(authority, certificate, key.PublicKeySpki, options);
+            var identity = Verify(authority, certificate, key.PublicKeySpki, options, time);
             var bank = new SimulatedPcrBank();
             return new NodeAttestation(new SimulatedIssuer(key, bank, certificate), bank, identity, authority, null);
         }
@@ -61,7 +61,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
             }
             try
             {
-                var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options);
+                var identity = Verify(authority, certificate, session.Key.PublicKey.ExportSubjectPublicKeyInfo(), options, time);
                 return new NodeAttestation(session.Issuer, session.Pcrs, identity, authority, session);
             }
             catch
@@ -76,18 +76,18 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
     private Task<IAttestationValidator>? _joinServiceValidator;
 
     /// <summary>
-    /// What this node requires of a JoinService (<see cref="Rejoin.JoinServiceTrust"/>), built once per boot from the
+    /// What this node requires of a JoinService (<see cref="Tickets.JoinServiceTrust"/>), built once per boot from the
     /// node's own boot PCRs, which do not change while it asks for keys.
     /// </summary>
     public Task<IAttestationValidator> JoinServiceValidatorAsync(Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken) =>
-        LazyInitializer.EnsureInitialized(ref _joinServiceValidator, () => Rejoin.JoinServiceTrust.CreateValidatorAsync(this, loggers, CancellationToken.None))
+        LazyInitializer.EnsureInitialized(ref _joinServiceValidator, () => Tickets.JoinServiceTrust.CreateValidatorAsync(this, loggers, CancellationToken.None))
             .WaitAsync(cancellationToken);
 
     public ValueTask DisposeAsync() => owner?.DisposeAsync() ?? ValueTask.CompletedTask;
 
-    private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options)
+    private static NodeIdentity Verify(IdentityAuthority authority, byte[] certificate, byte[] keySpki, NodeOptions options, TimeProvider time)
     {
-        var check = authority.Verify(certificate, keySpki, DateTimeOffset.UtcNow);
+        var check = authority.Verify(certificate, keySpki, time.GetUtcNow());
         if (check.Identity is not { } identity)
         {
             throw new InvalidDataException("this node's identity certificate does not verify against its provider CA: " + check.Error);

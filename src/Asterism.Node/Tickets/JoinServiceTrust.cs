@@ -2,10 +2,9 @@ using System.Security.Cryptography;
 using Asterism.Attestation;
 using Asterism.Attestation.Identities;
 using Asterism.Cloud;
-using Asterism.Node.Boot;
 using Microsoft.Extensions.Logging;
 
-namespace Asterism.Node.Rejoin;
+namespace Asterism.Node.Tickets;
 
 /// <summary>
 /// What a node requires of a JoinService before it sends a request or takes a ticket: an attestation document whose

@@ -1,7 +1,7 @@
 using Asterism.Cloud;
 using Asterism.Protocol;
 
-namespace Asterism.Node.Rejoin;
+namespace Asterism.Node.Tickets;
 
 /// <summary>
 /// JoinService endpoints from the cloud metadata: the load balancer first, then every control-plane instance's

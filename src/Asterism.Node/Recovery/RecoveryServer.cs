@@ -1,6 +1,6 @@
 using Asterism.Crypto;
 using Asterism.Logging;
-using Asterism.Node.Boot;
+using Asterism.Node.Unlock;
 using Asterism.Protocol;
 using Asterism.Protocol.Recover;
 using Grpc.Core;
@@ -13,10 +13,10 @@ namespace Asterism.Node.Recovery;
 /// against keyslot 0 (and the secret against the cluster ID) <b>before</b> the call is acknowledged; a wrong key is
 /// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
 /// </summary>
-public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers) : API.APIBase
+public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers, TimeProvider? time = null) : API.APIBase
 {
-    private const int KeyLength = 32;
     private readonly ILogger _log = loggers.CreateLogger("recoveryServer");
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public override async Task Recover(IAsyncStreamReader<RecoverMessage> requestStream, IServerStreamWriter<RecoverResponse> responseStream, ServerCallContext context)
     {
@@ -24,16 +24,16 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
         _log.Info("Received recover call", [Field.Of("peer", peer)]);
         if (race.IsDecided)
         {
-            throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
+            throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
         if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
         {
             _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "first message is not a measurement secret")]);
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
         }
-        if (requestStream.Current.MeasurementSecret.Length != KeyLength)
+        if (requestStream.Current.MeasurementSecret.Length != KeyDerivation.KeyLength)
         {
-            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "measurement secret must be 32 bytes"));
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "measurement secret must be 32 bytes"));
         }
         var measurementSecret = SecretBytes.CopyOf(requestStream.Current.MeasurementSecret.Span);
         SecretFields.Zero(requestStream.Current.MeasurementSecret);
@@ -43,11 +43,11 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
             if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
             {
                 _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "second message is not a state disk key")]);
-                throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "second message is not a state disk key"));
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "second message is not a state disk key"));
             }
-            if (requestStream.Current.StateDiskKey.Length != KeyLength)
+            if (requestStream.Current.StateDiskKey.Length != KeyDerivation.KeyLength)
             {
-                throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "state disk key must be 32 bytes"));
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "state disk key must be 32 bytes"));
             }
             var keys = new ReceivedKeys(SecretBytes.CopyOf(requestStream.Current.StateDiskKey.Span), measurementSecret, "recovery");
             SecretFields.Zero(requestStream.Current.StateDiskKey);
@@ -60,17 +60,18 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
                     await AwaitHalfCloseAsync(requestStream, context.CancellationToken);
                     return;
                 case KeyVerdict.AlreadyRecovered:
-                    throw new RpcException(new Grpc.Core.Status(StatusCode.Unavailable, "node already recovered"));
+                    break;
                 case KeyVerdict.StoreUnreadable:
                     _log.Error("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "the key opens the disk but the node state on it is unreadable")]);
-                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "state disk unusable"));
+                    break;
                 case KeyVerdict.MeasurementSecretRejected:
                     _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "measurement secret does not derive this node's cluster ID")]);
-                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "measurement secret rejected"));
+                    break;
                 default:
                     _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "key does not open keyslot 0")]);
-                    throw new RpcException(new Grpc.Core.Status(StatusCode.FailedPrecondition, "state disk key rejected"));
+                    break;
             }
+            throw new RpcException(verdict.ToStatus());
         }
         finally
         {
@@ -84,10 +85,9 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
     /// into a connection that has closed sees an error instead of the status. A client that never half-closes gets
     /// the status after <see cref="HalfCloseWait"/> anyway.
     /// </summary>
-    private static async Task AwaitHalfCloseAsync(IAsyncStreamReader<RecoverMessage> requestStream, CancellationToken cancellationToken)
+    private async Task AwaitHalfCloseAsync(IAsyncStreamReader<RecoverMessage> requestStream, CancellationToken cancellationToken)
     {
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        limit.CancelAfter(HalfCloseWait);
+        using var limit = new Deadline(HalfCloseWait, _time, cancellationToken);
         try
         {
             while (await requestStream.MoveNext(limit.Token))
@@ -102,7 +102,7 @@ public sealed class RecoverService(KeyRace race, RecoveryIdentity identity, ILog
     }
 
     /// <summary>Well inside the recovery listener's 2 s shutdown timeout (Listeners), which starts at the same moment.</summary>
-    private static readonly TimeSpan HalfCloseWait = TimeSpan.FromSeconds(1);
+    public static readonly TimeSpan HalfCloseWait = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>What a recovering node tells the CLI about itself.</summary>

@@ -1,6 +1,6 @@
 using Asterism.Crypto;
 
-namespace Asterism.Node.Boot;
+namespace Asterism.Node.Unlock;
 
 /// <summary>A disk key and measurement secret delivered by the RecoveryServer or the RejoinClient, and who sent it.</summary>
 public sealed class ReceivedKeys(SecretBytes diskKey, SecretBytes measurementSecret, string source) : IDisposable

@@ -2,19 +2,7 @@ using System.Security.Cryptography;
 using Asterism.Crypto;
 using Asterism.Disk;
 
-namespace Asterism.Node.Boot;
-
-/// <summary>Why a delivered key was not accepted.</summary>
-public enum KeyVerdict
-{
-    Accepted,
-    DiskKeyRejected,
-    MeasurementSecretRejected,
-    AlreadyRecovered,
-
-    /// <summary>The key opened the disk but the node state on it could not be read.</summary>
-    StoreUnreadable,
-}
+namespace Asterism.Node.Unlock;
 
 /// <summary>
 /// The reboot race between the RecoveryServer and the RejoinClient: the first delivered key that <b>actually

@@ -1,7 +1,7 @@
 using Asterism.Protocol;
 using Asterism.Protocol.NodeStatus;
 
-namespace Asterism.Node.Status;
+namespace Asterism.Node.BootProgress;
 
 /// <summary>The node's boot phase as the status call reports it. Thread-safe; carries no secret.</summary>
 public sealed class BootStatusTracker(NodeOptions options, TimeProvider time)

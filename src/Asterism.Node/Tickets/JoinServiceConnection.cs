@@ -1,12 +1,11 @@
 using Asterism.Atls;
 using Asterism.Attestation;
-using Asterism.Node.Boot;
 using Asterism.Node.Services;
 using Asterism.Protocol.Join;
 using Grpc.Net.Client;
 using Microsoft.Extensions.Logging;
 
-namespace Asterism.Node.Rejoin;
+namespace Asterism.Node.Tickets;
 
 /// <summary>
 /// One fresh mutual-aTLS connection to a JoinService endpoint: this node proves itself, and the JoinService proves it
@@ -22,15 +21,15 @@ public sealed class JoinServiceConnection : IDisposable
     /// and the JoinService must pass <see cref="JoinServiceTrust"/> (certified control plane of this node's provider,
     /// this node's boot PCRs, PCR 15 ≠ 0) before any request is sent.
     /// </summary>
-    public static async Task<JoinServiceConnection> OpenAsync(string endpoint, NodeAttestation attestation, TimeSpan timeout, ILoggerFactory loggers, CancellationToken cancellationToken)
+    public static async Task<JoinServiceConnection> OpenAsync(string endpoint, NodeAttestation attestation, TimeSpan timeout, ILoggerFactory loggers, TimeProvider time, CancellationToken cancellationToken)
     {
         var validator = await attestation.JoinServiceValidatorAsync(loggers, cancellationToken);
-        return new JoinServiceConnection(endpoint, attestation.Issuer, validator, timeout, loggers);
+        return new JoinServiceConnection(endpoint, attestation.Issuer, validator, timeout, loggers, time);
     }
 
-    private JoinServiceConnection(string endpoint, IAttestationIssuer issuer, IAttestationValidator joinService, TimeSpan timeout, ILoggerFactory loggers)
+    private JoinServiceConnection(string endpoint, IAttestationIssuer issuer, IAttestationValidator joinService, TimeSpan timeout, ILoggerFactory loggers, TimeProvider time)
     {
-        _handler = AtlsClient.CreateMutualHandler(issuer, joinService, new AtlsClientOptions { HandshakeTimeout = timeout, ValidationTimeout = timeout, LoggerFactory = loggers });
+        _handler = AtlsClient.CreateMutualHandler(issuer, joinService, new AtlsClientOptions { HandshakeTimeout = timeout, ValidationTimeout = timeout, LoggerFactory = loggers, TimeProvider = time });
         _channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions
         {
             HttpHandler = _handler,

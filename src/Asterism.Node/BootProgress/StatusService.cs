@@ -1,7 +1,7 @@
 using Asterism.Protocol.NodeStatus;
 using Grpc.Core;
 
-namespace Asterism.Node.Status;
+namespace Asterism.Node.BootProgress;
 
 /// <summary>nodestatus.API: the read-only boot status.</summary>
 public sealed class StatusService(BootStatusTracker tracker) : API.APIBase

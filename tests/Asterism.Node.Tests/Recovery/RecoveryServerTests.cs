@@ -1,0 +1,144 @@
+using Asterism.Crypto;
+using Asterism.Node.Recovery;
+using Asterism.Node.Tests.Fakes;
+using Asterism.Node.Unlock;
+using Asterism.Protocol.Recover;
+using Google.Protobuf;
+using Grpc.Core;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Asterism.Node.Tests.Recovery;
+
+/// <summary>The recover call as the CLI makes it: measurement secret, the node names its disk, the disk key, half-close.</summary>
+public sealed class RecoveryServerTests : IDisposable
+{
+    private readonly TestDisk _disk = TestDisk.CreateInitialized();
+    private readonly TestClock _clock = new();
+    private readonly KeyRace _race;
+    private readonly RecoveryServer _server;
+
+    public RecoveryServerTests()
+    {
+        _race = new KeyRace(_disk.Disk);
+        _server = new RecoveryServer(_race, new RecoveryIdentity(_disk.Uuid, "node-0", "control-plane"), NullLoggerFactory.Instance, _clock);
+    }
+
+    public void Dispose() => _disk.Dispose();
+
+    [Fact]
+    public async Task Recover_RightKeys_NamesDiskThenOk_RaceDecided()
+    {
+        var (requests, responses, call) = Start();
+        using (var secret = KeyDerivation.DeriveMeasurementSecret(_disk.Master))
+        {
+            requests.Send(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(secret.Span) });
+        }
+        var named = await responses.NextAsync();
+        Assert.Equal((_disk.Uuid, "node-0", "control-plane"), (named.DiskUuid, named.NodeName, named.Role));
+        using (var key = KeyDerivation.DeriveDiskKey(_disk.Master, named.DiskUuid))
+        {
+            requests.Send(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(key.Span) });
+        }
+        requests.HalfClose();
+
+        await call.WaitAsync(TestLimits.Hang);
+        Assert.Equal("recovery", (await _race.Winner).Keys.Source);
+    }
+
+    [Fact]
+    public async Task Recover_AnotherClustersMasterSecret_FailedPrecondition_NodeKeepsWaiting()
+    {
+        using var other = MasterSecret.Generate();
+        var before = _disk.ImageHash();
+
+        var status = await RecoverWithAsync(other);
+
+        Assert.Equal((StatusCode.FailedPrecondition, "state disk key rejected"), (status.StatusCode, status.Detail));
+        Assert.False(_race.IsDecided);
+        Assert.Equal(before, _disk.ImageHash());
+        // Still serving: the right operator recovers the node afterwards.
+        var (requests, responses, call) = Start();
+        await SendKeysAsync(_disk.Master, requests, responses);
+        requests.HalfClose();
+        await call.WaitAsync(TestLimits.Hang);
+        Assert.True(_race.IsDecided);
+    }
+
+    [Fact]
+    public async Task Recover_AfterTheRejoinClientWon_Unavailable()
+    {
+        await _race.OfferAsync(_disk.RightKeys("rejoin"), CancellationToken.None);
+
+        var (_, _, call) = Start();
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal((StatusCode.Unavailable, "node already recovered"), (error.StatusCode, error.Status.Detail));
+    }
+
+    [Theory]
+    [InlineData(31)]
+    [InlineData(33)]
+    [InlineData(0)]
+    public async Task Recover_MeasurementSecretOfWrongLength_InvalidArgument(int length)
+    {
+        var (requests, _, call) = Start();
+        requests.Send(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(new byte[length]) });
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+    }
+
+    [Fact]
+    public async Task Recover_KeyFirst_InvalidArgument()
+    {
+        var (requests, _, call) = Start();
+        requests.Send(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(new byte[KeyDerivation.KeyLength]) });
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.False(_race.IsDecided);
+    }
+
+    [Fact]
+    public async Task Recover_ClientNeverHalfCloses_CallEndsAfterHalfCloseWaitOnTheNodesClock()
+    {
+        var (requests, responses, call) = Start();
+        await SendKeysAsync(_disk.Master, requests, responses);
+
+        // Accepted, but the call stays open for the client's half-close; on the fake clock it ends exactly when the
+        // wait has passed, and not before.
+        await _clock.WaitForTimerAsync(RecoveryServer.HalfCloseWait);
+        Assert.True(_race.IsDecided);
+        _clock.Advance(RecoveryServer.HalfCloseWait - TimeSpan.FromMilliseconds(1));
+        Assert.False(call.IsCompleted);
+        _clock.Advance(TimeSpan.FromMilliseconds(1));
+        await call.WaitAsync(TestLimits.Hang);
+    }
+
+    private (FakeRequestStream<RecoverMessage>, FakeResponseStream<RecoverResponse>, Task) Start()
+    {
+        var requests = new FakeRequestStream<RecoverMessage>();
+        var responses = new FakeResponseStream<RecoverResponse>();
+        return (requests, responses, _server.Recover(requests, responses, new FakeCallContext()));
+    }
+
+    private static async Task SendKeysAsync(MasterSecret master, FakeRequestStream<RecoverMessage> requests, FakeResponseStream<RecoverResponse> responses)
+    {
+        using (var secret = KeyDerivation.DeriveMeasurementSecret(master))
+        {
+            requests.Send(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(secret.Span) });
+        }
+        var named = await responses.NextAsync();
+        using var key = KeyDerivation.DeriveDiskKey(master, named.DiskUuid);
+        requests.Send(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(key.Span) });
+    }
+
+    private async Task<Status> RecoverWithAsync(MasterSecret master)
+    {
+        var (requests, responses, call) = Start();
+        await SendKeysAsync(master, requests, responses);
+        requests.HalfClose();
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        return error.Status;
+    }
+}
