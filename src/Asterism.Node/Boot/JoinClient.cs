@@ -25,7 +25,7 @@ public sealed class JoinClient(
     ILoggerFactory loggers,
     TimeProvider time)
 {
-    private readonly ILogger _log = loggers.CreateLogger("joinClient");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.JoinClient.Category);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -40,7 +40,7 @@ public sealed class JoinClient(
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)
                 {
-                    _log.Warn("Failed to get control-plane endpoints", [Field.Of("error", ex.Message)]);
+                    NodeLog.JoinClient.FailedToGetEndpoints(_log, ex.Message);
                 }
                 foreach (var endpoint in list)
                 {
@@ -50,18 +50,18 @@ public sealed class JoinClient(
                     }
                     try
                     {
-                        _log.Debug("Requesting join ticket", [Field.Of("endpoint", endpoint)]);
+                        NodeLog.JoinClient.RequestingTicket(_log, endpoint);
                         using var keys = await RequestAsync(endpoint, cancellationToken);
                         if (await setup.ApplyAsync(keys, "join", cancellationToken) is not null)
                         {
-                            _log.Info("Successfully joined the cluster", [Field.Of("endpoint", endpoint)]);
+                            NodeLog.JoinClient.Joined(_log, endpoint);
                         }
                         return;
                     }
                     catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                     {
                         var error = RpcErrors.Describe(ex);
-                        _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+                        NodeLog.JoinClient.FailedOnEndpoint(_log, error, endpoint);
                     }
                 }
                 await Task.Delay(options.RejoinInterval, time, cancellationToken);

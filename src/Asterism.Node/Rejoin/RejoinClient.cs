@@ -26,11 +26,11 @@ public sealed class RejoinClient(
     ILoggerFactory loggers,
     TimeProvider time)
 {
-    private readonly ILogger _log = loggers.CreateLogger("rejoinClient");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.RejoinClient.Category);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        _log.Info("Starting RejoinClient");
+        NodeLog.RejoinClient.Starting(_log);
         try
         {
             while (!cancellationToken.IsCancellationRequested && !race.IsDecided)
@@ -47,7 +47,7 @@ public sealed class RejoinClient(
         }
         finally
         {
-            _log.Info("RejoinClient stopped");
+            NodeLog.RejoinClient.Stopped(_log);
         }
     }
 
@@ -62,18 +62,18 @@ public sealed class RejoinClient(
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
-            _log.Error("Failed to get control-plane endpoints", [Field.Of("error", ex.Message)]);
+            NodeLog.RejoinClient.FailedToGetEndpoints(_log, ex.Message);
             status.RejoinAttemptFailed("failed to get control-plane endpoints: " + ex.Message);
             return false;
         }
-        _log.Info("Received list with JoinService endpoints", [Field.Of("endpoints", list)]);
+        NodeLog.RejoinClient.ReceivedEndpoints(_log, list);
         foreach (var endpoint in list)
         {
             if (cancellationToken.IsCancellationRequested || race.IsDecided)
             {
                 return true;
             }
-            _log.Info("Requesting rejoin ticket", [Field.Of("endpoint", endpoint)]);
+            NodeLog.RejoinClient.RequestingTicket(_log, endpoint);
             string error;
             try
             {
@@ -83,7 +83,7 @@ public sealed class RejoinClient(
                 {
                     if (verdict == KeyVerdict.Accepted)
                     {
-                        _log.Info("Successfully retrieved rejoin ticket");
+                        NodeLog.RejoinClient.RetrievedTicket(_log);
                     }
                     return true;
                 }
@@ -98,12 +98,12 @@ public sealed class RejoinClient(
             {
                 error = RpcErrors.Describe(ex);
             }
-            _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+            NodeLog.RejoinClient.FailedOnEndpoint(_log, error, endpoint);
             status.RejoinAttemptFailed($"{endpoint}: {error}");
         }
         if (!cancellationToken.IsCancellationRequested)
         {
-            _log.Error("Failed to rejoin on all endpoints");
+            NodeLog.RejoinClient.FailedOnAllEndpoints(_log);
         }
         return false;
     }
