@@ -1,61 +1,65 @@
 using System.Runtime.CompilerServices;
 using Asterism.Attestation;
-using Asterism.Logging;
 using Microsoft.Extensions.Logging;
+
+// Fixed texts on purpose: every parameter is a field of the JSON line, none a hole in the message.
+#pragma warning disable SYSLIB1015
 
 namespace Asterism.Atls;
 
 /// <summary>
-/// aTLS log lines in the house format (ARCHITECTURE.md §9): a fixed message, the values in fields, the caller of the
-/// aTLS code that logged. Every attestation line names the variant and, when refused, the reason.
+/// Every aTLS message (event ids 4000–4999) in the house format (ARCHITECTURE.md §9): a fixed message, the values in
+/// fields, the caller of the aTLS code that logged. Every attestation line names the variant and, when refused, the
+/// reason.
 /// </summary>
-internal static class AtlsLog
+internal static partial class AtlsLog
 {
-    public static void Attested(ILogger logger, string role, string variant, string keyFingerprint, string peer,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Info("Attested peer", [Field.Of("role", role), Field.Of("variant", variant), Field.Of("attestationKey", keyFingerprint), Field.Of("peer", peer)], file, line);
+    [LoggerMessage(4000, LogLevel.Information, "Attested peer")]
+    public static partial void Attested(ILogger logger, string role, string variant, string attestationKey, string peer,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void Refused(ILogger logger, string role, string variant, AttestationFailure reason, string peer, string detail,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Refused attested peer", [Field.Of("role", role), Field.Of("variant", variant), Field.Of("reason", reason.ToString()), Field.Of("peer", peer), Field.Of("error", detail)], file, line);
+    [LoggerMessage(4001, LogLevel.Warning, "Refused attested peer")]
+    public static partial void Refused(ILogger logger, string role, string variant, string reason, string peer, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void AttestationWarning(ILogger logger, string role, string variant, string peer, string warning,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Encountered measurement warning", [Field.Of("role", role), Field.Of("variant", variant), Field.Of("peer", peer), Field.Of("warning", warning)], file, line);
+    [LoggerMessage(4002, LogLevel.Warning, "Encountered measurement warning")]
+    public static partial void AttestationWarning(ILogger logger, string role, string variant, string peer, string warning,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void HandshakeRefused(ILogger logger, string reason, string peer, string detail,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Refused TLS handshake", [Field.Of("reason", reason), Field.Of("peer", peer), Field.Of("error", detail)], file, line);
+    [LoggerMessage(4003, LogLevel.Warning, "Refused TLS handshake")]
+    public static partial void HandshakeRefused(ILogger logger, string reason, string peer, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
     /// <summary>
     /// Debug: a transport failure (reset, timeout) is not an attestation outcome, and every caller reports its own
     /// failed call; at Warning it doubled each "Failed to rejoin on endpoint" line on a waiting node's console.
     /// </summary>
-    public static void HandshakeFailed(ILogger logger, string peer, string detail,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Debug("TLS handshake failed", [Field.Of("peer", peer), Field.Of("error", detail)], file, line);
+    [LoggerMessage(4004, LogLevel.Debug, "TLS handshake failed")]
+    public static partial void HandshakeFailed(ILogger logger, string peer, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
     /// <summary>Debug per connection: under a flood each event would be a line.</summary>
-    public static void HandshakeShed(ILogger logger, string action, string peer,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Debug("Shed pending TLS handshake", [Field.Of("action", action), Field.Of("peer", peer)], file, line);
+    [LoggerMessage(4005, LogLevel.Debug, "Shed pending TLS handshake")]
+    public static partial void HandshakeShed(ILogger logger, string action, string peer,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void HandshakeBudgetExceeded(ILogger logger, int maxPending, long shed, long refused,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Reached pending TLS handshake limit", [Field.Of("maxPending", maxPending), Field.Of("shedTotal", shed), Field.Of("refusedTotal", refused)], file, line);
+    [LoggerMessage(4006, LogLevel.Warning, "Reached pending TLS handshake limit")]
+    public static partial void HandshakeBudgetExceeded(ILogger logger, int maxPending, long shedTotal, long refusedTotal,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
+    /// <summary>Logs one attestation outcome: attested (plus each measurement warning) or refused with its reason.</summary>
     public static void Report(ILogger logger, string role, string variant, AttestationVerdict verdict, string peer,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0)
     {
         if (!verdict.Accepted)
         {
-            Refused(logger, role, variant, verdict.Failure, peer, verdict.Message, file, line);
+            Refused(logger, role, variant, verdict.Failure.ToString(), peer, verdict.Message, callerFile, callerLine);
             return;
         }
-        Attested(logger, role, variant, verdict.Facts?.AttestationKeyFingerprint ?? "-", peer, file, line);
+        Attested(logger, role, variant, verdict.Facts?.AttestationKeyFingerprint ?? "-", peer, callerFile, callerLine);
         foreach (var warning in verdict.Warnings)
         {
-            AttestationWarning(logger, role, variant, peer, warning, file, line);
+            AttestationWarning(logger, role, variant, peer, warning, callerFile, callerLine);
         }
     }
 }

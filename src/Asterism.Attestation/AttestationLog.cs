@@ -1,40 +1,42 @@
 using System.Runtime.CompilerServices;
-using Asterism.Logging;
 using Microsoft.Extensions.Logging;
+
+// Fixed texts on purpose: every parameter is a field of the JSON line, none a hole in the message.
+#pragma warning disable SYSLIB1015
 
 namespace Asterism.Attestation;
 
 /// <summary>
-/// Log lines of the attestation validators in the house format (ARCHITECTURE.md §9), with Constellation's texts.
-/// Every line names the variant, so a `simulated` attestation is never mistaken for a real one.
+/// Every message of the attestation validators (event ids 5000–5999) in the house format (ARCHITECTURE.md §9), with
+/// Constellation's texts. Every line names the variant, so a `simulated` attestation is never mistaken for a real one.
 /// </summary>
-public static class AttestationLog
+public static partial class AttestationLog
 {
-    public static void Accepted(ILogger logger, string variant, string keyFingerprint,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Info("Successfully validated attestation document", [Field.Of("variant", variant), Field.Of("attestationKey", keyFingerprint)], file, line);
+    [LoggerMessage(5000, LogLevel.Information, "Successfully validated attestation document")]
+    internal static partial void Accepted(ILogger logger, string variant, string attestationKey,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void Refused(ILogger logger, string variant, AttestationFailure reason, string keyFingerprint, string detail,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Failed to validate attestation document", [Field.Of("variant", variant), Field.Of("reason", reason.ToString()), Field.Of("attestationKey", keyFingerprint), Field.Of("error", detail)], file, line);
+    [LoggerMessage(5001, LogLevel.Warning, "Failed to validate attestation document")]
+    internal static partial void Refused(ILogger logger, string variant, string reason, string attestationKey, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    public static void Warning(ILogger logger, string variant, string keyFingerprint, string warning,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0) =>
-        logger.Warn("Encountered measurement warning", [Field.Of("variant", variant), Field.Of("attestationKey", keyFingerprint), Field.Of("warning", warning)], file, line);
+    [LoggerMessage(5002, LogLevel.Warning, "Encountered measurement warning")]
+    internal static partial void Warning(ILogger logger, string variant, string attestationKey, string warning,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
     /// <summary>Logs one validation outcome: accepted (plus each measurement warning) or refused with its reason.</summary>
     public static void Report(ILogger logger, string variant, string keyFingerprint, AttestationVerdict verdict,
-        [CallerFilePath] string file = "", [CallerLineNumber] int line = 0)
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0)
     {
         if (!verdict.Accepted)
         {
-            Refused(logger, variant, verdict.Failure, keyFingerprint, verdict.Message, file, line);
+            Refused(logger, variant, verdict.Failure.ToString(), keyFingerprint, verdict.Message, callerFile, callerLine);
             return;
         }
-        Accepted(logger, variant, keyFingerprint, file, line);
+        Accepted(logger, variant, keyFingerprint, callerFile, callerLine);
         foreach (var warning in verdict.Warnings)
         {
-            Warning(logger, variant, keyFingerprint, warning, file, line);
+            Warning(logger, variant, keyFingerprint, warning, callerFile, callerLine);
         }
     }
 }

@@ -42,7 +42,7 @@ public static class Program
         }
         catch (Exception e) when (e is CloudConfigException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
         {
-            logger.LogError("Provider failed to start: {Error}", e.Message);
+            HostLog.ProviderFailedToStart(logger, e.Message);
             return 1;
         }
         await using (provider.ConfigureAwait(false))

@@ -9,7 +9,7 @@ namespace Asterism.Cloud;
 /// added later is covered without anyone remembering to protect it. Refusals get a generic message (401 without
 /// a credential, 403 with a wrong one) and a log line naming the peer; nothing about the token is revealed.
 /// </summary>
-public static partial class ApiAuthorization
+public static class ApiAuthorization
 {
     public const string MissingMessage = "this API requires the workspace's credential";
     public const string WrongMessage = "credential refused";
@@ -36,7 +36,7 @@ public static partial class ApiAuthorization
                 return;
             }
             var peer = $"{context.Connection.RemoteIpAddress}:{context.Connection.RemotePort}";
-            Refused(logger, api, context.Request.Method, context.Request.Path.ToString(), peer, Reason(check));
+            Local.Log.ApiRequestRefused(logger, api, context.Request.Method, context.Request.Path.ToString(), peer, Reason(check));
             var wrong = check == CredentialCheck.Wrong;
             context.Response.StatusCode = wrong ? StatusCodes.Status403Forbidden : StatusCodes.Status401Unauthorized;
             if (!wrong)
@@ -60,7 +60,4 @@ public static partial class ApiAuthorization
         CredentialCheck.Wrong => "wrong credential",
         _ => "no credential configured on this side",
     };
-
-    [LoggerMessage(7050, LogLevel.Warning, "Refused API request without a valid credential api={Api} method={Method} path={Path} peer={Peer} reason={Reason}")]
-    private static partial void Refused(ILogger logger, string api, string method, string path, string peer, string reason);
 }

@@ -1,7 +1,7 @@
 using Asterism.Atls;
+using Asterism.Attestation;
 using Asterism.Attestation.Identities;
 using Asterism.Crypto;
-using Asterism.Logging;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
 using Google.Protobuf;
@@ -19,17 +19,17 @@ namespace Asterism.JoinService;
 /// </summary>
 public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers) : API.APIBase
 {
-    private readonly ILogger _log = loggers.CreateLogger("joinService");
+    private readonly ILogger _log = loggers.CreateLogger(JoinServiceLog.Category);
 
     public override Task<IssueRejoinTicketResponse> IssueRejoinTicket(IssueRejoinTicketRequest request, ServerCallContext context)
     {
-        var (identity, peer) = PeerOf(context, "IssueRejoinTicket");
-        _log.Info("IssueRejoinTicket called", [Field.Of("peerAddress", context.Peer), .. peer]);
+        var (identity, facts) = PeerOf(context, "IssueRejoinTicket");
+        JoinServiceLog.RejoinTicketCalled(_log, context.Peer, facts.Variant.Name, facts.AttestationKeyFingerprint, identity.Name, identity.Role);
         CheckUuid(request.DiskUuid, "IssueRejoinTicket");
         CheckOwner(identity, request.DiskUuid, "IssueRejoinTicket", context);
         var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
         var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
-        _log.Info("IssueRejoinTicket successful", [Field.Of("diskUuid", request.DiskUuid)]);
+        JoinServiceLog.RejoinTicketIssued(_log, request.DiskUuid);
         return Task.FromResult(new IssueRejoinTicketResponse
         {
             StateDiskKey = SecretFields.Wrap(diskKey),
@@ -39,16 +39,15 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
 
     public override Task<IssueJoinTicketResponse> IssueJoinTicket(IssueJoinTicketRequest request, ServerCallContext context)
     {
-        var (identity, peer) = PeerOf(context, "IssueJoinTicket");
-        _log.Info("IssueJoinTicket called", [Field.Of("peerAddress", context.Peer), Field.Of("nodeName", request.NodeName),
-            Field.Of("controlPlane", request.IsControlPlane), .. peer]);
+        var (identity, facts) = PeerOf(context, "IssueJoinTicket");
+        JoinServiceLog.JoinTicketCalled(_log, context.Peer, request.NodeName, request.IsControlPlane,
+            facts.Variant.Name, facts.AttestationKeyFingerprint, identity.Name, identity.Role);
         CheckUuid(request.DiskUuid, "IssueJoinTicket");
         CheckOwner(identity, request.DiskUuid, "IssueJoinTicket", context);
         if (request.IsControlPlane != identity.IsControlPlane || (request.NodeName.Length > 0 && request.NodeName != identity.Name))
         {
-            _log.Warn("Refused ticket request for another role or name", [Field.Of("call", "IssueJoinTicket"), Field.Of("peerAddress", context.Peer),
-                Field.Of("identity", identity.Name), Field.Of("role", identity.Role), Field.Of("requestedName", request.NodeName),
-                Field.Of("requestedControlPlane", request.IsControlPlane)]);
+            JoinServiceLog.RefusedOtherRoleOrName(_log, "IssueJoinTicket", context.Peer, identity.Name, identity.Role,
+                request.NodeName, request.IsControlPlane);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "request does not match the caller's certified identity"));
         }
         var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
@@ -65,7 +64,7 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
             response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
             response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
         }
-        _log.Info("IssueJoinTicket successful", [Field.Of("diskUuid", request.DiskUuid), Field.Of("nodeName", request.NodeName)]);
+        JoinServiceLog.JoinTicketIssued(_log, request.DiskUuid, request.NodeName);
         return Task.FromResult(response);
     }
 
@@ -73,7 +72,7 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
     {
         if (!KeyDerivation.IsCanonicalDiskUuid(uuid))
         {
-            _log.Warn("Refused ticket request with invalid disk UUID", [Field.Of("call", call)]);
+            JoinServiceLog.RefusedInvalidDiskUuid(_log, call);
             throw new RpcException(new Status(StatusCode.InvalidArgument, "disk_uuid must be a lowercase 36-character UUID"));
         }
     }
@@ -107,9 +106,7 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
     {
         if (!string.Equals(identity.DiskUuid, diskUuid, StringComparison.Ordinal))
         {
-            _log.Warn("Refused ticket request for a disk of another node", [Field.Of("call", call), Field.Of("peerAddress", context.Peer),
-                Field.Of("identity", identity.Name), Field.Of("role", identity.Role), Field.Of("ownedDiskUuid", identity.DiskUuid),
-                Field.Of("requestedDiskUuid", diskUuid)]);
+            JoinServiceLog.RefusedOtherNodesDisk(_log, call, context.Peer, identity.Name, identity.Role, identity.DiskUuid, diskUuid);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "the disk does not belong to the caller"));
         }
     }
@@ -118,21 +115,19 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
     /// The attested peer and its certified identity; defence in depth: should this service ever be mapped on a
     /// listener without client-attesting aTLS, or the policy trust a key without a certificate, no key leaves it.
     /// </summary>
-    private (NodeIdentity Identity, KeyValuePair<string, object?>[] Fields) PeerOf(ServerCallContext context, string call)
+    private (NodeIdentity Identity, AttestationFacts Facts) PeerOf(ServerCallContext context, string call)
     {
         var facts = context.GetAtlsPeer()?.Facts;
         if (facts is null)
         {
-            _log.Warn("Refused ticket request without attestation", [Field.Of("call", call), Field.Of("peerAddress", context.Peer)]);
+            JoinServiceLog.RefusedWithoutAttestation(_log, call, context.Peer);
             throw new RpcException(new Status(StatusCode.Unauthenticated, "attestation required"));
         }
         if (facts.Identity is not { } identity)
         {
-            _log.Warn("Refused ticket request without a certified identity", [Field.Of("call", call), Field.Of("peerAddress", context.Peer),
-                Field.Of("attestationKey", facts.AttestationKeyFingerprint)]);
+            JoinServiceLog.RefusedWithoutIdentity(_log, call, context.Peer, facts.AttestationKeyFingerprint);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "a certified node identity is required"));
         }
-        return (identity, [Field.Of("variant", facts.Variant.Name), Field.Of("attestationKey", facts.AttestationKeyFingerprint),
-            Field.Of("identity", identity.Name), Field.Of("role", identity.Role)]);
+        return (identity, facts);
     }
 }

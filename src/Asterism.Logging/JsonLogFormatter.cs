@@ -57,10 +57,17 @@ public static class JsonLogFormatter
             }
             else
             {
-                json.WriteString("msg", formatter(state, exception));
                 fields = state as IEnumerable<KeyValuePair<string, object?>> ?? [];
+                // A [LoggerMessage] method of a component's log class carries its call site in two caller-info
+                // parameters; they become the envelope's caller, not fields.
+                var caller = CallerOf(fields);
+                if (caller.Length > 0)
+                {
+                    json.WriteString("caller", caller);
+                }
+                json.WriteString("msg", formatter(state, exception));
             }
-            var seen = new HashSet<string>(StringComparer.Ordinal) { "level", "ts", "logger", "caller", "msg" };
+            var seen = new HashSet<string>(StringComparer.Ordinal) { "level", "ts", "logger", "caller", "msg", LogContract.CallerFileKey, LogContract.CallerLineKey };
             foreach (var (name, value) in fields)
             {
                 if (name == "{OriginalFormat}" || !seen.Add(name))
@@ -78,6 +85,25 @@ public static class JsonLogFormatter
             json.WriteEndObject();
         }
         return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    /// <summary>"folder/File.cs:line" from the caller-info fields of generated log state, or "" when there are none.</summary>
+    internal static string CallerOf(IEnumerable<KeyValuePair<string, object?>> fields)
+    {
+        string? file = null;
+        int? line = null;
+        foreach (var (name, value) in fields)
+        {
+            if (name == LogContract.CallerFileKey && value is string f)
+            {
+                file = f;
+            }
+            else if (name == LogContract.CallerLineKey && value is int l)
+            {
+                line = l;
+            }
+        }
+        return file is null || line is null ? "" : LogRecord.ShortCaller(file, line.Value);
     }
 
     private static void WriteValue(Utf8JsonWriter json, object? value, int depth)

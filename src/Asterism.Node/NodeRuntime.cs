@@ -28,8 +28,8 @@ namespace Asterism.Node;
 /// </summary>
 public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, TimeProvider time)
 {
-    private readonly ILogger _root = loggers.CreateLogger("");
-    private readonly ILogger _setup = loggers.CreateLogger("setupManager");
+    private readonly ILogger _root = loggers.CreateLogger(NodeLog.Root.Category);
+    private readonly ILogger _setup = loggers.CreateLogger(NodeLog.SetupManager.Category);
     private readonly BootStatusTracker _status = new(options, time);
 
     public static string Version => typeof(NodeRuntime).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
@@ -38,20 +38,19 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     {
         // Boot flow 1: identity and measured boot, then the status service.
         var started = time.GetTimestamp();
-        _root.Info("Starting disk-mapper", [Field.Of("version", Version), Field.Of("cloudProvider", "local"),
-            Field.Of("node", options.Name), Field.Of("role", options.Role.Name()), Field.Of("variant", options.Variant)]);
+        NodeLog.Root.StartingDiskMapper(_root, Version, "local", options.Name, options.Role.Name(), options.Variant);
         await using var attestation = await NodeAttestation.CreateAsync(options, time, cancellationToken);
         if (options.Variant == AttestationVariant.Simulated.Name)
         {
             var events = await ApplyMeasuredBootAsync(attestation.Pcrs, cancellationToken);
-            _root.Info("Applied measured boot events", [Field.Of("events", events), Field.Of("variant", options.Variant)]);
+            NodeLog.Root.AppliedMeasuredBoot(_root, events, options.Variant);
         }
         using var metadata = new HttpMetadataClient(options.MetadataEndpoint);
         var endpoints = new MetadataJoinEndpoints(metadata, options.Address.ToString());
         WebApplication? statusHost = null;
         try
         {
-            statusHost = await Listeners.StartAsync(options.Address, Ports.Status,
+            statusHost = await Listeners.StartAsync(options.Address, Ports.Status, loggers, NodeLog.StatusServer.Category,
                 listen => listen.Protocols = HttpProtocols.Http2,
                 services => services.AddSingleton(_status),
                 app => app.MapGrpcService<StatusService>(),
@@ -70,7 +69,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     break;
                 case StateDiskKind.Invalid:
                     // A header we cannot trust may be an attack or a disk we must not wipe: fail closed, touch nothing.
-                    _root.Error("Failed to prepare state disk", [Field.Of("error", probe.Message), Field.Of("reason", probe.InvalidReason?.ToString())]);
+                    NodeLog.Root.InvalidStateDisk(_root, probe.Message, probe.InvalidReason?.ToString());
                     _status.Error("state disk header is invalid: " + probe.Message);
                     return 1;
                 default:
@@ -86,7 +85,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            _root.Info("Node stopping");
+            NodeLog.Root.NodeStopping(_root);
             return 0;
         }
         finally
@@ -123,7 +122,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         // to this identity only.
         var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase, attestation.Identity.DiskUuid);
         _status.SetDiskUuid(disk.Uuid);
-        _setup.Info("Preparing new state disk", [Field.Of("uuid", disk.Uuid)]);
+        NodeLog.SetupManager.PreparingNewStateDisk(_setup, disk.Uuid);
         var setup = new FirstBootSetup(disk, passphrase, options, attestation.Pcrs, loggers);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? initHost = null;
@@ -135,7 +134,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             Task join = Task.CompletedTask;
             if (initSecretHash is not null && options.Role == NodeRole.ControlPlane)
             {
-                initHost = await Listeners.StartAsync(options.Address, Ports.Init,
+                initHost = await Listeners.StartAsync(options.Address, Ports.Init, loggers, NodeLog.InitServer.Category,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
                     services => services.AddSingleton(new InitService(setup, disk.Uuid, initSecretHash, loggers)),
                     app => app.MapGrpcService<InitService>(),
@@ -186,26 +185,26 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     private async Task<(NodeState, ClusterSecrets?)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
-        _setup.Info("Preparing existing state disk", [Field.Of("uuid", disk.Uuid)]);
+        NodeLog.SetupManager.PreparingExistingStateDisk(_setup, disk.Uuid);
         if (disk.Uuid != attestation.Identity.DiskUuid)
         {
             // No JoinService and no operator would release this disk's key to this identity: say so instead of waiting.
             throw new InvalidOperationException($"state disk {disk.Uuid} does not belong to this node's certified identity {attestation.Identity.Name} (which owns {attestation.Identity.DiskUuid})");
         }
         var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
-        _setup.Info("Waiting for decryption key", [Field.Of("uuid", disk.Uuid), Field.Of("recoveryEndpoint", recoveryEndpoint)]);
+        NodeLog.SetupManager.WaitingForDecryptionKey(_setup, disk.Uuid, recoveryEndpoint);
         _status.WaitingForKey();
         var race = new KeyRace(disk);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? recoveryHost = null;
-        var recoveryLog = loggers.CreateLogger("recoveryServer");
+        var recoveryLog = loggers.CreateLogger(NodeLog.RecoveryServer.Category);
         try
         {
             if (options.Role == NodeRole.ControlPlane)
             {
-                recoveryLog.Info("Starting RecoveryServer");
+                NodeLog.RecoveryServer.Starting(recoveryLog);
                 var identity = new RecoveryIdentity(disk.Uuid, options.Name, options.Role.Name());
-                recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery,
+                recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery, loggers, NodeLog.RecoveryServer.Category,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
                     services => services.AddSingleton(new RecoveryServer(race, identity, loggers, time)),
                     app => app.MapGrpcService<RecoveryServer>(),
@@ -213,7 +212,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             }
             else
             {
-                recoveryLog.Info("Running as worker node, skipping recovery server");
+                NodeLog.RecoveryServer.SkippedOnWorker(recoveryLog);
             }
             var rejoin = new RejoinClient(disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), race, _status, loggers).RunAsync(stop.Token);
             var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
@@ -255,22 +254,23 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         try
         {
             var bootCount = WorkloadApi.CountBoot(disk.Store);
-            var workloadCredential = WorkloadApi.LoadVerifier(options.NodeDirectory, loggers.CreateLogger("workload"));
+            var workloadLog = loggers.CreateLogger(NodeLog.Workload.Category);
+            var workloadCredential = WorkloadApi.LoadVerifier(options.NodeDirectory, workloadLog);
             // Cleartext, so HTTP/1.1 only: without TLS Kestrel cannot negotiate HTTP/2 and warned on every boot.
-            hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload,
+            hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload, loggers, NodeLog.Workload.Category,
                 listen => listen.Protocols = HttpProtocols.Http1,
                 _ => { },
-                app => WorkloadApi.Map(app, disk.Store, options.Name, workloadCredential, loggers.CreateLogger("workload")),
+                app => WorkloadApi.Map(app, disk.Store, options.Name, workloadCredential, workloadLog),
                 cancellationToken));
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {
                 var validator = secrets.Policy.ForKeyRelease().CreateValidator(loggers);
-                hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService,
+                hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService, loggers, JoinServiceLog.Category,
                     listen => listen.UseAtlsMutual(attestation.Issuer, validator, o => o.LoggerFactory = loggers),
                     services => services.AddSingleton(new JoinApiService(secrets, loggers)),
                     app => app.MapGrpcService<JoinApiService>(),
                     cancellationToken));
-                hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi,
+                hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi, loggers, NodeLog.ClusterApi.Category,
                     listen => listen.Protocols = HttpProtocols.Http1,
                     _ => { },
                     app => ClusterApi.Map(app, metadata, options.Name),
@@ -278,7 +278,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             }
             _status.Booted();
             var durationMs = (long)time.GetElapsedTime(started).TotalMilliseconds;
-            _root.Info("Node booted", [Field.Of("role", state.Role.Name()), Field.Of("durationMs", durationMs), Field.Of("bootCount", bootCount)]);
+            NodeLog.Root.NodeBooted(_root, state.Role.Name(), durationMs, bootCount);
             await Task.Delay(Timeout.Infinite, cancellationToken);
             return 0;
         }

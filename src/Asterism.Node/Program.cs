@@ -71,7 +71,7 @@ public static class Program
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            loggers.CreateLogger("").Error("Failed to prepare state disk", [Field.Of("error", ex.GetType().Name + ": " + ex.Message)]);
+            NodeLog.Root.BootFailed(loggers.CreateLogger(NodeLog.Root.Category), ex.GetType().Name + ": " + ex.Message);
             return 1;
         }
     }

@@ -38,7 +38,7 @@ public sealed class CollectingLoggerProvider : ILoggerProvider
         public bool IsEnabled(LogLevel logLevel) => true;
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            owner.Lines.Enqueue($"{logLevel}: {formatter(state, exception)}");
+            owner.Lines.Enqueue($"{logLevel}: {Asterism.Logging.LogText.Format(state, exception, formatter)}");
     }
 }
 

@@ -13,5 +13,5 @@ public sealed class CollectingLogger<T> : ILogger<T>
     public bool IsEnabled(LogLevel logLevel) => true;
 
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-        Lines.Enqueue((logLevel, formatter(state, exception)));
+        Lines.Enqueue((logLevel, Asterism.Logging.LogText.Format(state, exception, formatter)));
 }

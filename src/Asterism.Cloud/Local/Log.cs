@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Asterism.Cloud.Local;
 
-/// <summary>Log messages of the local provider (event ids 7000-7099).</summary>
+/// <summary>Every message of Asterism.Cloud (event ids 7000–7899): the local provider and the API credential check.</summary>
 internal static partial class Log
 {
     [LoggerMessage(7000, LogLevel.Information, "Provider ready metadata={MetadataUrl} loadBalancer={LoadBalancer} instances={Count}")]
@@ -52,6 +52,9 @@ internal static partial class Log
 
     [LoggerMessage(7030, LogLevel.Warning, "Bad cloud API request path={Path} error={Error}")]
     public static partial void BadRequest(ILogger logger, string path, string error);
+
+    [LoggerMessage(7050, LogLevel.Warning, "Refused API request without a valid credential api={Api} method={Method} path={Path} peer={Peer} reason={Reason}")]
+    public static partial void ApiRequestRefused(ILogger logger, string api, string method, string path, string peer, string reason);
 
     [LoggerMessage(7040, LogLevel.Information, "TPM powered on name={Name} pid={Pid} socket={Socket} events={Events}")]
     public static partial void TpmPoweredOn(ILogger logger, string name, int pid, string socket, int events);

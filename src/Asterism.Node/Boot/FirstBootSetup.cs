@@ -40,7 +40,7 @@ public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets);
 public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, NodeOptions options, IPcrBank pcrs, ILoggerFactory loggers)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly ILogger _log = loggers.CreateLogger("setupManager");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.SetupManager.Category);
     private readonly TaskCompletionSource<FirstBootResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Task<FirstBootResult> Completed => _done.Task;
@@ -98,7 +98,7 @@ public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, Nod
         }
         disk.Store.Commit(batch);
         disk.SetInitialized(true);
-        _log.Info("State disk initialized", [Field.Of("uuid", disk.Uuid), Field.Of("source", source)]);
+        NodeLog.SetupManager.StateDiskInitialized(_log, disk.Uuid, source);
         var result = new FirstBootResult(state, keys.ClusterSecrets);
         _done.TrySetResult(result);
         return result;

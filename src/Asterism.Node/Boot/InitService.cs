@@ -18,15 +18,15 @@ namespace Asterism.Node.Boot;
 /// </summary>
 public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] initSecretHash, ILoggerFactory loggers) : API.APIBase
 {
-    private readonly ILogger _log = loggers.CreateLogger("initServer");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.InitServer.Category);
 
     public override async Task<InitResponse> Init(InitRequest request, ServerCallContext context)
     {
-        _log.Info("Received init call", [Field.Of("peer", context.Peer), Field.Of("clusterName", request.ClusterName)]);
+        NodeLog.InitServer.ReceivedCall(_log, context.Peer, request.ClusterName);
         if (!InitSecretMatches(request))
         {
-            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", "init secret missing or wrong")]);
-            throw new RpcException(new Status(StatusCode.PermissionDenied, "init secret refused"));
+            NodeLog.InitServer.RefusedCall(_log, context.Peer, "init secret missing or wrong");
+            throw new RpcException(new Grpc.Core.Status(StatusCode.PermissionDenied, "init secret refused"));
         }
         if (setup.IsDone)
         {
@@ -44,8 +44,8 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         }
         catch (MasterSecretException ex)
         {
-            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "invalid master secret"));
+            NodeLog.InitServer.RefusedCall(_log, context.Peer, ex.Message);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid master secret"));
         }
         finally
         {
@@ -59,8 +59,8 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         catch (MeasurementsFormatException ex)
         {
             master.Dispose();
-            _log.Warn("Refused init call", [Field.Of("peer", context.Peer), Field.Of("reason", ex.Message)]);
-            throw new RpcException(new Status(StatusCode.InvalidArgument, "invalid attestation config"));
+            NodeLog.InitServer.RefusedCall(_log, context.Peer, ex.Message);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.InvalidArgument, "invalid attestation config"));
         }
         var salt = request.MeasurementSalt.ToByteArray();
         var secrets = new ClusterSecrets(master, salt, policy);
@@ -79,15 +79,15 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             secrets.Dispose();
-            _log.Error("Init failed", [Field.Of("peer", context.Peer), Field.Of("error", ex.GetType().Name + ": " + ex.Message)]);
-            throw new RpcException(new Status(StatusCode.Internal, "initialization failed"));
+            NodeLog.InitServer.Failed(_log, context.Peer, ex.GetType().Name + ": " + ex.Message);
+            throw new RpcException(new Grpc.Core.Status(StatusCode.Internal, "initialization failed"));
         }
         if (result is null)
         {
             secrets.Dispose();
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "node is already part of a cluster"));
         }
-        _log.Info("Init succeeded", [Field.Of("clusterID", Convert.ToHexStringLower(result.State.ClusterId))]);
+        NodeLog.InitServer.Succeeded(_log, Convert.ToHexStringLower(result.State.ClusterId));
         return new InitResponse { ClusterId = ByteString.CopyFrom(result.State.ClusterId), DiskUuid = diskUuid };
     }
 

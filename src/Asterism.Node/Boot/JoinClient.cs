@@ -24,7 +24,7 @@ public sealed class JoinClient(
     FirstBootSetup setup,
     ILoggerFactory loggers) : ITicketRequester<FirstBootKeys>
 {
-    private readonly ILogger _log = loggers.CreateLogger("joinClient");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.JoinClient.Category);
 
     public Task RunAsync(CancellationToken cancellationToken) => rounds.RunAsync(this, cancellationToken);
 
@@ -32,7 +32,7 @@ public sealed class JoinClient(
 
     async Task<FirstBootKeys> ITicketRequester<FirstBootKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
     {
-        _log.Debug("Requesting join ticket", [Field.Of("endpoint", endpoint)]);
+        NodeLog.JoinClient.RequestingTicket(_log, endpoint);
         var isControlPlane = options.Role == NodeRole.ControlPlane;
         var response = await tickets.IssueJoinTicketAsync(endpoint,
             new IssueJoinTicketRequest { DiskUuid = diskUuid, IsControlPlane = isControlPlane, NodeName = options.Name },
@@ -53,21 +53,21 @@ public sealed class JoinClient(
         {
             if (await setup.ApplyAsync(ticket, "join", cancellationToken) is not null)
             {
-                _log.Info("Successfully joined the cluster", [Field.Of("endpoint", endpoint)]);
+                NodeLog.JoinClient.Joined(_log, endpoint);
             }
             return null;
         }
     }
 
     void ITicketRequester<FirstBootKeys>.LookupFailed(string error) =>
-        _log.Warn("Failed to get control-plane endpoints", [Field.Of("error", error)]);
+        NodeLog.JoinClient.FailedToGetEndpoints(_log, error);
 
     void ITicketRequester<FirstBootKeys>.EndpointsListed(IReadOnlyList<string> endpoints)
     {
     }
 
     void ITicketRequester<FirstBootKeys>.EndpointFailed(string endpoint, string error) =>
-        _log.Debug("Failed to join on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+        NodeLog.JoinClient.FailedOnEndpoint(_log, error, endpoint);
 
     void ITicketRequester<FirstBootKeys>.RoundFailed()
     {

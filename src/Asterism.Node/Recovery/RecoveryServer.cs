@@ -15,20 +15,20 @@ namespace Asterism.Node.Recovery;
 /// </summary>
 public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers, TimeProvider? time = null) : API.APIBase
 {
-    private readonly ILogger _log = loggers.CreateLogger("recoveryServer");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.RecoveryServer.Category);
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
     public override async Task Recover(IAsyncStreamReader<RecoverMessage> requestStream, IServerStreamWriter<RecoverResponse> responseStream, ServerCallContext context)
     {
         var peer = context.Peer;
-        _log.Info("Received recover call", [Field.Of("peer", peer)]);
+        NodeLog.RecoveryServer.ReceivedCall(_log, peer);
         if (race.IsDecided)
         {
             throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
         if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
         {
-            _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "first message is not a measurement secret")]);
+            NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");
             throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
         }
         if (requestStream.Current.MeasurementSecret.Length != KeyDerivation.KeyLength)
@@ -42,7 +42,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
             if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
             {
-                _log.Warn("Refused recover call", [Field.Of("peer", peer), Field.Of("reason", "second message is not a state disk key")]);
+                NodeLog.RecoveryServer.RefusedCall(_log, peer, "second message is not a state disk key");
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "second message is not a state disk key"));
             }
             if (requestStream.Current.StateDiskKey.Length != KeyDerivation.KeyLength)
@@ -56,19 +56,19 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             switch (verdict)
             {
                 case KeyVerdict.Accepted:
-                    _log.Info("Received state disk key and measurement secret, shutting down server", [Field.Of("peer", peer)]);
+                    NodeLog.RecoveryServer.ReceivedKeys(_log, peer);
                     await AwaitHalfCloseAsync(requestStream, context.CancellationToken);
                     return;
                 case KeyVerdict.AlreadyRecovered:
                     break;
                 case KeyVerdict.StoreUnreadable:
-                    _log.Error("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "the key opens the disk but the node state on it is unreadable")]);
+                    NodeLog.RecoveryServer.UnreadableState(_log, peer, "the key opens the disk but the node state on it is unreadable");
                     break;
                 case KeyVerdict.MeasurementSecretRejected:
-                    _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "measurement secret does not derive this node's cluster ID")]);
+                    NodeLog.RecoveryServer.RejectedKey(_log, peer, "measurement secret does not derive this node's cluster ID");
                     break;
                 default:
-                    _log.Warn("Rejected state disk key", [Field.Of("peer", peer), Field.Of("reason", "key does not open keyslot 0")]);
+                    NodeLog.RecoveryServer.RejectedKey(_log, peer, "key does not open keyslot 0");
                     break;
             }
             throw new RpcException(verdict.ToStatus());

@@ -22,18 +22,18 @@ public sealed class RejoinClient(
     BootStatusTracker status,
     ILoggerFactory loggers) : ITicketRequester<ReceivedKeys>
 {
-    private readonly ILogger _log = loggers.CreateLogger("rejoinClient");
+    private readonly ILogger _log = loggers.CreateLogger(NodeLog.RejoinClient.Category);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        _log.Info("Starting RejoinClient");
+        NodeLog.RejoinClient.Starting(_log);
         try
         {
             await rounds.RunAsync(this, cancellationToken);
         }
         finally
         {
-            _log.Info("RejoinClient stopped");
+            NodeLog.RejoinClient.Stopped(_log);
         }
     }
 
@@ -41,7 +41,7 @@ public sealed class RejoinClient(
 
     async Task<ReceivedKeys> ITicketRequester<ReceivedKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
     {
-        _log.Info("Requesting rejoin ticket", [Field.Of("endpoint", endpoint)]);
+        NodeLog.RejoinClient.RequestingTicket(_log, endpoint);
         var response = await tickets.IssueRejoinTicketAsync(endpoint, new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken);
         try
         {
@@ -62,25 +62,25 @@ public sealed class RejoinClient(
         var verdict = await race.OfferAsync(ticket, cancellationToken);
         if (verdict == KeyVerdict.Accepted)
         {
-            _log.Info("Successfully retrieved rejoin ticket");
+            NodeLog.RejoinClient.RetrievedTicket(_log);
         }
         return verdict is KeyVerdict.Accepted or KeyVerdict.AlreadyRecovered ? null : verdict.ToStatus().Detail;
     }
 
     void ITicketRequester<ReceivedKeys>.LookupFailed(string error)
     {
-        _log.Error("Failed to get control-plane endpoints", [Field.Of("error", error)]);
+        NodeLog.RejoinClient.FailedToGetEndpoints(_log, error);
         status.RejoinAttemptFailed("failed to get control-plane endpoints: " + error);
     }
 
     void ITicketRequester<ReceivedKeys>.EndpointsListed(IReadOnlyList<string> endpoints) =>
-        _log.Info("Received list with JoinService endpoints", [Field.Of("endpoints", endpoints)]);
+        NodeLog.RejoinClient.ReceivedEndpoints(_log, endpoints);
 
     void ITicketRequester<ReceivedKeys>.EndpointFailed(string endpoint, string error)
     {
-        _log.Warn("Failed to rejoin on endpoint", [Field.Of("error", error), Field.Of("endpoint", endpoint)]);
+        NodeLog.RejoinClient.FailedOnEndpoint(_log, error, endpoint);
         status.RejoinAttemptFailed($"{endpoint}: {error}");
     }
 
-    void ITicketRequester<ReceivedKeys>.RoundFailed() => _log.Error("Failed to rejoin on all endpoints");
+    void ITicketRequester<ReceivedKeys>.RoundFailed() => NodeLog.RejoinClient.FailedOnAllEndpoints(_log);
 }

@@ -17,9 +17,15 @@ public static class Listeners
     /// <summary>gRPC messages of every node service are small: refuse anything over 64 KiB.</summary>
     public const int MaxMessageSize = 64 * 1024;
 
+    /// <summary>
+    /// Starts a host for <paramref name="component"/> (its logger name): every gRPC call it serves is logged when it
+    /// finishes, as <c>component.gRPC</c>.
+    /// </summary>
     public static async Task<WebApplication> StartAsync(
         IPAddress address,
         int port,
+        ILoggerFactory loggers,
+        string component,
         Action<ListenOptions> configureListen,
         Action<IServiceCollection> configureServices,
         Action<WebApplication> map,
@@ -40,6 +46,8 @@ public static class Listeners
             options.MaxReceiveMessageSize = MaxMessageSize;
             options.MaxSendMessageSize = MaxMessageSize;
             options.EnableDetailedErrors = false;
+            // Every finished call, under "<component>.gRPC" of the node's own log (the host's log is WARN and up).
+            options.Interceptors.Add<GrpcServerLogInterceptor>(GrpcServerLog.CreateLogger(loggers, component), TimeProvider.System);
         });
         configureServices(builder.Services);
         var app = builder.Build();

@@ -44,7 +44,7 @@ public static class WorkloadApi
         var verifier = ApiCredentialVerifier.LoadHashFile(Path.Combine(nodeDirectory, ApiCredential.HashFileName), out var problem);
         if (problem is not null)
         {
-            logger.Error("Workload API refuses every request: no usable credential hash", [Field.Of("error", problem)]);
+            NodeLog.Workload.RefusesEveryRequest(logger, problem);
         }
         return verifier;
     }

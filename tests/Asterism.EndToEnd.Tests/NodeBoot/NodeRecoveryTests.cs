@@ -243,6 +243,9 @@ public abstract class NodeRecoveryTests<TCluster>(TCluster cluster, ITestOutputH
         await Cluster.WaitForPhaseAsync(Cluster.Instances, BootPhases.Booted);
         var doubledLog = Cluster.Log(doubled).Entries();
         Assert.Single(doubledLog, e => e.Is("INFO", Recovery, "Received state disk key and measurement secret, shutting down server"));
+        // The seed's call line: the winning push's Recover call finished OK, under recoveryServer.gRPC.
+        Assert.Contains(doubledLog, e => e.Is("INFO", Recovery + ".gRPC", "finished streaming call with code OK")
+            && e.Field("grpc.service") == "recoverproto.API" && e.Field("grpc.method") == "Recover" && e.Field("system") == "grpc");
         for (var i = 2; i < results.Length; i++)
         {
             var boot = Cluster.Log(targets[i]).Entries();
