@@ -47,6 +47,8 @@ public sealed class ReadmeReferences
         "MaxReceiveMessageSize",
         // Konscious.Security.Cryptography.Argon2 (the Argon2 package)
         "Konscious", "Security", "Cryptography", "Argon2",
+        // Microsoft.Extensions.TimeProvider.Testing (the fake clock package)
+        "Microsoft", "Extensions", "TimeProvider", "Testing",
     };
 
     private static readonly Regex RepoPath = new(@"(?<![\w./-])(?:src|tests|bench|docs)/[\w.*/-]*", RegexOptions.Compiled);
@@ -172,7 +174,7 @@ public sealed class ReadmeReferences
         foreach (Match match in MarkdownFile.Matches(text))
         {
             var name = match.Value;
-            var found = name.Contains('/') ? PathExists(dir, name) || PathExists(_root, name) : _fileNames.Contains(name);
+            var found = name.Contains('/') ? InsideRepository(dir, name) || InsideRepository(_root, name) : _fileNames.Contains(name);
             if (!found)
             {
                 Problem("Markdown file", name);
@@ -238,6 +240,13 @@ public sealed class ReadmeReferences
     {
         var head = word.Split('_')[0];
         return head.Length > 0 && char.IsAsciiLetterUpper(head[0]) && head.Any(char.IsAsciiLetterLower);
+    }
+
+    /// <summary>A path that exists and stays inside the repository (what lies next to a checkout differs between machines).</summary>
+    private bool InsideRepository(string baseDir, string path)
+    {
+        var full = Path.GetFullPath(Path.Combine(baseDir, path));
+        return full.StartsWith(Path.GetFullPath(_root).TrimEnd('/') + "/", StringComparison.Ordinal) && PathExists(baseDir, path);
     }
 
     private static bool PathExists(string baseDir, string path)

@@ -148,12 +148,12 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
     [Fact]
     public async Task Unary_DeadlinePasses_LoggedAsDeadlineExceeded()
     {
-        // A warm connection, and a deadline long enough for the call to reach its handler on a busy machine: a call
+        // A warm connection, and a deadline long enough (8 s) for the call to reach its handler on a very busy machine: a call
         // whose deadline passes before that never reaches an interceptor.
         await Client.UnaryAsync(new ProbeRequest { Outcome = "ok" });
         Assert.Equal("OK", (await NextLineAsync()).GetProperty("grpc.code").GetString());
         var error = await Assert.ThrowsAsync<RpcException>(() =>
-            Client.UnaryAsync(new ProbeRequest { Outcome = "wait" }, deadline: DateTime.UtcNow.AddSeconds(3)).ResponseAsync);
+            Client.UnaryAsync(new ProbeRequest { Outcome = "wait" }, deadline: DateTime.UtcNow.AddSeconds(8)).ResponseAsync);
         Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
 
         var line = await NextLineAsync();
