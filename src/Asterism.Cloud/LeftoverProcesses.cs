@@ -3,9 +3,11 @@ namespace Asterism.Cloud;
 /// <summary>
 /// Everything of a workspace that may still run when its provider cannot be asked to stop (killed with SIGKILL, hung,
 /// or refusing the credential): the provider named by cloud.json, each node named by its node.pid, each swtpm named by
-/// its swtpm.pid, and any process whose command line names the workspace's instances directory. Every one is checked
-/// before it is signalled (start time where recorded, a command line naming this workspace), so a PID reused by an
-/// unrelated process is never touched.
+/// its swtpm.pid, and any node or swtpm whose command line names a directory of the workspace's instances directory as
+/// its node or state directory. Every one is checked before it is signalled (this user's process, start time where
+/// recorded, a command line naming this workspace), so a PID reused by an unrelated process is never touched, nor is a
+/// process of another user whose command line imitates a node's (<see cref="ProcessIdentity.Of"/>), nor the
+/// operator's own <c>tail -f</c> of a console log.
 /// </summary>
 public static class LeftoverProcesses
 {
@@ -26,7 +28,9 @@ public static class LeftoverProcesses
         {
             // An unreadable cloud.json names nothing; the command-line scan below still finds the nodes.
         }
-        var instances = workspace.InstancesDir + Path.DirectorySeparatorChar;
+        // What only a node (--node-dir DIR) or its swtpm (--tpmstate dir=DIR,mode=0600) has on its command line.
+        var nodeArgument = " --node-dir " + workspace.InstancesDir + Path.DirectorySeparatorChar;
+        var tpmArgument = " dir=" + workspace.InstancesDir + Path.DirectorySeparatorChar;
         if (Directory.Exists(workspace.InstancesDir))
         {
             foreach (var dir in Directory.EnumerateDirectories(workspace.InstancesDir))
@@ -47,7 +51,8 @@ public static class LeftoverProcesses
             foreach (var dir in Directory.EnumerateDirectories("/proc"))
             {
                 if (int.TryParse(Path.GetFileName(dir), out var pid) && pid != Environment.ProcessId && found.All(f => f.Item2.Pid != pid)
-                    && ProcessIdentity.Of(pid) is { } p && p.CommandLine().Contains(instances, StringComparison.Ordinal))
+                    && ProcessIdentity.Of(pid) is { } p && p.CommandLine() is var commandLine
+                    && (commandLine.Contains(nodeArgument, StringComparison.Ordinal) || commandLine.Contains(tpmArgument, StringComparison.Ordinal)))
                 {
                     found.Add(("process " + pid, p));
                 }

@@ -6,14 +6,20 @@ namespace Asterism.Cloud;
 /// <summary>
 /// A process named by its PID and its start time (clock ticks since boot, field 22 of <c>/proc/PID/stat</c>): a PID
 /// recorded in a file may have been reused by an unrelated process since, the pair cannot. Signals go through a
-/// pidfd opened before the start time is checked, so the process checked is the process signalled (Linux).
+/// pidfd opened before the start time is checked, so the process checked is the process signalled (Linux). Only
+/// processes of this very user (real, effective, saved and filesystem uid all ours) have an identity: another user's
+/// process — one that took a recorded PID, imitates a node's command line, or is a setuid program started with one —
+/// is never adopted, waited for or signalled, even when this process runs as root.
 /// </summary>
 public readonly partial record struct ProcessIdentity(int Pid, ulong StartTicks)
 {
     public const int SigTerm = 15;
     public const int SigKill = 9;
 
-    /// <summary>The identity of the live (non-zombie) process <paramref name="pid"/>, or null when there is none.</summary>
+    /// <summary>
+    /// The identity of the live (non-zombie) process <paramref name="pid"/> of this user, or null when there is none or
+    /// it belongs to (or runs with the rights of) another user.
+    /// </summary>
     public static ProcessIdentity? Of(int pid)
     {
         if (pid <= 0)
@@ -32,7 +38,7 @@ public readonly partial record struct ProcessIdentity(int Pid, ulong StartTicks)
             {
                 return null;
             }
-            return new ProcessIdentity(pid, ticks);
+            return IsOurs(pid) ? new ProcessIdentity(pid, ticks) : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -129,6 +135,25 @@ public readonly partial record struct ProcessIdentity(int Pid, ulong StartTicks)
         extra = parts.Length > 2 ? parts[2] : null;
         return live;
     }
+
+    private static readonly uint OurUid = GetEuid();
+
+    // All four uids of /proc/PID/status: a setuid program run by another user keeps that user's real uid.
+    private static bool IsOurs(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("Uid:", StringComparison.Ordinal))
+            {
+                var ids = line[4..].Split(['\t', ' '], StringSplitOptions.RemoveEmptyEntries);
+                return ids.Length == 4 && ids.All(id => uint.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var uid) && uid == OurUid);
+            }
+        }
+        return false;
+    }
+
+    [LibraryImport("libc", EntryPoint = "geteuid")]
+    private static partial uint GetEuid();
 
     [LibraryImport("libc", EntryPoint = "pidfd_open", SetLastError = true)]
     private static partial int PidfdOpen(int pid, uint flags);

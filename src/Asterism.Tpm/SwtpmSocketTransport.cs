@@ -7,7 +7,9 @@ namespace Asterism.Tpm;
 /// swtpm's command socket with the Microsoft-simulator framing: request <c>u32be 8 (TPM_SEND_COMMAND), u8 locality,
 /// u32be length, command</c>; response <c>u32be length, response, u32be 0</c>; <c>u32be 20</c> ends the session.
 /// The socket is a Unix domain socket in a 0700 directory, so only its owner (the provider while it measures and
-/// certifies, then the node) can connect: filesystem permissions are the TPM's access control.
+/// certifies, then the node) can connect: filesystem permissions are the TPM's access control. The other way round, a
+/// socket whose server is neither this user nor root (SO_PEERCRED) is refused before a byte is sent: a path in a
+/// directory others can write could be another user's listener, and commands carry hierarchy auth in clear.
 /// swtpm serves one connection at a time, so hold one per TPM.
 /// </summary>
 public sealed class SwtpmSocketTransport : ITpmTransport
@@ -73,7 +75,6 @@ public sealed class SwtpmSocketTransport : ITpmTransport
         try
         {
             await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), cancellationToken).ConfigureAwait(false);
-            return socket;
         }
         catch (SocketException e)
         {
@@ -85,6 +86,36 @@ public sealed class SwtpmSocketTransport : ITpmTransport
         {
             socket.Dispose();
             throw;
+        }
+        var peer = PeerUid(socket);
+        if (peer is not { } uid || (uid != 0 && uid != EffectiveUid.Value))
+        {
+            socket.Dispose();
+            throw new TpmException($"the socket {socketPath} is served by another user (uid {peer?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown"}), not by this user or root; nothing was sent");
+        }
+        return socket;
+    }
+
+    private static readonly Lazy<uint> EffectiveUid = new(() =>
+    {
+        // The second field of "Uid:" in /proc/self/status is the effective uid.
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal));
+        return uint.Parse(line[4..].Split(['\t', ' '], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+    });
+
+    // struct ucred { pid_t pid; uid_t uid; gid_t gid; } from SO_PEERCRED (SOL_SOCKET 1, option 17 on Linux).
+    private static uint? PeerUid(Socket socket)
+    {
+        try
+        {
+            var credentials = new byte[12];
+            return socket.GetRawSocketOption(1, 17, credentials) == credentials.Length
+                ? System.Runtime.InteropServices.MemoryMarshal.Read<uint>(credentials.AsSpan(4))
+                : null;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return null;
         }
     }
 

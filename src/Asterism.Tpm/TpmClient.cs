@@ -40,19 +40,34 @@ public sealed class TpmClient : IAsyncDisposable
     /// <summary>
     /// Opens the TPM named by a <c>--tpm</c> argument: <c>unix:/abs/tpm.sock</c> for swtpm's command socket, or the
     /// absolute path of a TPM character device under /dev (<c>/dev/tpmrm0</c>, the kernel's resource manager). TCP
-    /// endpoints are refused: anyone on the host could reach them.
+    /// endpoints are refused: anyone on the host could reach them. A device must be an entry of /dev itself once
+    /// symlinks are resolved (only root creates those): /dev/shm and /dev/mqueue are writable by everyone, so a path
+    /// under them could be another user's file or FIFO that reads the commands, hierarchy auth included.
     /// </summary>
     public static async Task<TpmClient> ConnectEndpointAsync(string? endpoint, TpmClientOptions? options, CancellationToken cancellationToken)
     {
         if (endpoint is not null && endpoint.StartsWith("/dev/", StringComparison.Ordinal))
         {
-            if (endpoint.Contains("..", StringComparison.Ordinal) || endpoint.Contains('\0'))
+            var target = endpoint.Contains('\0') ? null : ResolveDevice(endpoint);
+            if (endpoint.Contains("..", StringComparison.Ordinal) || target is null || Path.GetDirectoryName(target) != "/dev")
             {
                 throw new ArgumentException($"--tpm {endpoint}: not a TPM device path");
             }
-            return OpenDevice(endpoint, options);
+            return OpenDevice(target, options);
         }
         return await ConnectSwtpmAsync(SwtpmSocketTransport.ParseSocketArgument(endpoint), options, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string? ResolveDevice(string path)
+    {
+        try
+        {
+            return File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>TPM2_Startup. Returns false when the TPM was already started (TPM_RC_INITIALIZE).</summary>

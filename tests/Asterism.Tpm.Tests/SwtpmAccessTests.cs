@@ -58,6 +58,69 @@ public sealed class SwtpmAccessTests
         Assert.Contains("PermissionError", connect.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ConnectEndpoint_SocketServedByAnotherUser_RefusedBeforeAnyByte()
+    {
+        Assert.True(Environment.UserName == "root", "this test switches to the user nobody with setpriv and needs root");
+        // The attacker listens where the operator may point --tpm: a directory everyone can write (/tmp).
+        var dir = Directory.CreateTempSubdirectory("asterism-evil-tpm-").FullName;
+        File.SetUnixFileMode(dir, (UnixFileMode)0x1FF); // 0777
+        var path = Path.Combine(dir, "tpm.sock");
+        const string Listener = "import os,socket,sys\n"
+            + "s=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);os.chmod(sys.argv[1],0o777);s.listen(1);print('ready',flush=True)\n"
+            + "c,_=s.accept();c.settimeout(10);n=0\n"
+            + "try:\n while True:\n  d=c.recv(4096)\n  if not d: break\n  n+=len(d)\nexcept Exception: pass\n"
+            + "print(n,flush=True)\n";
+        var psi = new System.Diagnostics.ProcessStartInfo("setpriv") { UseShellExecute = false, RedirectStandardOutput = true };
+        foreach (var a in new[] { "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", Listener, path })
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var attacker = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            Assert.Equal("ready", await attacker.StandardOutput.ReadLineAsync());
+            var refused = await Assert.ThrowsAsync<TpmException>(async () =>
+            {
+                await using var client = await TpmClient.ConnectEndpointAsync("unix:" + path, null, CancellationToken.None);
+                // Reached only without the check: an authorised command sends the endorsement auth in clear.
+                await client.CreatePrimaryAsync(TpmHierarchy.Endorsement, new byte[] { 0, 1 }, new byte[32], CancellationToken.None);
+            });
+            Assert.Contains("another user", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("0", await attacker.StandardOutput.ReadLineAsync());
+        }
+        finally
+        {
+            if (!attacker.HasExited)
+            {
+                attacker.Kill();
+            }
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task ConnectEndpoint_DevicePathOthersCanWrite_Refused()
+    {
+        // /dev/shm is writable by everyone: a "device" there could be another user's file or FIFO.
+        var file = Path.Combine("/dev/shm", $"asterism-tpm-{Guid.NewGuid():N}");
+        await File.WriteAllBytesAsync(file, []);
+        var link = Path.Combine("/dev/shm", $"asterism-tpm-link-{Guid.NewGuid():N}");
+        File.CreateSymbolicLink(link, file);
+        try
+        {
+            foreach (var endpoint in new[] { file, link, "/dev/../dev/shm/x" })
+            {
+                await Assert.ThrowsAsync<ArgumentException>(() => TpmClient.ConnectEndpointAsync(endpoint, null, CancellationToken.None));
+            }
+        }
+        finally
+        {
+            File.Delete(link);
+            File.Delete(file);
+        }
+    }
+
     private static HashSet<string> SocketInodesOf(int pid)
     {
         var result = new HashSet<string>(StringComparer.Ordinal);
