@@ -63,8 +63,10 @@ public sealed class TicketRounds(IJoinEndpointSource endpoints, TimeSpan interva
                 await Task.Delay(interval, _time, cancellationToken);
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception) when (cancellationToken.IsCancellationRequested)
         {
+            // Stopped (the race was decided elsewhere, or the node stops). A gRPC call cut off by the token ends in
+            // an RpcException with status Cancelled, not an OperationCanceledException: both mean "stopped".
         }
     }
 

@@ -199,6 +199,33 @@ public sealed class RejoinClientTests : IDisposable
         Assert.Equal(0, _status.Snapshot().RejoinAttempts);
     }
 
+    [Fact]
+    public async Task RunAsync_CancelledWhileACallIsInFlight_GrpcCancelledStatus_StopsWithoutThrowing()
+    {
+        // A real gRPC client does not throw OperationCanceledException when its token fires mid-call but an
+        // RpcException with status Cancelled ("Call canceled by the client"): the node stops its rejoin that way the
+        // moment the RecoveryServer wins, and that must not fail the boot.
+        _tickets.OnRejoin(LoadBalancer, async (_, ct) =>
+        {
+            try
+            {
+                return await FakeTicketClient.Hang<IssueRejoinTicketResponse>(ct);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new RpcException(new Status(StatusCode.Cancelled, "Call canceled by the client."));
+            }
+        });
+        using var stop = new CancellationTokenSource();
+        var run = Client(FakeEndpoints.Of(LoadBalancer)).RunAsync(stop.Token);
+        await _tickets.NextCallAsync();
+
+        await stop.CancelAsync();
+
+        await run.WaitAsync(TestLimits.Hang);
+        Assert.False(_race.IsDecided);
+    }
+
     private RejoinClient Client(IJoinEndpointSource endpoints) =>
         new(_disk.Uuid, new TicketRounds(endpoints, Interval, Timeout, _clock), _tickets, _race, _status, NullLoggerFactory.Instance);
 
