@@ -72,10 +72,9 @@ public sealed class ClusterConfig : IValidatedWorkspaceFile
         {
             Fail("attestation.providerCa", "must be a PEM certificate (-----BEGIN CERTIFICATE-----)");
         }
-        if (Attestation.TpmManufacturerCa is not null
-            && (!System.Security.Cryptography.PemEncoding.TryFind(Attestation.TpmManufacturerCa, out var ekPem) || Attestation.TpmManufacturerCa[ekPem.Label] is not "CERTIFICATE"))
+        if (Attestation.TpmManufacturerCa is not null && CertificateBundleProblem(Attestation.TpmManufacturerCa) is { } ekProblem)
         {
-            Fail("attestation.tpmManufacturerCa", "must hold PEM certificates (-----BEGIN CERTIFICATE-----)");
+            Fail("attestation.tpmManufacturerCa", ekProblem);
         }
         if (Attestation.TrustAnyKey && Attestation.Variant == "tpm")
         {
@@ -98,6 +97,40 @@ public sealed class ClusterConfig : IValidatedWorkspaceFile
         {
             Fail("nodes.workers", "must be between 0 and 128");
         }
+    }
+
+    /// <summary>
+    /// Why <paramref name="pem"/> is not a bundle of X.509 certificates, or null. Every PEM block must be a CERTIFICATE
+    /// that parses: a typo or a stray key block here would otherwise surface only when a TPM is enrolled.
+    /// </summary>
+    private static string? CertificateBundleProblem(string pem)
+    {
+        const string Expected = "must hold PEM certificates (-----BEGIN CERTIFICATE-----)";
+        var rest = pem.AsSpan();
+        var count = 0;
+        while (System.Security.Cryptography.PemEncoding.TryFind(rest, out var fields))
+        {
+            count++;
+            if (rest[fields.Label] is not "CERTIFICATE")
+            {
+                return $"{Expected}; block {count} is \"{rest[fields.Label]}\"";
+            }
+            var der = new byte[fields.DecodedDataLength];
+            if (!Convert.TryFromBase64Chars(rest[fields.Base64Data], der, out var written))
+            {
+                return $"{Expected}; block {count} is not base64";
+            }
+            try
+            {
+                using var certificate = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificate(der.AsSpan(0, written));
+            }
+            catch (System.Security.Cryptography.CryptographicException)
+            {
+                return $"{Expected}; block {count} is not an X.509 certificate";
+            }
+            rest = rest[fields.Location.End..];
+        }
+        return count == 0 ? Expected : null;
     }
 }
 

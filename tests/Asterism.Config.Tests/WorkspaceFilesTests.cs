@@ -105,6 +105,54 @@ public sealed class WorkspaceFilesTests : IDisposable
         Assert.StartsWith(ClusterConfig.FileName, ex.Message);
     }
 
+    private static string TestCertificatePem(string name)
+    {
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest($"CN={name}", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddHours(-1), DateTimeOffset.UtcNow.AddYears(1));
+        return certificate.ExportCertificatePem() + "\n";
+    }
+
+    [Fact]
+    public void ClusterConfig_TpmManufacturerCaBundle_RoundTrips()
+    {
+        var config = ClusterConfig.Parse(ConfYaml());
+        var bundle = TestCertificatePem("Vendor root") + TestCertificatePem("Vendor intermediate");
+        config.Attestation.TpmManufacturerCa = bundle;
+        var path = Path.Combine(_dir, ClusterConfig.FileName);
+
+        config.Save(path);
+
+        Assert.Equal(bundle, ClusterConfig.Load(path).Attestation.TpmManufacturerCa);
+    }
+
+    public static TheoryData<string, string> BadManufacturerCas => new()
+    {
+        { "not a certificate", "must hold PEM certificates" },
+        { "", "must hold PEM certificates" },
+        { "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", "must hold PEM certificates" },
+        // Valid base64, valid PEM framing, but not DER: accepted by a label check alone.
+        { "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n", "block 1 is not an X.509 certificate" },
+        { "-----BEGIN PRIVATE KEY-----\nAAAAAAAA\n-----END PRIVATE KEY-----\n", "block 1 is \"PRIVATE KEY\"" },
+        { TestCertificatePem("Vendor") + "-----BEGIN PUBLIC KEY-----\nAAAAAAAA\n-----END PUBLIC KEY-----\n", "block 2 is \"PUBLIC KEY\"" },
+        { TestCertificatePem("Vendor") + "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "block 2 is not an X.509 certificate" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadManufacturerCas))]
+    public void ClusterConfig_TpmManufacturerCaNotCertificates_Refused(string value, string expected)
+    {
+        var config = ClusterConfig.Parse(ConfYaml());
+        config.Attestation.TpmManufacturerCa = value;
+
+        var ex = Assert.Throws<WorkspaceFileException>(() => config.Validate());
+
+        Assert.StartsWith($"{ClusterConfig.FileName}: attestation.tpmManufacturerCa: ", ex.Message, StringComparison.Ordinal);
+        Assert.Contains(expected, ex.Message, StringComparison.Ordinal);
+        Assert.Throws<WorkspaceFileException>(() => config.Save(Path.Combine(_dir, ClusterConfig.FileName)));
+        Assert.False(File.Exists(Path.Combine(_dir, ClusterConfig.FileName)));
+    }
+
     public static TheoryData<string, string> BadStates => new()
     {
         { StateYaml().Replace("uid: 1a2b3c4d", "uid: ''", StringComparison.Ordinal), "infrastructure.uid: missing" },

@@ -73,14 +73,17 @@ public static class TpmCommand
                     {
                         throw new CliError($"refused: {e.Message}");
                     }
+                    catch (TpmException e) when (IsBadAuth(e))
+                    {
+                        throw new CliError(auth.Length == 0
+                            ? $"the TPM refused the empty endorsement auth ({e.ResponseCode}): pass its endorsement hierarchy auth with --endorsement-auth-file FILE"
+                            : $"the TPM refused the endorsement auth of --endorsement-auth-file ({e.ResponseCode}): it is not this TPM's endorsement hierarchy auth");
+                    }
                     catch (TpmException e)
                     {
                         throw new CliError($"the TPM failed: {e.Message}");
                     }
-                    if (auth.Length > 0)
-                    {
-                        TpmEndorsementAuth.Save(outDir, auth);
-                    }
+                    SaveAuthIfChanged(outDir, auth);
                     await stdout.WriteLineAsync(outcome.Certified
                         ? $"Enrolled {nodeName} ({nodeRole.ToWire()}): attestation key {outcome.AkName[..16]}… certified after credential activation; node directory {outDir}"
                         : $"{nodeName} ({nodeRole.ToWire()}) is already enrolled with this TPM's attestation key in {outDir}; nothing changed");
@@ -126,35 +129,75 @@ public static class TpmCommand
             return [];
         }
         var path = Path.GetFullPath(file);
-        var directory = Path.GetDirectoryName(path)!;
-        if (Path.GetFileName(path) != TpmEndorsementAuth.FileName)
+        // One open handle for every check and the read: the mode and size seen are those of the bytes read, and a
+        // huge or endless file (a device, a FIFO) is never read beyond the 32 bytes an auth has.
+        Microsoft.Win32.SafeHandles.SafeFileHandle handle;
+        try
         {
-            // TpmEndorsementAuth reads DIR/tpm-endorsement-auth; any other file name is read through the same checks.
-            if (!File.Exists(path))
-            {
-                throw new CliError($"--endorsement-auth-file {path} does not exist");
-            }
-            if (OwnerOnly.IsOpenToOthers(path))
+            handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            throw new CliError($"--endorsement-auth-file {path} does not exist");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new CliError($"--endorsement-auth-file {path} cannot be read: {e.Message}");
+        }
+        using (handle)
+        {
+            if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(handle) & OwnerOnly.GroupOrOther) != 0)
             {
                 throw new CliError($"--endorsement-auth-file {path} is readable by group or others; run {OwnerOnly.ChmodHint(path)}");
             }
-            var bytes = File.ReadAllBytes(path);
-            if (bytes.Length != TpmEndorsementAuth.Length)
+            if (RandomAccess.GetLength(handle) != TpmEndorsementAuth.Length)
+            {
+                throw new CliError($"--endorsement-auth-file {path} does not hold a {TpmEndorsementAuth.Length}-byte auth");
+            }
+            var bytes = new byte[TpmEndorsementAuth.Length];
+            if (RandomAccess.Read(handle, bytes, 0) != bytes.Length)
             {
                 CryptographicOperations.ZeroMemory(bytes);
                 throw new CliError($"--endorsement-auth-file {path} does not hold a {TpmEndorsementAuth.Length}-byte auth");
             }
             return bytes;
         }
+    }
+
+    /// <summary>Writes DIR/tpm-endorsement-auth unless it already holds exactly this auth (a repeated enroll changes nothing).</summary>
+    private static void SaveAuthIfChanged(string outDir, byte[] auth)
+    {
+        if (auth.Length == 0)
+        {
+            return;
+        }
+        byte[]? existing = null;
         try
         {
-            return TpmEndorsementAuth.Load(directory) ?? throw new CliError($"--endorsement-auth-file {path} does not exist");
+            existing = TpmEndorsementAuth.Load(outDir);
         }
-        catch (TpmException e)
+        catch (TpmException)
         {
-            throw new CliError(e.Message);
+            // An unreadable or too open copy is replaced by a good one.
+        }
+        try
+        {
+            if (existing is null || !CryptographicOperations.FixedTimeEquals(existing, auth))
+            {
+                TpmEndorsementAuth.Save(outDir, auth);
+            }
+        }
+        finally
+        {
+            if (existing is not null)
+            {
+                CryptographicOperations.ZeroMemory(existing);
+            }
         }
     }
+
+    /// <summary>TPM_RC_BAD_AUTH or TPM_RC_AUTH_FAIL: the hierarchy auth given is not the TPM's.</summary>
+    private static bool IsBadAuth(TpmException e) => e.ResponseCode?.BaseCode is 0x0A2 or 0x08E;
 
     private static async Task<TpmClient> ConnectAsync(string endpoint, CancellationToken cancellationToken)
     {
