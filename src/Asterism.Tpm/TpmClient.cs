@@ -64,6 +64,11 @@ public sealed class TpmClient : IAsyncDisposable
         {
             return File.ResolveLinkTarget(path, returnFinalTarget: true)?.FullName ?? path;
         }
+        catch (FileNotFoundException)
+        {
+            // Nothing there: opening it says "cannot open TPM device … No such file", the clearer answer.
+            return path;
+        }
         catch (IOException)
         {
             return null;

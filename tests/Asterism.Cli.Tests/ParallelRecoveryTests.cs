@@ -84,13 +84,40 @@ public sealed class ParallelRecoveryTests
         var answers = 0;
         // A process the provider just started: its status port is not up for the first few polls.
         _phases[node.Address] = () => Interlocked.Increment(ref answers) < 4 ? null : BootPhases.WaitingForKey;
-        _pushes[node.Name] = _ => Task.FromResult(Recovered(node));
+        // Its recovery port is not up either until it waits (recover tries it once while the status is silent).
+        _pushes[node.Name] = _ => Task.FromResult(Volatile.Read(ref answers) < 4
+            ? new PushResult(RecoveryPusher.RecoveryEndpoint(node.Address), PushOutcome.Unavailable, "connection refused", node.Name)
+            : Recovered(node));
 
         var code = await AdvanceUntil(Run(node), TimeSpan.FromMilliseconds(500));
 
         Assert.Equal(0, code);
         Assert.Contains(ParallelRecovery.BootingLine(node.Name, TimeSpan.FromSeconds(60)), Err, StringComparison.Ordinal);
         Assert.Equal([RecoverCommand.PushedLine, RecoverCommand.RecoveredLine(1)], Lines(Out));
+    }
+
+    [Fact]
+    public async Task RunAsync_StatusSilentButRecoveryPortServed_PushedAtOnce_RefusalNamedWithoutWaitingOutTheBound()
+    {
+        // A frozen node's address with a squatter on its recovery port: the status never answers, but whatever
+        // answers on :9999 is attested right away (and refused), instead of recover waiting out --boot-wait.
+        var silent = Cp(0);
+        _phases[silent.Address] = () => null;
+        var pushes = 0;
+        _pushes[silent.Name] = _ =>
+        {
+            Interlocked.Increment(ref pushes);
+            return Task.FromResult(new PushResult(RecoveryPusher.RecoveryEndpoint(silent.Address), PushOutcome.Refused, "attestation failed: forged key", silent.Name));
+        };
+
+        var code = await Run(silent);
+
+        Assert.Equal(1, code);
+        Assert.Equal(1, pushes);
+        var line = Assert.Single(Lines(Err), l => l.StartsWith("Error:", StringComparison.Ordinal));
+        Assert.Contains("attestation failed", line, StringComparison.Ordinal);
+        Assert.DoesNotContain(RecoverCommand.PushedLine, Lines(Out));
+        Assert.Equal(_time.Start, _time.GetUtcNow());
     }
 
     [Fact]

@@ -26,7 +26,9 @@ public sealed record ParallelRecoveryOptions
 /// Recovers every control plane of the provider's list at once. Each node's outcome is written the moment it is
 /// known (one line per node), so a hung node never hides the others: a stopped control plane is named at once
 /// (not recoverable now), a booting one is waited for up to <see cref="ParallelRecoveryOptions.BootWait"/>, a
-/// waiting one is pushed its key, a booted one needs nothing. Exit 1 when any node failed or never left booting.
+/// waiting one is pushed its key, a booted one needs nothing; one whose status does not answer is pushed once at
+/// once (whatever serves its recovery port must pass attestation) and otherwise waited for like a booting one. Exit 1
+/// when any node failed or never left booting.
 /// </summary>
 /// <param name="push">One push to a named node's address (the aTLS call; <see cref="RecoveryPusher"/> in production).</param>
 /// <param name="phaseOf">The node's boot phase from its status call, or null when the status port does not answer.</param>
@@ -87,6 +89,7 @@ public sealed class ParallelRecovery(
         var endpoint = RecoveryPusher.RecoveryEndpoint(instance.Address);
         var start = options.Time.GetTimestamp();
         var announced = false;
+        var probedSilentNode = false;
         while (true)
         {
             var phase = await phaseOf(instance.Address, cancellationToken).ConfigureAwait(false);
@@ -102,6 +105,20 @@ public sealed class ParallelRecovery(
             {
                 progress.Report($"  {instance.Name}: booted, needs no key");
                 return new PushResult(endpoint, PushOutcome.Unavailable, "booted", instance.Name);
+            }
+            if (phase is null && !probedSilentNode)
+            {
+                // No boot status, but something may serve the recovery port (a node whose status service hangs, or
+                // a squatter on its address): one push lets attestation decide instead of waiting out --boot-wait.
+                // Nothing listening there is "Unavailable": then it is most likely still starting; wait below.
+                probedSilentNode = true;
+                var probed = await push(instance, cancellationToken).ConfigureAwait(false);
+                if (probed.Outcome != PushOutcome.Unavailable)
+                {
+                    return probed.Outcome == PushOutcome.Failed && probed.Detail == RecoveryPusher.TimedOutDetail
+                        ? probed with { Detail = $"no answer within {Seconds(options.PushTimeout)} (--timeout)" }
+                        : probed;
+                }
             }
             // Booting, or its status port is not up yet (the process just started): it may wait for its key in a moment.
             if (options.Time.GetElapsedTime(start) >= options.BootWait)
