@@ -38,6 +38,12 @@ public static class Program
         var root = BuildRoot(global);
         var result = root.Parse(args);
         var configuration = new InvocationConfiguration { Output = stdout, Error = stderr, EnableDefaultExceptionHandler = false };
+        if (result.CommandResult.Command is SignalHandlingCommand)
+        {
+            // Such a command (disk mount) must unmount before the process ends: System.CommandLine's own handler
+            // would return 130 after its timeout while the unmount still runs, and the process would exit under it.
+            configuration.ProcessTerminationTimeout = null;
+        }
         if (result.Errors.Count > 0)
         {
             foreach (var line in UsageErrors.Describe(result))

@@ -16,6 +16,7 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
 
     private const uint DirectoryMode = 0x4000 | 0x1C0; // S_IFDIR | 0700
     private const uint FileMode = 0x8000 | 0x180; // S_IFREG | 0600
+    private const uint ReadOnlyFileMode = 0x8000 | 0x100; // S_IFREG | 0400
     private const uint DirentDirectory = 4;
     private const uint DirentRegular = 8;
 
@@ -27,6 +28,7 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
     private readonly ulong _size;
     private readonly DateTimeOffset _time;
     private readonly bool _directIo;
+    private readonly bool _readOnly;
     private long _fsyncs;
 
     /// <summary>Serves <paramref name="device"/> as <paramref name="fileName"/>; the device stays owned by the caller.</summary>
@@ -35,7 +37,9 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
     /// <param name="directIo">Bypass the page cache (every read and write reaches the device; no double caching
     /// under a loop device).</param>
     /// <param name="timeProvider">Source of the tree's time stamps.</param>
-    public BlockDeviceFileSystem(IBlockDevice device, string fileName = "disk", bool directIo = true, TimeProvider? timeProvider = null)
+    /// <param name="readOnly">Serve the file 0400 and refuse opening it for writing, writes and size changes with
+    /// EROFS, before the device is touched.</param>
+    public BlockDeviceFileSystem(IBlockDevice device, string fileName = "disk", bool directIo = true, TimeProvider? timeProvider = null, bool readOnly = false)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(fileName);
@@ -51,7 +55,11 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
         _gid = Native.getegid();
         _time = (timeProvider ?? TimeProvider.System).GetUtcNow();
         _directIo = directIo;
+        _readOnly = readOnly;
     }
+
+    /// <summary>True when the file refuses writes (EROFS).</summary>
+    public bool IsReadOnly => _readOnly;
 
     /// <summary>Name of the file in the mount's root.</summary>
     public string FileName => _fileName;
@@ -95,6 +103,10 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
         {
             return node == 1 ? Native.EISDIR : Native.ENOENT;
         }
+        if (_readOnly)
+        {
+            return Native.EROFS;
+        }
         // A block device has a fixed size: truncating to the current size (O_TRUNC-free tools do) is fine, any
         // other size is refused rather than silently ignored.
         if (size != _size)
@@ -114,7 +126,12 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
         {
             return node == 1 ? Native.EISDIR : Native.ENOENT;
         }
+        const int OAccessMode = 0x3;
         const int OTrunc = 0x200;
+        if (_readOnly && ((flags & OAccessMode) != 0 || (flags & OTrunc) != 0))
+        {
+            return Native.EROFS;
+        }
         if ((flags & OTrunc) != 0 && _size != 0)
         {
             return Native.EPERM;
@@ -148,6 +165,10 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
         if (node != FileNode)
         {
             return Native.EISDIR;
+        }
+        if (_readOnly)
+        {
+            return Native.EROFS;
         }
         if (data.Length == 0)
         {
@@ -231,7 +252,7 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
 
     private int Sync(ulong node)
     {
-        if (node != FileNode)
+        if (node != FileNode || _readOnly)
         {
             return 0;
         }
@@ -240,5 +261,5 @@ public sealed class BlockDeviceFileSystem : IFuseFileSystem
         return 0;
     }
 
-    private FuseAttributes FileAttributes() => new(FileNode, _size, FileMode, 1, _uid, _gid, _time);
+    private FuseAttributes FileAttributes() => new(FileNode, _size, _readOnly ? ReadOnlyFileMode : FileMode, 1, _uid, _gid, _time);
 }

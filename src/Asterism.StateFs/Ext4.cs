@@ -15,6 +15,20 @@ public static partial class Ext4
         return RandomAccess.Read(handle, magic, 1024 + 56) == 2 && BinaryPrimitives.ReadUInt16LittleEndian(magic) == 0xEF53;
     }
 
+    /// <summary>True when the device's bytes start with an ext2/3/4 superblock (the same probe as <see cref="HasSuperblock(string)"/>).</summary>
+    public static bool HasSuperblock(Asterism.Disk.IBlockDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (device.Length < 4096)
+        {
+            return false;
+        }
+        // One whole 4 KiB sector, so an encrypted payload device decrypts it without read-modify-write.
+        var sector = new byte[4096];
+        device.Read(0, sector);
+        return BinaryPrimitives.ReadUInt16LittleEndian(sector.AsSpan(1024 + 56)) == 0xEF53;
+    }
+
     /// <summary>
     /// mkfs.ext4 arguments: quiet, forced (a regular file is fine), 4 KiB blocks, root directory owned by this
     /// process's user, no discard (the FUSE file has no hole punching).

@@ -35,18 +35,18 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
     {
         var file = BlockFile(request);
         var list = new List<string> { $"(in process) FUSE mount of the decrypted payload at {file}" };
-        if (request.FormatIfNoFilesystem)
+        if (request.FormatIfNoFilesystem && !request.ReadOnly)
         {
             list.Add("mkfs.ext4 " + string.Join(' ', Ext4.MkfsArguments(file)) + "   (only when no ext4 superblock)");
         }
         if (driver == Ext4Driver.LoopDevice)
         {
-            list.Add($"losetup -f --show -b 4096 {file}");
-            list.Add($"mount -t ext4 -o nosuid,nodev LOOP {request.MountPoint}");
+            list.Add("losetup " + string.Join(' ', LosetupArguments(file, request.ReadOnly)));
+            list.Add($"mount -t ext4 -o {MountOptions(request.ReadOnly)} LOOP {request.MountPoint}");
         }
         else
         {
-            list.Add(string.Join(' ', Fuse2fsArguments(file, request.MountPoint).Prepend("fuse2fs")));
+            list.Add(string.Join(' ', Fuse2fsArguments(file, request.MountPoint, request.ReadOnly).Prepend("fuse2fs")));
         }
         return list;
     }
@@ -54,25 +54,45 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
     /// <inheritdoc />
     public async Task<IStateMount> MountAsync(StateMountRequest request, ReadOnlyMemory<byte> passphrase, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(request);
-        if (driver == Ext4Driver.LoopDevice && !Environment.IsPrivilegedProcess)
-        {
-            throw new StateFilesystemException(StateFilesystemError.Unsupported, "A loop device needs root; use fuse2fs as a user.");
-        }
-        PrivateDirectory(request.RuntimeDirectory);
-        var blockDir = PrivateDirectory(BlockDirectory(request));
-        Directory.CreateDirectory(request.MountPoint);
-        var device = Luks2PayloadDevice.Open(request.ImagePath, passphrase.Span, request.Keyslot)
+        CheckRequest(request);
+        var device = (request.ReadOnly
+                ? Luks2PayloadDevice.OpenReadOnly(request.ImagePath, passphrase.Span, request.Keyslot)
+                : Luks2PayloadDevice.Open(request.ImagePath, passphrase.Span, request.Keyslot))
             ?? throw new StateFilesystemException(StateFilesystemError.WrongKey, $"The key does not open keyslot {request.Keyslot} of {request.ImagePath}.");
+        return await MountAsync(request, device, cancellationToken);
+    }
+
+    /// <summary>
+    /// Mounts an already unlocked payload (the CLI unlocks once to check the key and probe for ext4 first); takes
+    /// ownership of <paramref name="device"/>, which is disposed with the mount or when mounting fails.
+    /// <see cref="StateMountRequest.ImagePath"/> and <see cref="StateMountRequest.Keyslot"/> only name it in messages.
+    /// </summary>
+    public async Task<IStateMount> MountAsync(StateMountRequest request, Luks2PayloadDevice device, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        string blockDir;
+        try
+        {
+            CheckRequest(request);
+            PrivateDirectory(request.RuntimeDirectory);
+            blockDir = PrivateDirectory(BlockDirectory(request));
+            Directory.CreateDirectory(request.MountPoint);
+        }
+        catch
+        {
+            device.Dispose();
+            throw;
+        }
+        var readOnly = request.ReadOnly || device.IsReadOnly;
         var mount = new Mount(request.MountPoint, device);
         try
         {
-            mount.Fuse = FuseMount.Mount(blockDir, new BlockDeviceFileSystem(device, "disk"), fuseOptions);
+            mount.Fuse = FuseMount.Mount(blockDir, new BlockDeviceFileSystem(device, "disk", readOnly: readOnly), fuseOptions);
             var file = BlockFile(request);
             mount.BlockPath = file;
             if (!Ext4.HasSuperblock(file))
             {
-                if (!request.FormatIfNoFilesystem)
+                if (!request.FormatIfNoFilesystem || readOnly)
                 {
                     throw new StateFilesystemException(StateFilesystemError.NoFilesystem, $"No ext4 filesystem in {request.ImagePath} and formatting was not asked for.");
                 }
@@ -80,17 +100,21 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
             }
             if (driver == Ext4Driver.LoopDevice)
             {
-                mount.Loop = (await CommandRunner.CheckedAsync("losetup", ["-f", "--show", "-b", "4096", file], cancellationToken)).Trim();
+                mount.Loop = (await CommandRunner.CheckedAsync("losetup", LosetupArguments(file, readOnly), cancellationToken)).Trim();
                 mount.BlockPath = mount.Loop;
-                await CommandRunner.CheckedAsync("mount", ["-t", "ext4", "-o", "nosuid,nodev", mount.Loop, request.MountPoint], cancellationToken);
+                await CommandRunner.CheckedAsync("mount", ["-t", "ext4", "-o", MountOptions(readOnly), mount.Loop, request.MountPoint], cancellationToken);
             }
             else
             {
-                mount.Fuse2fs = await StartFuse2fsAsync(file, request.MountPoint, cancellationToken);
+                mount.Fuse2fs = await StartFuse2fsAsync(file, request.MountPoint, readOnly, cancellationToken);
             }
             mount.Mounted = true;
-            // The filesystem root is the node's own: nobody else may list or enter it.
-            File.SetUnixFileMode(request.MountPoint, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            if (!readOnly)
+            {
+                // The filesystem root is the node's own: nobody else may list or enter it. (A read-only mount keeps
+                // the root's mode: chmod would be refused, and the node made it 0700 when it was mounted writable.)
+                File.SetUnixFileMode(request.MountPoint, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
             return mount;
         }
         catch
@@ -99,6 +123,24 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
             throw;
         }
     }
+
+    private void CheckRequest(StateMountRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.ReadOnly && request.FormatIfNoFilesystem)
+        {
+            throw new ArgumentException("A read-only mount cannot format the volume.", nameof(request));
+        }
+        if (driver == Ext4Driver.LoopDevice && !Environment.IsPrivilegedProcess)
+        {
+            throw new StateFilesystemException(StateFilesystemError.Unsupported, "A loop device needs root; use fuse2fs as a user.");
+        }
+    }
+
+    private static string MountOptions(bool readOnly) => readOnly ? "ro,nosuid,nodev" : "nosuid,nodev";
+
+    private static string[] LosetupArguments(string file, bool readOnly) =>
+        readOnly ? ["-f", "--show", "-r", "-b", "4096", file] : ["-f", "--show", "-b", "4096", file];
 
     private static string BlockDirectory(StateMountRequest request) => Path.Combine(Path.GetFullPath(request.RuntimeDirectory), "block");
 
@@ -110,13 +152,13 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
         return full;
     }
 
-    private static IEnumerable<string> Fuse2fsArguments(string file, string mountPoint) =>
-        [file, Path.GetFullPath(mountPoint), "-f", "-o", "nosuid,nodev"];
+    private static IEnumerable<string> Fuse2fsArguments(string file, string mountPoint, bool readOnly) =>
+        [file, Path.GetFullPath(mountPoint), "-f", "-o", MountOptions(readOnly)];
 
-    private static async Task<Process> StartFuse2fsAsync(string file, string mountPoint, CancellationToken cancellationToken)
+    private static async Task<Process> StartFuse2fsAsync(string file, string mountPoint, bool readOnly, CancellationToken cancellationToken)
     {
         var psi = new ProcessStartInfo("fuse2fs") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true, RedirectStandardInput = true };
-        foreach (var a in Fuse2fsArguments(file, mountPoint))
+        foreach (var a in Fuse2fsArguments(file, mountPoint, readOnly))
         {
             psi.ArgumentList.Add(a);
         }

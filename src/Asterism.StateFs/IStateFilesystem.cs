@@ -18,6 +18,12 @@ public sealed record StateMountRequest
     /// <summary>Run mkfs.ext4 when the volume holds no ext4 (first boot); otherwise such a volume is refused.</summary>
     public bool FormatIfNoFilesystem { get; init; }
 
+    /// <summary>
+    /// Mount read-only (the offline disaster tools): the FUSE block file refuses writes with EROFS, ext4 is mounted
+    /// <c>ro</c> and the root's mode is left as it is. Cannot be combined with <see cref="FormatIfNoFilesystem"/>.
+    /// </summary>
+    public bool ReadOnly { get; init; }
+
     /// <summary>The keyslot the passphrase opens (the node's derived disk key lives in 0).</summary>
     public int Keyslot { get; init; }
 }

@@ -26,7 +26,13 @@ public sealed class Luks2PayloadDevice : IBlockDevice
     private int _disposed;
 
     /// <summary>Wraps an image whose payload starts at <paramref name="payloadOffset"/>; the key stays owned by the caller.</summary>
-    public Luks2PayloadDevice(IBlockDevice image, long payloadOffset, VolumeKey volumeKey, bool ownsImage)
+    /// <param name="image">The whole LUKS2 image.</param>
+    /// <param name="payloadOffset">Byte offset of the encrypted payload (the header's segment offset).</param>
+    /// <param name="volumeKey">The unlocked volume key; only used to build the cipher.</param>
+    /// <param name="ownsImage">Dispose <paramref name="image"/> with this device.</param>
+    /// <param name="readOnly">Refuse every write (<see cref="IsReadOnly"/>): the offline disaster tools must not be
+    /// able to change the image they rescue data from, whatever the layers above them try.</param>
+    public Luks2PayloadDevice(IBlockDevice image, long payloadOffset, VolumeKey volumeKey, bool ownsImage, bool readOnly = false)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(volumeKey);
@@ -36,6 +42,7 @@ public sealed class Luks2PayloadDevice : IBlockDevice
         }
         _image = image;
         _ownsImage = ownsImage;
+        IsReadOnly = readOnly;
         _payloadOffset = payloadOffset;
         // dm-crypt maps the whole sectors after the payload offset ("size": "dynamic"); a trailing partial sector is not part of it.
         Length = (image.Length - payloadOffset) / SectorSize * SectorSize;
@@ -69,6 +76,33 @@ public sealed class Luks2PayloadDevice : IBlockDevice
             throw;
         }
     }
+
+    /// <summary>Opens <paramref name="imagePath"/> read-only (a read-only file or copy works); otherwise as <see cref="Open"/>. Writes throw.</summary>
+    public static Luks2PayloadDevice? OpenReadOnly(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot = 0)
+    {
+        var file = FileBlockDevice.Open(imagePath, writable: false);
+        try
+        {
+            using var header = Luks2Image.Open(file, ownsDevice: false);
+            if (header.Unlock(passphrase, out var key, keyslot) != KeyCheckResult.Accepted)
+            {
+                file.Dispose();
+                return null;
+            }
+            using (key)
+            {
+                return new Luks2PayloadDevice(file, header.Header.Metadata.SegmentOffset, key!, ownsImage: true, readOnly: true);
+            }
+        }
+        catch
+        {
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>True when every <see cref="Write"/> is refused.</summary>
+    public bool IsReadOnly { get; }
 
     /// <summary>Payload size in bytes (whole sectors).</summary>
     public long Length { get; }
@@ -113,6 +147,10 @@ public sealed class Luks2PayloadDevice : IBlockDevice
     public void Write(long offset, ReadOnlySpan<byte> data)
     {
         CheckRange(offset, data.Length);
+        if (IsReadOnly)
+        {
+            throw new InvalidOperationException("The payload device is read-only.");
+        }
         if (data.IsEmpty)
         {
             return;

@@ -64,6 +64,6 @@ public class RootCommandTests
     {
         var (code, _, stderr) = await CliHarness.RunAsync("disk");
         Assert.Equal(2, code);
-        Assert.Equal("Error: a command is missing; commands: format, inspect, test-key, extract", stderr.Split('\n')[0]);
+        Assert.Equal("Error: a command is missing; commands: format, inspect, test-key, extract, decrypt, mount", stderr.Split('\n')[0]);
     }
 }

@@ -7,10 +7,11 @@ using Asterism.Disk;
 namespace Asterism.Cli.Commands;
 
 /// <summary>
-/// <c>asterism disk …</c>: offline tools for state-disk images — format, inspect (no secrets), test a key, and extract
-/// the record store (the disaster-recovery path when a node will not come back).
+/// <c>asterism disk …</c>: offline tools for state-disk images — format, inspect (no secrets), test a key, and the
+/// disaster-recovery path when a node will not come back: extract the state filesystem's files, mount it read-only,
+/// or decrypt its payload to a raw ext4 image (DiskCommand.Offline.cs).
 /// </summary>
-public static class DiskCommand
+public static partial class DiskCommand
 {
     private const int MaxKeyFileBytes = Luks2Image.MaxPassphraseLength;
 
@@ -22,6 +23,8 @@ public static class DiskCommand
         command.Subcommands.Add(Inspect());
         command.Subcommands.Add(TestKey());
         command.Subcommands.Add(Extract());
+        command.Subcommands.Add(Decrypt());
+        command.Subcommands.Add(Mount());
         return command;
     }
 
@@ -142,65 +145,75 @@ public static class DiskCommand
     {
         var image = ImageArgument();
         var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
-        var output = new Option<string>("--out") { Description = "Directory to write the records into (must not exist or be empty)", Required = true };
+        var output = new Option<string>("--out") { Description = "Directory to copy the files into (must not exist or be empty)", Required = true };
         var keyslot = KeyslotOption();
-        var command = new Command("extract", "Read an image's record store offline (read-only) with the master secret and write every record to a directory") { image, masterSecret, output, keyslot };
-        command.SetAction(result => Guarded(() =>
+        var command = new Command("extract", "Copy the files of an image's state filesystem out offline (read-only, no root needed) with the master secret; a legacy image's record store is written as files") { image, masterSecret, output, keyslot };
+        command.SetAction((result, cancellationToken) => GuardedAsync(async () =>
         {
             var stdout = result.InvocationConfiguration.Output;
             var path = result.GetValue(image)!;
             var outDir = result.GetValue(output)!;
             var slot = CheckKeyslotRange(result.GetValue(keyslot));
-            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any())
-            {
-                throw new CliError($"{outDir} is not empty; refusing to write into it");
-            }
+            CheckOutputDirectory(outDir);
             // Read-only: extraction is the disaster-recovery path and must work on a read-only copy, and must not
             // be able to change the image it rescues data from.
-            using var disk = OpenStateDisk(path);
-            CheckKeyslotExists(path, disk.Header, slot);
-            var key = KeyFor(disk.Header, null, result.GetValue(masterSecret));
-            try
+            var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot);
+            if (!HasExt4(device))
             {
-                if (!disk.TryUnlock(key, slot))
-                {
-                    throw new CliError($"the master secret does not open keyslot {slot} of this disk (key rejected)");
-                }
-                var root = Path.GetFullPath(outDir);
-                const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-                Directory.CreateDirectory(root, ownerOnly);
-                var count = 0;
-                foreach (var name in disk.Store.Names)
-                {
-                    var target = Path.GetFullPath(Path.Combine(root, name));
-                    if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
-                    {
-                        throw new CliError($"record name \"{name}\" escapes the output directory; refusing");
-                    }
-                    Directory.CreateDirectory(Path.GetDirectoryName(target)!, ownerOnly);
-                    // Records may be control-plane secrets: created 0600, never readable by others even briefly.
-                    var value = disk.Store.Get(name) ?? [];
-                    using (var file = new FileStream(target, new FileStreamOptions
-                    {
-                        Mode = FileMode.CreateNew,
-                        Access = FileAccess.Write,
-                        UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-                    }))
-                    {
-                        file.Write(value);
-                    }
-                    CryptographicOperations.ZeroMemory(value);
-                    count++;
-                }
-                stdout.WriteLine($"Extracted {count} records from {path} to {root}");
-                return 0;
+                device.Dispose();
+                stdout.WriteLine($"No ext4 filesystem in {path}: extracting the legacy record store.");
+                return ExtractRecords(stdout, path, result.GetValue(masterSecret)!, outDir, slot);
             }
-            finally
-            {
-                CryptographicOperations.ZeroMemory(key);
-            }
+            return await ExtractFilesAsync(result.InvocationConfiguration, path, device, outDir, slot, cancellationToken);
         }));
         return command;
+    }
+
+    /// <summary>The pre-filesystem layout: every record of the image's record store becomes a 0600 file.</summary>
+    private static int ExtractRecords(TextWriter stdout, string path, string masterSecretFile, string outDir, int slot)
+    {
+        using var disk = OpenStateDisk(path);
+        CheckKeyslotExists(path, disk.Header, slot);
+        var key = KeyFor(disk.Header, null, masterSecretFile);
+        try
+        {
+            if (!disk.TryUnlock(key, slot))
+            {
+                throw new CliError($"the master secret does not open keyslot {slot} of this disk (key rejected)");
+            }
+            var root = Path.GetFullPath(outDir);
+            const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+            Directory.CreateDirectory(root, ownerOnly);
+            var count = 0;
+            foreach (var name in disk.Store.Names)
+            {
+                var target = Path.GetFullPath(Path.Combine(root, name));
+                if (!target.StartsWith(root + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+                {
+                    throw new CliError($"record name \"{name}\" escapes the output directory; refusing");
+                }
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!, ownerOnly);
+                // Records may be control-plane secrets: created 0600, never readable by others even briefly.
+                var value = disk.Store.Get(name) ?? [];
+                using (var file = new FileStream(target, new FileStreamOptions
+                {
+                    Mode = FileMode.CreateNew,
+                    Access = FileAccess.Write,
+                    UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+                }))
+                {
+                    file.Write(value);
+                }
+                CryptographicOperations.ZeroMemory(value);
+                count++;
+            }
+            stdout.WriteLine($"Extracted {count} records from {path} to {root}");
+            return 0;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(key);
+        }
     }
 
     /// <summary>
