@@ -143,12 +143,12 @@ public sealed class AesXtsTests
     }
 
     [Fact]
-    public void Constructor_Auto_PicksWidestSupportedPath()
+    public void Constructor_Auto_PicksFastestMeasuredPath()
     {
         using var xts = new AesXts(IeeeKey);
         Assert.Equal(AesXts.BestPath(), xts.Path);
         Assert.True(xts.IsHardwareAccelerated);
-        Assert.Equal(XtsPath.AesNi512, AesXts.BestPath()); // this machine has AVX-512BW
+        Assert.Equal(XtsPath.AesNi256, AesXts.BestPath()); // this machine has AVX2; AesNi512 measured slower
     }
 
     [Fact]
