@@ -51,6 +51,19 @@ public sealed class AesXtsTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(IeeeVectors))]
+    public void EncryptUnit_Ieee1619VectorOnEveryPath_MatchesCiphertext(int vector, ulong sequence, string ciphertextHex)
+    {
+        foreach (var path in new[] { XtsPath.Software, XtsPath.AesNi128, XtsPath.AesNi256, XtsPath.AesNi512 })
+        {
+            using var xts = new AesXts(IeeeKey, path);
+            var cipher = new byte[512];
+            xts.EncryptUnit(Pattern512(), cipher, sequence);
+            Assert.True(ciphertextHex == Convert.ToHexStringLower(cipher), $"vector {vector} path={path}");
+        }
+    }
+
     [Fact]
     public void EncryptUnits_HardwareAndSoftware_AgreeOnOddBlockCounts()
     {
@@ -94,5 +107,61 @@ public sealed class AesXtsTests
             xts.EncryptUnit(plain.AsSpan(i * 4096, 4096), one, (ulong)(5 + i) * 8);
             Assert.Equal(one, all.AsSpan(i * 4096, 4096).ToArray());
         }
+    }
+
+    [Theory]
+    [InlineData(nameof(XtsPath.AesNi128))]
+    [InlineData(nameof(XtsPath.AesNi256))]
+    [InlineData(nameof(XtsPath.AesNi512))]
+    public void EncryptUnit_EachHardwarePath_MatchesSoftwareOnRandomData(string pathName)
+    {
+        var path = Enum.Parse<XtsPath>(pathName);
+        // This CPU (VAES, AVX-512) runs every path; a machine without one must say so rather than pass silently.
+        Assert.True(AesXts.IsSupported(path), $"{path} is not supported on this machine");
+        var key = RandomNumberGenerator.GetBytes(64);
+        using var vector = new AesXts(key, path);
+        using var scalar = new AesXts(key, XtsPath.Software);
+        Assert.Equal(path, vector.Path);
+        // Every group/tail split around the eight-block groups, a whole sector, and unit numbers whose tweaks
+        // carry out of the top bit at different points.
+        var lengths = Enumerable.Range(1, 40).Select(b => b * 16).Concat([4096, 4096 + 16, 8 * 4096]);
+        ulong[] units = [0, 1, 0x1234_5678_9abc, ulong.MaxValue, (ulong)RandomNumberGenerator.GetInt32(int.MaxValue) << 20];
+        foreach (var len in lengths)
+        {
+            foreach (var unit in units)
+            {
+                var plain = RandomNumberGenerator.GetBytes(len);
+                var expected = new byte[len];
+                var actual = new byte[len];
+                scalar.EncryptUnit(plain, expected, unit);
+                vector.EncryptUnit(plain, actual, unit);
+                Assert.True(expected.AsSpan().SequenceEqual(actual), $"{path} encrypt len={len} unit={unit:x}");
+                vector.DecryptUnit(expected, actual, unit);
+                Assert.True(plain.AsSpan().SequenceEqual(actual), $"{path} decrypt len={len} unit={unit:x}");
+            }
+        }
+    }
+
+    [Fact]
+    public void Constructor_Auto_PicksFastestMeasuredPath()
+    {
+        using var xts = new AesXts(IeeeKey);
+        Assert.Equal(AesXts.BestPath(), xts.Path);
+        Assert.True(xts.IsHardwareAccelerated);
+        Assert.Equal(XtsPath.AesNi256, AesXts.BestPath()); // this machine has AVX2; AesNi512 measured slower
+    }
+
+    [Fact]
+    public void Dispose_HardwarePath_ZeroesKeySchedules()
+    {
+        using var xts = new AesXts(RandomNumberGenerator.GetBytes(64), XtsPath.AesNi512);
+        var schedules = new[] { "_encData", "_decData", "_encTweak" }
+            .Select(f => (System.Runtime.Intrinsics.Vector128<byte>[])typeof(AesXts)
+                .GetField(f, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!.GetValue(xts)!)
+            .ToArray();
+        Assert.All(schedules, k => Assert.Contains(k, r => r != default));
+        xts.Dispose();
+        Assert.All(schedules, k => Assert.All(k, r => Assert.Equal(default, r)));
+        Assert.Throws<ObjectDisposedException>(() => xts.EncryptUnit(new byte[16], new byte[16], 0));
     }
 }
