@@ -54,33 +54,16 @@ public sealed class Luks2PayloadDevice : IBlockDevice
     /// and returns the payload device, or null when the passphrase does not open that slot. The volume key is zeroed
     /// as soon as the cipher holds its round keys. Throws <see cref="Luks2HeaderException"/> for a refused header.
     /// </summary>
-    public static Luks2PayloadDevice? Open(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot = 0)
-    {
-        var file = FileBlockDevice.Open(imagePath, writable: true);
-        try
-        {
-            using var header = Luks2Image.Open(file, ownsDevice: false);
-            if (header.Unlock(passphrase, out var key, keyslot) != KeyCheckResult.Accepted)
-            {
-                file.Dispose();
-                return null;
-            }
-            using (key)
-            {
-                return new Luks2PayloadDevice(file, header.Header.Metadata.SegmentOffset, key!, ownsImage: true);
-            }
-        }
-        catch
-        {
-            file.Dispose();
-            throw;
-        }
-    }
+    public static Luks2PayloadDevice? Open(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot = 0) =>
+        OpenCore(imagePath, passphrase, keyslot, readOnly: false);
 
     /// <summary>Opens <paramref name="imagePath"/> read-only (a read-only file or copy works); otherwise as <see cref="Open"/>. Writes throw.</summary>
-    public static Luks2PayloadDevice? OpenReadOnly(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot = 0)
+    public static Luks2PayloadDevice? OpenReadOnly(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot = 0) =>
+        OpenCore(imagePath, passphrase, keyslot, readOnly: true);
+
+    private static Luks2PayloadDevice? OpenCore(string imagePath, ReadOnlySpan<byte> passphrase, int keyslot, bool readOnly)
     {
-        var file = FileBlockDevice.Open(imagePath, writable: false);
+        var file = FileBlockDevice.Open(imagePath, writable: !readOnly);
         try
         {
             using var header = Luks2Image.Open(file, ownsDevice: false);
@@ -91,7 +74,7 @@ public sealed class Luks2PayloadDevice : IBlockDevice
             }
             using (key)
             {
-                return new Luks2PayloadDevice(file, header.Header.Metadata.SegmentOffset, key!, ownsImage: true, readOnly: true);
+                return new Luks2PayloadDevice(file, header.Header.Metadata.SegmentOffset, key!, ownsImage: true, readOnly: readOnly);
             }
         }
         catch

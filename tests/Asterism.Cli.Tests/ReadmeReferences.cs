@@ -36,7 +36,7 @@ public sealed class ReadmeReferences
     public static readonly IReadOnlySet<string> External = new HashSet<string>(StringComparer.Ordinal)
     {
         // .NET base library and ASP.NET Core
-        "Action", "ArgumentException", "AsnWriter", "BigInteger", "ModPow", "CopyWithPrivateKey", "CryptographicOperations",
+        "System", "Runtime", "Intrinsics", "X86", "Action", "ArgumentException", "AsnWriter", "BigInteger", "ModPow", "CopyWithPrivateKey", "CryptographicOperations",
         "FixedTimeEquals", "ECDsaOpenSsl", "HttpContext", "HttpRequestException", "InvalidOperationException",
         "ITlsConnectionFeature", "ITlsHandshakeFeature", "LocalCertificateSelectionCallback", "Memory", "Process",
         "SemaphoreSlim", "SslStream", "SslStreamCertificateContext", "SslCertificateTrust", "CreateForX509Collection",
