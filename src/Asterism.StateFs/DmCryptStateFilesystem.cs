@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 
@@ -6,15 +7,55 @@ namespace Asterism.StateFs;
 /// <summary>
 /// ext4 on a dm-crypt mapping: <c>cryptsetup open --type luks2 --key-file - --key-slot N IMAGE NAME</c> (the key on
 /// stdin, never on a command line), mkfs.ext4 at first use, <c>mount</c>. Needs root and device-mapper
-/// (/dev/mapper/control); without them it refuses before running anything.
+/// (/dev/mapper/control answering DM_VERSION); without them it refuses before running anything.
 /// </summary>
-public sealed class DmCryptStateFilesystem(string controlPath = DmCryptStateFilesystem.DefaultControlPath) : IStateFilesystem
+public sealed partial class DmCryptStateFilesystem(string controlPath = DmCryptStateFilesystem.DefaultControlPath) : IStateFilesystem
 {
     /// <summary>The device-mapper control node.</summary>
     public const string DefaultControlPath = "/dev/mapper/control";
 
-    /// <summary>Whether this machine has device-mapper.</summary>
-    public static bool IsAvailable => File.Exists(DefaultControlPath);
+    // _IOWR(0xfd, DM_VERSION_CMD = 0, struct dm_ioctl): struct dm_ioctl is 312 bytes on every architecture.
+    private const int DmIoctlSize = 312;
+    private const uint DmVersionIoctl = (3u << 30) | (DmIoctlSize << 16) | (0xfdu << 8);
+    private const uint DmVersionMajor = 4;
+    private const int ORdWr = 0x2;
+    private const int OCloExec = 0x80000;
+
+    private static readonly Lazy<bool> Available = new(() => AnswersDmVersion(DefaultControlPath));
+
+    /// <summary>
+    /// Whether this process can use device-mapper: the control node opens and the kernel's driver answers
+    /// DM_VERSION with the ioctl interface version 4. A node alone proves nothing (a container can have
+    /// /dev/mapper/control without the driver, and cryptsetup then fails with "Cannot initialize device-mapper").
+    /// Probed once per process; false for a process that may not open the node (not root).
+    /// </summary>
+    public static bool IsAvailable => Available.Value;
+
+    /// <summary>Opens <paramref name="controlPath"/> and asks the device-mapper driver for its ioctl version.</summary>
+    internal static bool AnswersDmVersion(string controlPath)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+        var fd = open(controlPath, ORdWr | OCloExec);
+        if (fd < 0)
+        {
+            return false;
+        }
+        try
+        {
+            // struct dm_ioctl in: version {4, 0, 0} (the interface we speak), data_size = the struct itself.
+            var dm = new byte[DmIoctlSize];
+            BitConverter.TryWriteBytes(dm.AsSpan(0), DmVersionMajor);
+            BitConverter.TryWriteBytes(dm.AsSpan(12), (uint)DmIoctlSize);
+            return ioctl(fd, DmVersionIoctl, dm) == 0 && BitConverter.ToUInt32(dm, 0) == DmVersionMajor;
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
 
     /// <inheritdoc />
     public string Name => "dm-crypt";
@@ -57,6 +98,11 @@ public sealed class DmCryptStateFilesystem(string controlPath = DmCryptStateFile
         if (!Environment.IsPrivilegedProcess)
         {
             throw new StateFilesystemException(StateFilesystemError.Unsupported, "dm-crypt needs root (cryptsetup open, mount).");
+        }
+        if (!AnswersDmVersion(controlPath))
+        {
+            throw new StateFilesystemException(StateFilesystemError.Unsupported,
+                $"dm-crypt needs device-mapper, and the kernel's device-mapper driver does not answer on {controlPath}; use the FUSE state filesystem.");
         }
         var name = MappingName(request.ImagePath);
         var device = "/dev/mapper/" + name;
@@ -126,4 +172,13 @@ public sealed class DmCryptStateFilesystem(string controlPath = DmCryptStateFile
             }
         }
     }
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(int fd, nuint request, byte[] argument);
+
+    [LibraryImport("libc")]
+    private static partial int close(int fd);
 }

@@ -63,7 +63,8 @@ public interface IStateMount : IAsyncDisposable
 public static class StateFilesystems
 {
     /// <summary>
-    /// dm-crypt when device-mapper exists and the process is root; otherwise FUSE with a loop device as root, or
+    /// dm-crypt when the process is root and the kernel's device-mapper driver answers (<see
+    /// cref="DmCryptStateFilesystem.IsAvailable"/>, not merely a /dev/mapper/control node); otherwise FUSE with a loop device as root, or
     /// fuse2fs as a user.
     /// </summary>
     public static IStateFilesystem ForThisMachine() =>

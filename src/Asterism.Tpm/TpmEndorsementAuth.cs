@@ -30,19 +30,29 @@ public static class TpmEndorsementAuth
             throw new ArgumentException($"the endorsement auth is {Length} bytes", nameof(auth));
         }
         var path = Path.Combine(directory, FileName);
-        var temp = path + ".tmp";
-        using (var stream = new FileStream(temp, new FileStreamOptions
+        // A fresh random name opened with O_CREAT|O_EXCL: a file or symbolic link planted under a predictable temp
+        // name cannot redirect the write; rename then replaces whatever sits at the final name without following it.
+        var temp = path + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
+        try
         {
-            Mode = FileMode.Create,
-            Access = FileAccess.Write,
-            UnixCreateMode = OwnerOnly,
-        }))
-        {
-            File.SetUnixFileMode(temp, OwnerOnly);
-            stream.Write(auth);
-            stream.Flush(flushToDisk: true);
+            using (var stream = new FileStream(temp, new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew,
+                Access = FileAccess.Write,
+                UnixCreateMode = OwnerOnly,
+            }))
+            {
+                File.SetUnixFileMode(stream.SafeFileHandle, OwnerOnly);
+                stream.Write(auth);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
         }
-        File.Move(temp, path, overwrite: true);
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
     }
 
     /// <summary>

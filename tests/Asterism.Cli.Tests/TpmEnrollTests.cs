@@ -377,6 +377,74 @@ public sealed class TpmEnrollTests(VendorTpmFixture tpm) : IClassFixture<VendorT
         AssertOneLine(1, run, "does not exist");
     }
 
+    [Fact]
+    public async Task Enroll_OutOwnedByAnotherUser_RefusedAndNothingWritten()
+    {
+        // Another user's directory, as one pre-created in /tmp: it could swap or link whatever root writes there.
+        var workspace = Workspace(tpm.VendorPem);
+        var outDir = Directory.CreateDirectory(PathOf("foreign-node")).FullName;
+        File.SetUnixFileMode(outDir, (UnixFileMode)0b111_111_111);
+        await ChownAsync(outDir, "65534");
+
+        var run = await EnrollAsync(workspace, "metal-cp-0", "control-plane", outDir);
+
+        AssertOneLine(1, run, $"--out {outDir} belongs to uid 65534, not to you");
+        Assert.Empty(Directory.GetFileSystemEntries(outDir));
+        Assert.Equal((UnixFileMode)0b111_111_111, File.GetUnixFileMode(outDir));
+    }
+
+    [Fact]
+    public async Task Enroll_OutIsSymlinkToAnotherDirectory_RefusedAndNothingWritten()
+    {
+        var workspace = Workspace(tpm.VendorPem);
+        var target = Directory.CreateDirectory(PathOf("attacker-dir")).FullName;
+        var outDir = PathOf("linked-node");
+        Directory.CreateSymbolicLink(outDir, target);
+
+        var run = await EnrollAsync(workspace, "metal-cp-0", "control-plane", outDir);
+
+        AssertOneLine(1, run, $"--out {outDir} is a symbolic link");
+        Assert.Empty(Directory.GetFileSystemEntries(target));
+    }
+
+    [Fact]
+    public async Task Enroll_OutIsFile_ExitTwo()
+    {
+        var workspace = Workspace(tpm.VendorPem);
+        var outDir = PathOf("a-file");
+        File.WriteAllText(outDir, "keep");
+
+        var run = await EnrollAsync(workspace, "metal-cp-0", "control-plane", outDir);
+
+        AssertOneLine(2, run, $"--out {outDir} is not a directory");
+        Assert.Equal("keep", File.ReadAllText(outDir));
+    }
+
+    [Fact]
+    public async Task Enroll_SymlinksPlantedUnderTempNames_NotFollowed()
+    {
+        // An own directory that was open to others: links planted under the temp names an old writer used must not
+        // carry the endorsement auth elsewhere.
+        var workspace = Workspace(tpm.VendorPem);
+        var outDir = Directory.CreateDirectory(PathOf("planted-node")).FullName;
+        var stolen = PathOf("stolen");
+        File.CreateSymbolicLink(Path.Combine(outDir, TpmEndorsementAuth.FileName + ".tmp"), stolen);
+
+        var run = await EnrollAsync(workspace, "metal-w-2", "worker", outDir);
+
+        Assert.True(run.ExitCode == 0, run.Stderr);
+        Assert.False(File.Exists(stolen), "the endorsement auth followed a planted link");
+        Assert.Equal(tpm.Auth, TpmEndorsementAuth.Load(outDir));
+        Assert.DoesNotContain(Directory.GetFiles(outDir), f => Path.GetFileName(f).Contains(".tmp-", StringComparison.Ordinal));
+    }
+
+    private static async Task ChownAsync(string path, string owner)
+    {
+        using var chown = System.Diagnostics.Process.Start("chown", [owner, path]);
+        await chown.WaitForExitAsync();
+        Assert.Equal(0, chown.ExitCode);
+    }
+
     private static SortedDictionary<string, (string Content, DateTime Modified)> Snapshot(string dir) =>
         new(Directory.GetFiles(dir).ToDictionary(
             f => Path.GetFileName(f),

@@ -125,15 +125,38 @@ public sealed class StateFilesystemTests
     }
 
     [Fact]
-    public void DmCrypt_ThisMachine_HasNoDeviceMapperSoTheNodePicksFuse()
+    public void IsAvailable_ComparedWithTheKernel_SaysWhatTheKernelSays()
     {
-        if (File.Exists(DmCryptStateFilesystem.DefaultControlPath))
+        // The kernel lists the driver's misc device in /proc/misc once device-mapper is loaded (module or built in);
+        // the node /dev/mapper/control can exist without it, which is what the probe must see through.
+        var driverLoaded = File.ReadLines("/proc/misc").Any(line => line.EndsWith(" device-mapper", StringComparison.Ordinal));
+        Assert.Equal(Environment.IsPrivilegedProcess && driverLoaded, DmCryptStateFilesystem.IsAvailable);
+        Assert.Equal(Environment.IsPrivilegedProcess && driverLoaded, DmCryptStateFilesystem.AnswersDmVersion(DmCryptStateFilesystem.DefaultControlPath));
+    }
+
+    [Fact]
+    public void ForThisMachine_DriverMissingEvenWithControlNode_PicksFuse()
+    {
+        var driverLoaded = File.ReadLines("/proc/misc").Any(line => line.EndsWith(" device-mapper", StringComparison.Ordinal));
+        if (Environment.IsPrivilegedProcess && driverLoaded)
         {
             Assert.IsType<DmCryptStateFilesystem>(StateFilesystems.ForThisMachine());
             return;
         }
-        Assert.False(DmCryptStateFilesystem.IsAvailable);
+        // This machine: /dev/mapper/control exists, but cryptsetup says "Cannot initialize device-mapper".
         Assert.IsType<FuseExt4StateFilesystem>(StateFilesystems.ForThisMachine());
+    }
+
+    [RootFact]
+    public async Task DmCrypt_ControlNodeWithoutDriver_RefusesBeforeRunningAnything()
+    {
+        // A control node the driver does not answer: /dev/null opens, and DM_VERSION on it fails.
+        var fs = new DmCryptStateFilesystem("/dev/null");
+        var request = new StateMountRequest { ImagePath = "/nonexistent/state.img", RuntimeDirectory = "/nonexistent/run", MountPoint = "/nonexistent/state" };
+        var e = await Assert.ThrowsAsync<StateFilesystemException>(() => fs.MountAsync(request, new byte[32], CancellationToken.None));
+        Assert.Equal(StateFilesystemError.Unsupported, e.Error);
+        Assert.Contains("does not answer on /dev/null", e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists("/nonexistent"));
     }
 
     [Fact]

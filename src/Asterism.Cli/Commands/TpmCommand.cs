@@ -41,10 +41,8 @@ public static class TpmCommand
             }
             CloudNames.TryParseRole(result.GetValue(role), out var nodeRole);
             var outDir = Path.GetFullPath(result.GetValue(output)!);
-            if (File.Exists(outDir))
-            {
-                throw new CliError($"--out {outDir} is a file; give a node directory", 2);
-            }
+            // Before any work: root's writes must not land in a directory another user controls.
+            PrivateOutputDirectory.Check(outDir, "--out");
             var workspace = new Workspace(global.WorkspaceOf(result));
             workspace.RequireCluster();
             var manufacturers = LoadManufacturerCas(result.GetValue(ekCa), workspace);
@@ -67,7 +65,7 @@ public static class TpmCommand
                     try
                     {
                         outcome = await AttestationKeyEnrollment.EnrollAsync(client, auth, manufacturers, ca,
-                            new InstancePlan(nodeName, nodeRole, ""), outDir, cancellationToken);
+                            new InstancePlan(nodeName, nodeRole, ""), outDir, dir => PrivateOutputDirectory.Prepare(dir, "--out"), cancellationToken);
                     }
                     catch (EnrollmentRefusedException e)
                     {
@@ -83,6 +81,7 @@ public static class TpmCommand
                     {
                         throw new CliError($"the TPM failed: {e.Message}");
                     }
+                    PrivateOutputDirectory.Prepare(outDir, "--out");
                     SaveAuthIfChanged(outDir, auth);
                     await stdout.WriteLineAsync(outcome.Certified
                         ? $"Enrolled {nodeName} ({nodeRole.ToWire()}): attestation key {outcome.AkName[..16]}… certified after credential activation; node directory {outDir}"

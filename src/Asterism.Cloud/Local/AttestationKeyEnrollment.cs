@@ -21,10 +21,21 @@ public sealed record EnrollmentOutcome(bool Certified, string AkName, TimeSpan E
 public static class AttestationKeyEnrollment
 {
     /// <summary>Enrolls the TPM behind <paramref name="client"/> as <paramref name="plan"/>; throws <see cref="CloudConfigException"/> when refused.</summary>
+    public static Task<EnrollmentOutcome> EnrollAsync(
+        TpmClient client, ReadOnlyMemory<byte> endorsementAuth, X509Certificate2Collection manufacturerCas, ProviderCa ca,
+        InstancePlan plan, string nodeDir, CancellationToken cancellationToken) =>
+        EnrollAsync(client, endorsementAuth, manufacturerCas, ca, plan, nodeDir, OwnerOnly.CreateDirectory, cancellationToken);
+
+    /// <summary>
+    /// As the other overload, but <paramref name="prepareDirectory"/> makes the node directory ready (and may refuse it
+    /// by throwing) just before the certificates are written, only once the TPM was certified: the CLI, writing where
+    /// an operator said, checks there that the directory is still its own real one.
+    /// </summary>
     public static async Task<EnrollmentOutcome> EnrollAsync(
         TpmClient client, ReadOnlyMemory<byte> endorsementAuth, X509Certificate2Collection manufacturerCas, ProviderCa ca,
-        InstancePlan plan, string nodeDir, CancellationToken cancellationToken)
+        InstancePlan plan, string nodeDir, Action<string> prepareDirectory, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(prepareDirectory);
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(manufacturerCas);
         ArgumentNullException.ThrowIfNull(ca);
@@ -43,7 +54,7 @@ public static class AttestationKeyEnrollment
         {
             throw new EnrollmentRefusedException(plan.Name, result.Status, result.Reason);
         }
-        OwnerOnly.CreateDirectory(nodeDir);
+        prepareDirectory(nodeDir);
         IdentityFiles.WriteCertificate(IdentityFiles.AuthorityPath(nodeDir), ca.Certificate.RawData);
         IdentityFiles.WriteCertificate(IdentityFiles.CertificatePath(nodeDir), result.IdentityCertificate!);
         return new EnrollmentOutcome(true, akName, watch.Elapsed);
