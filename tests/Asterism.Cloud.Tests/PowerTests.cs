@@ -84,7 +84,9 @@ public class PowerTests
             .ToList();
         Assert.Equal(info.Boots, TestCloud.Count(cloud.Console(name), "===== asterism-cloud: boot "));
         Assert.Equal(info.Boots, bootedPids.Count);
-        Assert.True(info.Boots >= 6, $"only {info.Boots} boots");
+        // The order of the concurrent actions is up to the scheduler: a start that finds the instance running
+        // changes nothing, so only the first boot and the three reboots are certain.
+        Assert.True(info.Boots >= 4, $"only {info.Boots} boots");
         foreach (var pid in bootedPids)
         {
             cloud.Track(pid);
