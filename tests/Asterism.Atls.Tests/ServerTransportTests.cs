@@ -157,7 +157,7 @@ public sealed class ServerTransportTests : IDisposable
         using var tcp = new TcpClient();
         await tcp.ConnectAsync(IPAddress.Loopback, server.Port);
 
-        var read = await tcp.GetStream().ReadAsync(new byte[16]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        var read = await tcp.GetStream().ReadAsync(new byte[16]).AsTask().WaitAsync(Poll.Hang);
 
         Assert.Equal(0, read);
         Assert.True(await EventuallyAsync(() => _serverLogs.Contains("TLS handshake failed") && _serverLogs.Contains("timed out after 0.3 s")), _serverLogs.Dump());
@@ -176,7 +176,7 @@ public sealed class ServerTransportTests : IDisposable
         int read;
         do
         {
-            read = await ReadOrResetAsync(stream, buffer).WaitAsync(TimeSpan.FromSeconds(10));
+            read = await ReadOrResetAsync(stream, buffer).WaitAsync(Poll.Hang);
         }
         while (read > 0);
 
@@ -220,5 +220,5 @@ public sealed class ServerTransportTests : IDisposable
         }
     }
 
-    private static Task<bool> EventuallyAsync(Func<bool> condition) => Poll.UntilAsync(condition, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(50));
+    private static Task<bool> EventuallyAsync(Func<bool> condition) => Poll.UntilAsync(condition, Poll.Hang, TimeSpan.FromMilliseconds(50));
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using Asterism.Atls.Tests.Probe;
+using Asterism.Tests;
 using Grpc.Core;
 using Grpc.Net.Client;
 using Microsoft.AspNetCore.Builder;
@@ -132,7 +133,8 @@ public sealed class ProbeServer : IAsyncDisposable
     {
         using var channel = GrpcChannel.ForAddress(Address, new GrpcChannelOptions { HttpHandler = handler, DisposeHttpClient = true });
         var client = new Prober.ProberClient(channel);
-        return await client.PingAsync(new PingRequest { Text = text }, deadline: DateTime.UtcNow.AddSeconds(20));
+        // Hang detector only (a refused call fails long before it): generous for a machine at load 100.
+        return await client.PingAsync(new PingRequest { Text = text }, deadline: DateTime.UtcNow.Add(Poll.Hang));
     }
 
     /// <summary>Graceful stop, as a node stops its RecoveryServer once it has its key.</summary>

@@ -4,6 +4,7 @@ using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using Asterism.Atls.OpenSsl;
+using Asterism.Tests;
 
 namespace Asterism.Atls.Tests;
 
@@ -41,20 +42,22 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
     {
         await HandshakeAsync();
         var big = RandomNumberGenerator.GetBytes(200_000);
-        await _server.WriteAsync(big).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await _server.WriteAsync(big).AsTask().WaitAsync(Poll.Hang);
         var flush = _server.FlushAsync();
+        // Not a wait for something to happen: a window in which a wrong flush would complete; a slow machine only
+        // makes the check weaker, never fail.
         await Task.Delay(200);
         Assert.False(flush.IsCompleted, "the client reads nothing yet, so the flush must be waiting on the transport");
 
         await _client.WriteAsync("hello"u8.ToArray());
         await _client.FlushAsync();
         var buffer = new byte[64];
-        var read = await _server.ReadAsync(buffer).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        var read = await _server.ReadAsync(buffer).AsTask().WaitAsync(Poll.Hang);
 
         Assert.Equal("hello"u8.ToArray(), buffer[..read]);
         var received = new byte[big.Length];
-        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(Poll.Hang);
+        await flush.WaitAsync(Poll.Hang);
         Assert.Equal(big, received);
     }
 
@@ -64,7 +67,7 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
         await HandshakeAsync();
 
         await _client.ShutdownAsync();
-        var read = await _server.ReadAsync(new byte[16]).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        var read = await _server.ReadAsync(new byte[16]).AsTask().WaitAsync(Poll.Hang);
 
         Assert.Equal(0, read);
     }
@@ -81,7 +84,7 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
         writer.Write("BBBB"u8);
         await writer.FlushAsync();
         var received = new byte[8];
-        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        await _client.ReadExactlyAsync(received).AsTask().WaitAsync(Poll.Hang);
 
         Assert.True(first.IsCanceled);
         Assert.Equal("AAAABBBB"u8.ToArray(), received);
@@ -97,14 +100,15 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
         var der = certificate.RawData;
         var handshake = server.HandshakeAsync((_, _) => ValueTask.FromResult<TlsCredential?>(TlsCredential.Create(der, _key)), CancellationToken.None);
         using var client = new OpenSslTestClient(AtlsNonce.ToServerName(AtlsNonce.Create()), toServer.Writer, toClient.Reader);
-        var deadline = DateTime.UtcNow.AddSeconds(20);
+        // Steps the client until its handshake is done; the deadline is a hang detector.
+        var deadline = DateTime.UtcNow.Add(Poll.Hang);
         while (!client.HandshakeDone && DateTime.UtcNow < deadline)
         {
             await client.StepAsync();
             await Task.Delay(10);
             client.Receive();
         }
-        Assert.True(await handshake.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.True(await handshake.WaitAsync(Poll.Hang));
         var read = server.ReadAsync(new byte[100]).AsTask();
 
         // 100,000 KeyUpdates ask for ~2.7 MB of answers; the client never reads them.
@@ -116,6 +120,7 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
             if (i % 1000 == 999)
             {
                 sending = client.SendAsync();
+                // A window for a negative (the send stays blocked): a slow machine can only weaken this check, never fail it.
                 held = !await sending.WaitAsync(TimeSpan.FromSeconds(5)).ContinueWith(t => t.IsCompletedSuccessfully);
             }
         }
@@ -162,8 +167,8 @@ public sealed class TlsServerStreamTests : IAsyncDisposable
             EnabledSslProtocols = SslProtocols.Tls13,
             ApplicationProtocols = [SslApplicationProtocol.Http2],
             RemoteCertificateValidationCallback = (_, c, _, _) => c is not null && c.GetRawCertData().AsSpan().SequenceEqual(der),
-        }).WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.True(await server.WaitAsync(TimeSpan.FromSeconds(10)));
+        }).WaitAsync(Poll.Hang);
+        Assert.True(await server.WaitAsync(Poll.Hang));
         Assert.Equal("h2"u8.ToArray(), _server.ApplicationProtocol.ToArray());
     }
 

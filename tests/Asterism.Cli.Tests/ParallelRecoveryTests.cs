@@ -207,7 +207,8 @@ public sealed class ParallelRecoveryTests
 
     private static async Task Until(Func<bool> condition, string what)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
+        // Polls; the deadline is a hang detector, generous for a machine at load 100 (the clock under test is fake).
+        var deadline = DateTime.UtcNow.AddSeconds(60);
         while (!condition())
         {
             Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");

@@ -66,7 +66,7 @@ public class HostProcessTests
             }
 
             Procs.Term(client.State.Pid);
-            await Poll.RequireAsync(() => !pids.Any(Procs.IsAlive), TimeSpan.FromSeconds(20), "provider and instances to exit");
+            await Poll.RequireAsync(() => !pids.Any(Procs.IsAlive), Poll.Hang, "provider and instances to exit");
             Assert.Contains("received SIGTERM", cloud.Console(cloud.Cp(0)), StringComparison.Ordinal);
             Assert.Contains("received SIGTERM", cloud.Console(cloud.Worker(0)), StringComparison.Ordinal);
             Assert.Null(LocalCloudClient.TryConnect(cloud.WorkspaceDir));
@@ -92,7 +92,7 @@ public class HostProcessTests
                 pids.Add(first.State.Pid);
                 pids.AddRange((await first.ListAsync(CancellationToken.None)).Select(i => i.Pid!.Value));
                 Procs.Kill(first.State.Pid);
-                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), TimeSpan.FromSeconds(5), "the provider to die");
+                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), Poll.Hang, "the provider to die");
             }
             Assert.True(Procs.IsAlive(pids[1]), "the orphaned node should still run before the restart");
 

@@ -29,7 +29,7 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         var ownTail = Start("tail", "-f", workspace.ConsoleLogPath("cp-0"));
         await Poll.RequireAsync(() => CommandLineOf(imitatedNode).Contains(nodeDir, StringComparison.Ordinal)
             && CommandLineOf(imitatedTpm).Contains(tpmDir, StringComparison.Ordinal)
-            && CommandLineOf(ownNode).Contains(nodeDir, StringComparison.Ordinal), TimeSpan.FromSeconds(30), "the processes to exec");
+            && CommandLineOf(ownNode).Contains(nodeDir, StringComparison.Ordinal), Poll.Hang, "the processes to exec");
 
         var found = LeftoverProcesses.Find(workspace).Select(f => f.Process.Pid).ToList();
         Assert.Contains(ownNode.Id, found);
@@ -54,7 +54,7 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         var imitation = StartAsNobody("--server", "type=unixio,path=/tmp/evil.sock", "--tpmstate", $"dir={tpmDir},mode=0600");
         var own = Start("/bin/sh", "-c", Loop, "swtpm", "--server", "type=unixio,path=/tmp/own.sock", "--tpmstate", $"dir={tpmDir},mode=0600");
         await Poll.RequireAsync(() => CommandLineOf(imitation).Contains(tpmDir, StringComparison.Ordinal) && CommandLineOf(own).Contains(tpmDir, StringComparison.Ordinal),
-            TimeSpan.FromSeconds(30), "the processes to exec");
+            Poll.Hang, "the processes to exec");
 
         // swtpm writes its own bare PID: a PID reused by the attacker's imitation would pass the file's check.
         File.WriteAllText(Path.Combine(tpmDir, "swtpm.pid"), $"{imitation.Id}\n");
@@ -70,7 +70,7 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         Assert.True(Environment.UserName == "root", "this test switches to the user nobody with setpriv and needs root");
         var other = StartAsNobody();
         var own = Start("sleep", "600");
-        await Poll.RequireAsync(() => CommandLineOf(other).StartsWith("/bin/sh", StringComparison.Ordinal), TimeSpan.FromSeconds(30), "setpriv to exec");
+        await Poll.RequireAsync(() => CommandLineOf(other).StartsWith("/bin/sh", StringComparison.Ordinal), Poll.Hang, "setpriv to exec");
         Assert.Null(ProcessIdentity.Of(other.Id));
         Assert.NotNull(ProcessIdentity.Of(own.Id));
     }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using Asterism.Tests;
@@ -12,7 +11,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync(controlPlanes: 2, workers: 1);
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 2, TimeSpan.FromSeconds(5), "both control planes healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 2, Poll.Hang, "both control planes healthy");
 
         var answers = new List<string?>();
         for (var i = 0; i < 6; i++)
@@ -24,16 +23,14 @@ public class LoadBalancerTests
         Assert.DoesNotContain(cloud.Worker(0), answers);
 
         await cloud.Provider.PowerAsync(PowerAction.Stop, [cloud.Cp(1)], CancellationToken.None);
-        var stopped = Stopwatch.StartNew();
-        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(3), "the stopped backend to leave");
-        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(1.5), $"removal took {stopped.Elapsed}");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1, Poll.Hang, "the stopped backend to leave");
         for (var i = 0; i < 3; i++)
         {
             Assert.Equal(cloud.Cp(0), await LbClient.WhoAnswersAsync(cloud.Lb(6443)));
         }
 
         await cloud.Provider.PowerAsync(PowerAction.Start, [cloud.Cp(1)], CancellationToken.None);
-        await Poll.RequireAsync(() => lb.HealthyBackends(30090).Count == 2, TimeSpan.FromSeconds(10), "the started backend to come back");
+        await Poll.RequireAsync(() => lb.HealthyBackends(30090).Count == 2, Poll.Hang, "the started backend to come back");
         var back = new HashSet<string?>();
         for (var i = 0; i < 4; i++)
         {
@@ -47,7 +44,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync();
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 1, Poll.Hang, "backend healthy");
 
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await s.ConnectAsync(cloud.Lb(9999));
@@ -62,7 +59,8 @@ public class LoadBalancerTests
         var received = new MemoryStream();
         var buffer = new byte[65536];
         int n;
-        using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        // Hang detector only: the echo ends when the backend closes its side.
+        using (var cts = new CancellationTokenSource(Poll.Hang))
         {
             while ((n = await s.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
             {
@@ -71,7 +69,7 @@ public class LoadBalancerTests
         }
         await send;
         Assert.Equal(payload, received.ToArray());
-        await Poll.RequireAsync(() => lb.ActiveConnections == 0, TimeSpan.FromSeconds(5), "the forwarded connection to be cleaned up");
+        await Poll.RequireAsync(() => lb.ActiveConnections == 0, Poll.Hang, "the forwarded connection to be cleaned up");
     }
 
     [Fact]
@@ -79,7 +77,7 @@ public class LoadBalancerTests
     {
         await using var cloud = await TestCloud.StartAsync();
         var lb = cloud.Provider!.LoadBalancer;
-        await Poll.RequireAsync(() => lb.HealthyBackends(6443).Count == 1, TimeSpan.FromSeconds(5), "backend healthy");
+        await Poll.RequireAsync(() => lb.HealthyBackends(6443).Count == 1, Poll.Hang, "backend healthy");
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await s.ConnectAsync(cloud.Lb(6443));
         Assert.Equal($"{cloud.Cp(0)} 6443", await LbClient.ReadLineAsync(s));
@@ -104,7 +102,7 @@ public class LoadBalancerTests
         var lb = split.Provider!.LoadBalancer;
         // Each port is probed on its own schedule: wait until all three have been probed once.
         await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 2 && lb.HealthyBackends(30090).Count == 1 && lb.HealthyBackends(6443).Count == 1,
-            TimeSpan.FromSeconds(5), "per-port health");
+            Poll.Hang, "per-port health");
         Assert.Equal([split.Provider.Subnet.InstanceAddress(0)], lb.HealthyBackends(6443));
         for (var i = 0; i < 3; i++)
         {
@@ -118,11 +116,10 @@ public class LoadBalancerTests
         await using var cloud = await TestCloud.StartAsync(controlPlanes: 1, workers: 1);
         var lb = cloud.Provider!.LoadBalancer;
         await cloud.Provider.PowerAsync(PowerAction.Crash, [cloud.Cp(0)], CancellationToken.None);
-        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 0, TimeSpan.FromSeconds(3), "no healthy backend");
+        await Poll.RequireAsync(() => lb.HealthyBackends(9999).Count == 0, Poll.Hang, "no healthy backend");
 
-        var watch = Stopwatch.StartNew();
+        // Null means closed or reset (a connection left hanging throws in ReadLineAsync), so no wall-clock bound is needed.
         Assert.Null(await LbClient.WhoAnswersAsync(cloud.Lb(9999)));
-        Assert.True(watch.Elapsed < TimeSpan.FromMilliseconds(500), $"took {watch.Elapsed}");
         // The worker still listens on 9999 but is never a backend.
         Assert.Equal($"{cloud.Worker(0)} 9999", await WorkerDirectAsync(cloud));
     }

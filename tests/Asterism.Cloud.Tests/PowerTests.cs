@@ -110,7 +110,7 @@ public class PowerTests
         var info = cloud.Info(name);
 
         Procs.Kill(info.Pid!.Value);
-        await Poll.RequireAsync(() => cloud.Info(name).Power == "stopped", TimeSpan.FromSeconds(10), "the provider to notice the exit");
+        await Poll.RequireAsync(() => cloud.Info(name).Power == "stopped", Poll.Hang, "the provider to notice the exit");
         await cloud.WaitForConsoleAsync(name, "stopped at", 1);
 
         Assert.Equal(info.Boots, cloud.Info(name).Boots);
@@ -132,7 +132,8 @@ public class PowerTests
 
         Assert.Equal("stopped", stop.Power);
         Assert.False(Procs.IsAlive(pid));
-        Assert.InRange(took, TimeSpan.FromMilliseconds(650), TimeSpan.FromSeconds(5));
+        // The grace period is honoured (a lower bound cannot flake); no upper bound, which a loaded machine can break.
+        Assert.True(took >= TimeSpan.FromMilliseconds(650), $"killed after {took}, before the 700 ms grace");
         Assert.Contains("ignoring SIGTERM", cloud.Console(name), StringComparison.Ordinal);
         Assert.Contains("(exit code 137)", cloud.Console(name), StringComparison.Ordinal);
     }

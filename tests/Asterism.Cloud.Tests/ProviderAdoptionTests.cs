@@ -26,7 +26,7 @@ public class ProviderAdoptionTests
                 await cloud.WaitForConsoleAsync(cloud.Cp(0), "listening", 1);
                 await first.PowerAsync(PowerAction.Crash, [cloud.Cp(1)], CancellationToken.None);
                 Procs.Kill(first.State.Pid);
-                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), TimeSpan.FromSeconds(10), "the provider to die");
+                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), Poll.Hang, "the provider to die");
             }
 
             using var second = await LocalCloudClient.StartProviderAsync(cloud.WorkspaceDir, new ProviderLaunchOptions { ExtraArgs = ["--adopt"] });
@@ -71,7 +71,7 @@ public class ProviderAdoptionTests
                 pids.Add(first.State.Pid);
                 pids.AddRange((await first.ListAsync(CancellationToken.None)).Select(i => i.Pid!.Value));
                 Procs.Kill(first.State.Pid);
-                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), TimeSpan.FromSeconds(10), "the provider to die");
+                await Poll.RequireAsync(() => !Procs.IsAlive(first.State.Pid), Poll.Hang, "the provider to die");
             }
             var pidFile = Path.Combine(cloud.Workspace.InstanceDir(cloud.Cp(0)), "node.pid");
             var node = ProcessIdentity.ReadPidFile(pidFile, out _)!.Value;

@@ -62,7 +62,7 @@ public class ProviderCredentialTests
         var crash = Assert.Single((await client.PowerAsync(PowerAction.Crash, null, CancellationToken.None)).Results);
 
         Assert.Equal("stopped", crash.Power);
-        await Poll.RequireAsync(() => !Procs.IsAlive(pid), TimeSpan.FromSeconds(10), "the crashed instance to be gone");
+        await Poll.RequireAsync(() => !Procs.IsAlive(pid), Poll.Hang, "the crashed instance to be gone");
     }
 
     [Fact]

@@ -139,7 +139,7 @@ internal sealed class TestCloud : IAsyncDisposable
 
     /// <summary>Waits until the console of <paramref name="name"/> contains <paramref name="what"/> at least <paramref name="times"/> times.</summary>
     public Task WaitForConsoleAsync(string name, string what, int times) =>
-        Poll.RequireAsync(() => Count(Console(name), what) >= times, TimeSpan.FromSeconds(20), $"{name} console to show '{what}' {times}x:\n{Console(name)}");
+        Poll.RequireAsync(() => Count(Console(name), what) >= times, Poll.Hang, $"{name} console to show '{what}' {times}x:\n{Console(name)}");
 
     public IPEndPoint Lb(int port) => new(Provider!.Subnet.LoadBalancerAddress, port);
 
@@ -220,7 +220,9 @@ internal static class LbClient
         {
             while (true)
             {
-                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                // Hang detector: a connection the load balancer neither answers nor closes throws here, so a null
+                // return always means a real close or reset.
+                using var cts = new CancellationTokenSource(Poll.Hang);
                 var n = await s.ReceiveAsync(one, SocketFlags.None, cts.Token);
                 if (n == 0)
                 {

@@ -20,6 +20,7 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
 {
     private static readonly byte[] Secret = [.. Enumerable.Range(0, 32).Select(i => (byte)(0xC0 + i))];
     private readonly SignallingWriter _output = new();
+    private readonly WaitCounter _waits = new();
     private WebApplication? _app;
     private GrpcChannel? _channel;
 
@@ -31,6 +32,7 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http2));
         var loggers = JsonLogging.CreateFactory(_output, debug: true);
+        builder.Services.AddSingleton(_waits);
         builder.Services.AddGrpc(o => o.Interceptors.Add<GrpcServerLogInterceptor>(GrpcServerLog.CreateLogger(loggers, "recoveryServer"), TimeProvider.System));
         _app = builder.Build();
         _app.MapGrpcService<ProbeService>();
@@ -148,13 +150,21 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
     [Fact]
     public async Task Unary_DeadlinePasses_LoggedAsDeadlineExceeded()
     {
-        // A warm connection, and a deadline long enough (8 s) for the call to reach its handler on a very busy machine: a call
-        // whose deadline passes before that never reaches an interceptor.
+        // The deadline is the thing under test, so it has to pass; but a call whose deadline passes before it reaches the
+        // handler never reaches an interceptor either, and on a loaded machine that can take longer than any fixed figure.
+        // So: a warm connection, then attempts with a doubling deadline until one reached the handler (bounded at 64 s).
         await Client.UnaryAsync(new ProbeRequest { Outcome = "ok" });
         Assert.Equal("OK", (await NextLineAsync()).GetProperty("grpc.code").GetString());
-        var error = await Assert.ThrowsAsync<RpcException>(() =>
-            Client.UnaryAsync(new ProbeRequest { Outcome = "wait" }, deadline: DateTime.UtcNow.AddSeconds(8)).ResponseAsync);
-        Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+        var reached = false;
+        for (var seconds = 1; !reached; seconds *= 2)
+        {
+            Assert.True(seconds <= 64, "no call reached the handler before its deadline, even with 64 s");
+            var waitsBefore = _waits.Entered;
+            var error = await Assert.ThrowsAsync<RpcException>(() =>
+                Client.UnaryAsync(new ProbeRequest { Outcome = "wait" }, deadline: DateTime.UtcNow.AddSeconds(seconds)).ResponseAsync);
+            Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+            reached = _waits.Entered > waitsBefore;
+        }
 
         var line = await NextLineAsync();
         Assert.Equal("DeadlineExceeded", line.GetProperty("grpc.code").GetString());
@@ -230,7 +240,17 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
         public Task<string> NextAsync() => _lines.Reader.ReadAsync().AsTask();
     }
 
-    private sealed class ProbeService : Probe.Probe.ProbeBase
+    /// <summary>Counts the calls that reached the "wait" handler (an earlier attempt may reach it late; any count rise will do).</summary>
+    private sealed class WaitCounter
+    {
+        private int _entered;
+
+        public int Entered => Volatile.Read(ref _entered);
+
+        public void Enter() => Interlocked.Increment(ref _entered);
+    }
+
+    private sealed class ProbeService(WaitCounter waits) : Probe.Probe.ProbeBase
     {
         public override async Task<ProbeReply> Unary(ProbeRequest request, ServerCallContext context)
         {
@@ -258,7 +278,7 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
             await ActAsync(requestStream.Current, context);
         }
 
-        private static async Task ActAsync(ProbeRequest request, ServerCallContext context)
+        private async Task ActAsync(ProbeRequest request, ServerCallContext context)
         {
             switch (request.Outcome)
             {
@@ -267,6 +287,8 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
                 case "throw":
                     throw new InvalidOperationException("handler bug");
                 case "wait":
+                    // Waiting is the point: the call must outlive its deadline or be cancelled.
+                    waits.Enter();
                     await Task.Delay(Timeout.Infinite, context.CancellationToken);
                     return;
                 case var set when set.StartsWith("set:", StringComparison.Ordinal):

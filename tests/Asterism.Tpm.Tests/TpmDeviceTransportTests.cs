@@ -109,6 +109,7 @@ public sealed class TpmDeviceTransportTests
             Assert.Equal(command, header.Concat(body).ToArray());
             var half = response.Length / 2;
             await device.SendAsync(response.AsMemory(0, half));
+            // The split is the thing under test (a response in two reads), not a wait for something to happen.
             await Task.Delay(1);
             await device.SendAsync(response.AsMemory(half));
             served++;

@@ -9,6 +9,12 @@ namespace Asterism.Tests;
 /// </summary>
 public static class Poll
 {
+    /// <summary>
+    /// The hang detector of process and network tests: long enough that a machine at load average 100 on 2 cores
+    /// still gets there, so reaching it means the thing hung, never that it was slow.
+    /// </summary>
+    public static readonly TimeSpan Hang = TimeSpan.FromSeconds(60);
+
     /// <summary>How often a condition is re-checked unless the caller says otherwise.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromMilliseconds(100);
 

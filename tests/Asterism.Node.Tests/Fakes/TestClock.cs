@@ -45,5 +45,5 @@ public sealed class TestClock : FakeTimeProvider
 /// <summary>How long a unit test waits in real time for something that should happen at once: a guard against hangs, not a timing check.</summary>
 public static class TestLimits
 {
-    public static readonly TimeSpan Hang = TimeSpan.FromSeconds(30);
+    public static readonly TimeSpan Hang = TimeSpan.FromSeconds(60);
 }
