@@ -47,7 +47,7 @@ public sealed class NodeAttestation(IAttestationIssuer issuer, IPcrBank pcrs, No
             // extends PCR 15. It keeps the one connection swtpm serves until it stops.
             // A provider's swtpm always has its endorsement auth set (the file is in the node directory); a hardware
             // TPM enrolled with `asterism tpm enroll` has one only when the operator gave it.
-            var isDevice = options.TpmEndpoint?.StartsWith("/dev/", StringComparison.Ordinal) == true;
+            var isDevice = TpmClient.IsDeviceEndpoint(options.TpmEndpoint);
             var auth = TpmEndorsementAuth.Load(options.NodeDirectory)
                 ?? (isDevice ? [] : throw new InvalidDataException($"the TPM's endorsement auth ({TpmEndorsementAuth.FileName}) is missing from the node directory"));
             TpmAttestationSession session;

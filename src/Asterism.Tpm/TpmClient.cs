@@ -46,7 +46,7 @@ public sealed class TpmClient : IAsyncDisposable
     /// </summary>
     public static async Task<TpmClient> ConnectEndpointAsync(string? endpoint, TpmClientOptions? options, CancellationToken cancellationToken)
     {
-        if (endpoint is not null && endpoint.StartsWith("/dev/", StringComparison.Ordinal))
+        if (IsDeviceEndpoint(endpoint))
         {
             var target = endpoint.Contains('\0') ? null : ResolveDevice(endpoint);
             if (endpoint.Contains("..", StringComparison.Ordinal) || target is null || Path.GetDirectoryName(target) != "/dev")
@@ -57,6 +57,10 @@ public sealed class TpmClient : IAsyncDisposable
         }
         return await ConnectSwtpmAsync(SwtpmSocketTransport.ParseSocketArgument(endpoint), options, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>True when <paramref name="endpoint"/> names a TPM character device (a path under /dev), not a swtpm socket.</summary>
+    public static bool IsDeviceEndpoint([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] string? endpoint) =>
+        endpoint is not null && endpoint.StartsWith("/dev/", StringComparison.Ordinal);
 
     private static string? ResolveDevice(string path)
     {

@@ -43,10 +43,7 @@ public class HostProcessTests
         }
         finally
         {
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 
@@ -73,10 +70,7 @@ public class HostProcessTests
         }
         finally
         {
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 
@@ -107,10 +101,7 @@ public class HostProcessTests
         }
         finally
         {
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 

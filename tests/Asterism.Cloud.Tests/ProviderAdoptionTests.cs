@@ -51,10 +51,7 @@ public class ProviderAdoptionTests
         }
         finally
         {
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 
@@ -90,10 +87,7 @@ public class ProviderAdoptionTests
         finally
         {
             stranger.Kill();
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 

@@ -144,10 +144,7 @@ public class ProviderCredentialTests
         }
         finally
         {
-            foreach (var p in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(p);
-            }
+            Procs.KillSurvivors(pids);
         }
     }
 }

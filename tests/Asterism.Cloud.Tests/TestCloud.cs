@@ -160,10 +160,7 @@ internal sealed class TestCloud : IAsyncDisposable
             {
                 pids = [.. _seenPids];
             }
-            foreach (var pid in pids.Where(Procs.IsAlive))
-            {
-                Procs.Kill(pid);
-            }
+            Procs.KillSurvivors(pids);
             try
             {
                 Directory.Delete(WorkspaceDir, recursive: true);
@@ -182,6 +179,15 @@ internal static class Procs
     public static void Kill(int pid) => ProcessSignals.Send(pid, ProcessSignals.SigKill);
 
     public static void Term(int pid) => ProcessSignals.Send(pid, ProcessSignals.SigTerm);
+
+    /// <summary>A test's cleanup: SIGKILL to each of <paramref name="pids"/> still alive.</summary>
+    public static void KillSurvivors(IEnumerable<int> pids)
+    {
+        foreach (var pid in pids.Where(IsAlive))
+        {
+            Kill(pid);
+        }
+    }
 
     /// <summary>Session id (field 6 of /proc/PID/stat).</summary>
     public static int SessionId(int pid)

@@ -115,9 +115,7 @@ public sealed class ParallelRecovery(
                 var probed = await push(instance, cancellationToken).ConfigureAwait(false);
                 if (probed.Outcome != PushOutcome.Unavailable)
                 {
-                    return probed.Outcome == PushOutcome.Failed && probed.Detail == RecoveryPusher.TimedOutDetail
-                        ? probed with { Detail = $"no answer within {Seconds(options.PushTimeout)} (--timeout)" }
-                        : probed;
+                    return NameTimeout(probed);
                 }
             }
             // Booting, or its status port is not up yet (the process just started): it may wait for its key in a moment.
@@ -163,12 +161,14 @@ public sealed class ParallelRecovery(
             await Task.Delay(TimeSpan.FromMilliseconds(250 * attempt), options.Time, cancellationToken).ConfigureAwait(false);
             pushed = await push(instance, cancellationToken).ConfigureAwait(false);
         }
-        if (pushed.Outcome == PushOutcome.Failed && pushed.Detail == RecoveryPusher.TimedOutDetail)
-        {
-            return pushed with { Detail = $"no answer within {Seconds(options.PushTimeout)} (--timeout)" };
-        }
-        return pushed;
+        return NameTimeout(pushed);
     }
+
+    /// <summary>A push that ran out of time says which limit and which option sets it.</summary>
+    private PushResult NameTimeout(PushResult pushed) =>
+        pushed.Outcome == PushOutcome.Failed && pushed.Detail == RecoveryPusher.TimedOutDetail
+            ? pushed with { Detail = $"no answer within {Seconds(options.PushTimeout)} (--timeout)" }
+            : pushed;
 
     private static void WriteLine(TextWriter writer, string line)
     {
