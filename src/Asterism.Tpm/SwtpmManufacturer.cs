@@ -9,7 +9,9 @@ namespace Asterism.Tpm;
 /// directory only the provider's account can read) and manufactures a fresh swtpm state with
 /// <c>swtpm_setup --tpm2 --create-ek-cert</c> through a private <c>swtpm_localca</c> configuration, so the TPM gets
 /// the standard RSA-2048 EK at 0x81010001 with its certificate, signed by this CA, at NV 0x01C00002 (plus an ECC
-/// EK). Registrars trust EKs by this CA's certificate (<see cref="CertificatePath"/>), as they would a vendor's.
+/// EK). Asked for an ECC endorsement key instead, it manufactures a TPM whose only EK certificate is for the TCG
+/// profile's ECC NIST P-256 EK (template L-2) at NV 0x01C0000A, which it creates and certifies itself (swtpm_setup
+/// 0.7 certifies only a P-384 ECC EK). Registrars trust EKs by this CA's certificate (<see cref="CertificatePath"/>), as they would a vendor's.
 /// </summary>
 public sealed class SwtpmManufacturer
 {
@@ -77,7 +79,15 @@ public sealed class SwtpmManufacturer
     /// Manufactures a TPM into the empty state directory <paramref name="stateDirectory"/> (made 0700): EKs and EK
     /// certificates, SHA-256 PCR bank. swtpm must not be running on that state. ~0.7 s on our machines.
     /// </summary>
-    public async Task ManufactureAsync(string stateDirectory, CancellationToken cancellationToken)
+    public Task ManufactureAsync(string stateDirectory, CancellationToken cancellationToken) =>
+        ManufactureAsync(stateDirectory, TpmEkType.Rsa, cancellationToken);
+
+    /// <summary>
+    /// As the other overload, with the certified EK of kind <paramref name="endorsementKey"/>: <see cref="TpmEkType.Rsa"/>
+    /// as swtpm_setup makes it, or <see cref="TpmEkType.Ecc"/>, a TPM with only the ECC P-256 EK certified (see
+    /// <see cref="ProvisionEccEndorsementKeyAsync"/>) — what a hardware TPM with an ECC EK looks like to a registrar.
+    /// </summary>
+    public async Task ManufactureAsync(string stateDirectory, TpmEkType endorsementKey, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrEmpty(stateDirectory);
         var executable = SwtpmProcess.FindExecutable("swtpm_setup")
@@ -92,7 +102,7 @@ public sealed class SwtpmManufacturer
         };
         foreach (var a in new[]
         {
-            "--tpm2", "--tpmstate", stateDirectory, "--create-ek-cert", "--ecc", "--overwrite",
+            "--tpm2", "--tpmstate", stateDirectory, endorsementKey == TpmEkType.Ecc ? "--createek" : "--create-ek-cert", "--ecc", "--overwrite",
             "--config", Path.Combine(Directory, SetupConfigName),
         })
         {
@@ -113,15 +123,65 @@ public sealed class SwtpmManufacturer
             throw;
         }
         var output = (await stdout.ConfigureAwait(false)) + (await stderr.ConfigureAwait(false));
-        if (process.ExitCode != 0 || !output.Contains("0x1c00002", StringComparison.OrdinalIgnoreCase))
+        var expected = endorsementKey == TpmEkType.Ecc ? "Successfully created ECC EK" : "0x1c00002";
+        if (process.ExitCode != 0 || !output.Contains(expected, StringComparison.OrdinalIgnoreCase))
         {
             throw new TpmException($"swtpm_setup failed with exit code {process.ExitCode}: {LastLines(output, 5)}");
+        }
+        if (endorsementKey == TpmEkType.Ecc)
+        {
+            await using var tpm = await SwtpmProcess.StartAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
+            await using (var client = await tpm.ConnectAsync(null, cancellationToken).ConfigureAwait(false))
+            {
+                // Platform and endorsement auth are still empty on a fresh TPM.
+                await ProvisionEccEndorsementKeyAsync(client, default, default, cancellationToken).ConfigureAwait(false);
+            }
+            await tpm.StopAsync(cancellationToken).ConfigureAwait(false);
         }
         foreach (var file in System.IO.Directory.GetFiles(stateDirectory))
         {
             File.SetUnixFileMode(file, OwnerOnly);
         }
     }
+
+    /// <summary>
+    /// Makes the TPM behind <paramref name="client"/> carry a certified ECC NIST P-256 EK as a vendor would: creates
+    /// the EK from the TCG template (L-2) in the endorsement hierarchy, issues its certificate with this CA and
+    /// writes it to NV 0x01C0000A (platform-created, platform-written, readable with the index's empty auth).
+    /// </summary>
+    public async Task ProvisionEccEndorsementKeyAsync(
+        TpmClient client, ReadOnlyMemory<byte> platformAuth, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        var created = await client.CreatePrimaryAsync(TpmHierarchy.Endorsement, TpmCredential.EccEkTemplate(), endorsementAuth, cancellationToken).ConfigureAwait(false);
+        await client.FlushContextAsync(created.Handle, cancellationToken).ConfigureAwait(false);
+        var ek = TpmEccPublicKey.Parse(created.PublicArea);
+        var certificate = IssueEndorsementCertificate(ek);
+        await client.NvDefineSpaceAsync(TpmHierarchy.Platform, platformAuth, TpmRegistrar.EccEkCertificateIndex, EkCertificateNvAttributes,
+            (ushort)certificate.Length, cancellationToken).ConfigureAwait(false);
+        await client.NvWriteAsync((uint)TpmHierarchy.Platform, platformAuth, TpmRegistrar.EccEkCertificateIndex, certificate, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>An EK certificate (DER) for <paramref name="ek"/> signed by this CA: key agreement only, not a CA.</summary>
+    public byte[] IssueEndorsementCertificate(TpmEccPublicKey ek)
+    {
+        ArgumentNullException.ThrowIfNull(ek);
+        using var caKey = ECDsa.Create();
+        caKey.ImportFromPem(File.ReadAllText(Path.Combine(Directory, KeyFileName)));
+        using var ekKey = ECDiffieHellman.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, Q = new ECPoint { X = ek.X, Y = ek.Y } });
+        var request = new CertificateRequest(new X500DistinguishedName("CN=TPM EK"), new PublicKey(ekKey), HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyAgreement, true));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
+        var now = DateTimeOffset.UtcNow;
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] &= 0x7F;
+        using var issued = request.Create(Certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), now.AddMinutes(-5), now.AddYears(20), serial);
+        return issued.RawData;
+    }
+
+    // TCG EK profile: PPWRITE | WRITEDEFINE | PPREAD | OWNERREAD | AUTHREAD | NO_DA | PLATFORMCREATE, ordinary index.
+    private const uint EkCertificateNvAttributes = 0x1u | (1u << 13) | (1u << 16) | (1u << 17) | (1u << 18) | (1u << 25) | (1u << 30);
 
     private static string LastLines(string text, int count) =>
         string.Join(" | ", text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).TakeLast(count));

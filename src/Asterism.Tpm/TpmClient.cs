@@ -293,6 +293,32 @@ public sealed class TpmClient : IAsyncDisposable
     }
 
     /// <summary>
+    /// TPM2_NV_DefineSpace of an ordinary index with an empty auth value and no policy, authorised by
+    /// <paramref name="hierarchy"/> (the platform for an EK certificate index, which the platform then writes).
+    /// </summary>
+    public async Task NvDefineSpaceAsync(
+        TpmHierarchy hierarchy, ReadOnlyMemory<byte> hierarchyAuth, uint nvIndex, uint attributes, ushort dataSize, CancellationToken cancellationToken)
+    {
+        var nvPublic = new TpmWriter(16).WriteUInt32(nvIndex).WriteUInt16(TpmAlg.Sha256).WriteUInt32(attributes).WriteUInt16(0).WriteUInt16(dataSize).ToArray();
+        var p = new TpmWriter(32).WriteUInt16(0).WriteSized(nvPublic);
+        var (_, parameters) = await ExecuteAsync(TpmCommandCode.NvDefineSpace, [(uint)hierarchy], [hierarchyAuth], p, 0, cancellationToken).ConfigureAwait(false);
+        new TpmReader(parameters).ExpectEnd("NV_DefineSpace response");
+    }
+
+    /// <summary>TPM2_NV_Write of <paramref name="data"/> from offset 0, in chunks, authorised by <paramref name="authHandle"/> (e.g. the platform for PPWRITE).</summary>
+    public async Task NvWriteAsync(uint authHandle, ReadOnlyMemory<byte> auth, uint nvIndex, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        for (var offset = 0; offset < data.Length;)
+        {
+            var n = Math.Min(TpmConst.MaxNvBufferChunk, data.Length - offset);
+            var p = new TpmWriter(n + 4).WriteSized(data.Span.Slice(offset, n)).WriteUInt16((ushort)offset);
+            var (_, parameters) = await ExecuteAsync(TpmCommandCode.NvWrite, [authHandle, nvIndex], [auth], p, 0, cancellationToken).ConfigureAwait(false);
+            new TpmReader(parameters).ExpectEnd("NV_Write response");
+            offset += n;
+        }
+    }
+
+    /// <summary>
     /// TPM2_StartAuthSession of an unbound, unsalted SHA-256 policy session with no parameter encryption. Such a
     /// session carries no HMAC key, so it authorises only through its policy (e.g. PolicySecret). Flush it when done.
     /// </summary>

@@ -4,8 +4,10 @@ namespace Asterism.Tpm;
 public enum TpmCommandCode : uint
 {
     HierarchyChangeAuth = 0x129,
+    NvDefineSpace = 0x12A,
     CreatePrimary = 0x131,
     ActivateCredential = 0x147,
+    NvWrite = 0x137,
     NvRead = 0x14E,
     PolicySecret = 0x151,
     PcrEvent = 0x13C,

@@ -8,10 +8,12 @@ namespace Asterism.Tpm;
 public sealed record TpmMadeCredential(byte[] CredentialBlob, byte[] EncryptedSecret);
 
 /// <summary>
-/// TPM2_MakeCredential in software (TPM 2.0 Part 1 §24, Part 3 §12.6), for an RSA endorsement key: a registrar
-/// wraps a secret so that only the TPM holding the EK's private key, with an object of the given name loaded, can
-/// recover it. A random seed is encrypted to the EK with RSA-OAEP (SHA-256, label "IDENTITY\0"); from the seed,
-/// KDFa derives an AES-128 key ("STORAGE", context = the object's name) that encrypts the secret in CFB mode with a
+/// TPM2_MakeCredential in software (TPM 2.0 Part 1 §24, Part 3 §12.6), for an RSA or ECC P-256 endorsement key: a
+/// registrar wraps a secret so that only the TPM holding the EK's private key, with an object of the given name
+/// loaded, can recover it. The seed reaches the TPM either encrypted to an RSA EK with RSA-OAEP (SHA-256, label
+/// "IDENTITY\0"), or, for an ECC EK, as one side of an ECDH exchange: an ephemeral P-256 key whose shared x-coordinate
+/// with the EK goes through KDFe (Part 1 §11.4.10.3, label "IDENTITY", the two x-coordinates as party info) to give
+/// the seed, and whose public point is the encrypted secret. From the seed, KDFa derives an AES-128 key ("STORAGE", context = the object's name) that encrypts the secret in CFB mode with a
 /// zero IV, and an HMAC key ("INTEGRITY") whose HMAC over (ciphertext ‖ name) the TPM checks before it decrypts.
 /// </summary>
 public static class TpmCredential
@@ -44,18 +46,52 @@ public static class TpmCredential
     }
 
     /// <summary>
+    /// The TCG EK Credential Profile's ECC NIST P-256 template (low range, L-2): SHA-256 name, the EK attributes and
+    /// policy, AES-128-CFB, no scheme or KDF, and a unique field of two 32-byte zero coordinates. Its certificate lives
+    /// at NV 0x01C0000A, the key (when persisted) at 0x81010002.
+    /// </summary>
+    public static byte[] EccEkTemplate()
+    {
+        var w = new TpmWriter(128)
+            .WriteUInt16(TpmAlg.Ecc).WriteUInt16(TpmAlg.Sha256).WriteUInt32((uint)EkAttributes)
+            .WriteSized(EndorsementPolicy)
+            .WriteUInt16(TpmAlg.Aes).WriteUInt16(128).WriteUInt16(CfbMode)
+            .WriteUInt16(TpmAlg.Null) // scheme
+            .WriteUInt16(TpmConst.EccNistP256)
+            .WriteUInt16(TpmAlg.Null) // kdf
+            .WriteSized(new byte[32]).WriteSized(new byte[32]);
+        return w.ToArray();
+    }
+
+    /// <summary>
     /// True when <paramref name="ek"/> is a key MakeCredential can target and PolicySecret(endorsement) unlocks:
     /// a restricted decryption key, fixed to its TPM, generated inside it, AES-128-CFB, with the standard EK policy.
     /// </summary>
     public static bool IsStandardEndorsementKey(TpmRsaPublicKey ek)
     {
         ArgumentNullException.ThrowIfNull(ek);
+        return IsStandardEndorsement(ek.Attributes, ek.Symmetric, ek.SymmetricKeyBits, ek.SymmetricMode, ek.AuthPolicy);
+    }
+
+    /// <summary>
+    /// The same for an ECC P-256 key (the parser already refused other curves and name algorithms); an EK has no
+    /// signing scheme.
+    /// </summary>
+    public static bool IsStandardEndorsementKey(TpmEccPublicKey ek)
+    {
+        ArgumentNullException.ThrowIfNull(ek);
+        return ek.Scheme == TpmAlg.Null && ek.NameAlg == TpmAlg.Sha256
+            && IsStandardEndorsement(ek.Attributes, ek.Symmetric, ek.SymmetricKeyBits, ek.SymmetricMode, ek.AuthPolicy);
+    }
+
+    private static bool IsStandardEndorsement(TpmObjectAttributes attributes, ushort symmetric, ushort bits, ushort mode, byte[] policy)
+    {
         const TpmObjectAttributes need = TpmObjectAttributes.FixedTpm | TpmObjectAttributes.FixedParent
             | TpmObjectAttributes.SensitiveDataOrigin | TpmObjectAttributes.Restricted | TpmObjectAttributes.Decrypt
             | TpmObjectAttributes.AdminWithPolicy;
-        return (ek.Attributes & need) == need && (ek.Attributes & (TpmObjectAttributes.Sign | TpmObjectAttributes.UserWithAuth)) == 0
-            && ek.Symmetric == TpmAlg.Aes && ek.SymmetricKeyBits == 128 && ek.SymmetricMode == CfbMode
-            && CryptographicOperations.FixedTimeEquals(ek.AuthPolicy, EndorsementPolicy);
+        return (attributes & need) == need && (attributes & (TpmObjectAttributes.Sign | TpmObjectAttributes.UserWithAuth)) == 0
+            && symmetric == TpmAlg.Aes && bits == 128 && mode == CfbMode
+            && CryptographicOperations.FixedTimeEquals(policy, EndorsementPolicy);
     }
 
     /// <summary>Wraps <paramref name="secret"/> (1-32 bytes) for the TPM holding <paramref name="ek"/> and an object named <paramref name="objectName"/>.</summary>
@@ -66,6 +102,57 @@ public static class TpmCredential
         {
             throw new ArgumentException("the key is not a standard RSA endorsement key (restricted decryption, AES-128-CFB, endorsement policy)", nameof(ek));
         }
+        CheckArguments(objectName, secret);
+        var seed = RandomNumberGenerator.GetBytes(DigestSize);
+        try
+        {
+            var encryptedSeed = RsaOaepEncrypt(ek.ToParameters(), "IDENTITY\0"u8, seed);
+            return new TpmMadeCredential(Wrap(seed, objectName, secret), encryptedSeed);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(seed);
+        }
+    }
+
+    /// <summary>
+    /// Wraps <paramref name="secret"/> (1-32 bytes) for the TPM holding the ECC P-256 <paramref name="ek"/> and an
+    /// object named <paramref name="objectName"/>: the seed comes from ECDH between a fresh ephemeral key and the EK
+    /// (TPM 2.0 Part 1 §24.3 via KDFe), and the encrypted secret is the ephemeral public point (TPMS_ECC_POINT).
+    /// </summary>
+    public static TpmMadeCredential Make(TpmEccPublicKey ek, ReadOnlySpan<byte> objectName, ReadOnlySpan<byte> secret)
+    {
+        ArgumentNullException.ThrowIfNull(ek);
+        if (!IsStandardEndorsementKey(ek))
+        {
+            throw new ArgumentException("the key is not a standard ECC endorsement key (restricted decryption, AES-128-CFB, endorsement policy)", nameof(ek));
+        }
+        CheckArguments(objectName, secret);
+        using var ephemeral = ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
+        using var ekKey = ECDiffieHellman.Create(new ECParameters
+        {
+            Curve = ECCurve.NamedCurves.nistP256,
+            Q = new ECPoint { X = ek.X, Y = ek.Y },
+        });
+        var point = ephemeral.ExportParameters(false).Q;
+        byte[]? z = null, seed = null;
+        try
+        {
+            // The raw agreement is the shared point's x-coordinate, fixed to 32 bytes: the Z of Part 1 §C.6.1.
+            z = ephemeral.DeriveRawSecretAgreement(ekKey.PublicKey);
+            seed = KdfE(z, "IDENTITY", point.X, ek.X, DigestSize * 8);
+            var encryptedSecret = new TpmWriter(4 + point.X!.Length + point.Y!.Length).WriteSized(point.X).WriteSized(point.Y).ToArray();
+            return new TpmMadeCredential(Wrap(seed, objectName, secret), encryptedSecret);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(z);
+            CryptographicOperations.ZeroMemory(seed);
+        }
+    }
+
+    private static void CheckArguments(ReadOnlySpan<byte> objectName, ReadOnlySpan<byte> secret)
+    {
         if (secret.IsEmpty || secret.Length > DigestSize)
         {
             throw new ArgumentException($"a credential secret is 1-{DigestSize} bytes", nameof(secret));
@@ -74,12 +161,15 @@ public static class TpmCredential
         {
             throw new ArgumentException("the object name must be a SHA-256 TPM name", nameof(objectName));
         }
-        var seed = RandomNumberGenerator.GetBytes(DigestSize);
+    }
+
+    /// <summary>The part shared by both EK types: the TPM2B_ID_OBJECT (outer HMAC, then the AES-CFB encrypted TPM2B secret).</summary>
+    private static byte[] Wrap(ReadOnlySpan<byte> seed, ReadOnlySpan<byte> objectName, ReadOnlySpan<byte> secret)
+    {
         var credential = new byte[2 + secret.Length];
         byte[]? symKey = null, hmacKey = null;
         try
         {
-            var encryptedSeed = RsaOaepEncrypt(ek.ToParameters(), "IDENTITY\0"u8, seed);
             symKey = KdfA(seed, "STORAGE", objectName, [], 128);
             BinaryPrimitives.WriteUInt16BigEndian(credential, (ushort)secret.Length);
             secret.CopyTo(credential.AsSpan(2));
@@ -89,16 +179,42 @@ public static class TpmCredential
             hmac.AppendData(encIdentity);
             hmac.AppendData(objectName);
             var outerHmac = hmac.GetHashAndReset();
-            var blob = new TpmWriter(2 + outerHmac.Length + encIdentity.Length).WriteSized(outerHmac).WriteBytes(encIdentity).ToArray();
-            return new TpmMadeCredential(blob, encryptedSeed);
+            return new TpmWriter(2 + outerHmac.Length + encIdentity.Length).WriteSized(outerHmac).WriteBytes(encIdentity).ToArray();
         }
         finally
         {
-            CryptographicOperations.ZeroMemory(seed);
             CryptographicOperations.ZeroMemory(credential);
             CryptographicOperations.ZeroMemory(symKey);
             CryptographicOperations.ZeroMemory(hmacKey);
         }
+    }
+
+    /// <summary>
+    /// KDFe (Part 1 §11.4.10.3) with SHA-256: block i = SHA-256(counter_i ‖ Z ‖ label‖NUL ‖ partyU ‖ partyV), counter
+    /// from 1, concatenated and cut to <paramref name="bits"/>.
+    /// </summary>
+    internal static byte[] KdfE(ReadOnlySpan<byte> z, string label, ReadOnlySpan<byte> partyU, ReadOnlySpan<byte> partyV, int bits)
+    {
+        var result = new byte[(bits + 7) / 8];
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        Span<byte> word = stackalloc byte[4];
+        Span<byte> block = stackalloc byte[DigestSize];
+        var labelBytes = System.Text.Encoding.ASCII.GetBytes(label + "\0");
+        for (uint counter = 1, filled = 0; filled < result.Length; counter++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(word, counter);
+            hash.AppendData(word);
+            hash.AppendData(z);
+            hash.AppendData(labelBytes);
+            hash.AppendData(partyU);
+            hash.AppendData(partyV);
+            hash.GetHashAndReset(block);
+            var take = Math.Min(DigestSize, result.Length - (int)filled);
+            block[..take].CopyTo(result.AsSpan((int)filled));
+            filled += (uint)take;
+        }
+        block.Clear();
+        return result;
     }
 
     /// <summary>KDFa (Part 1 §11.4.10.2) with HMAC-SHA-256: the label is NUL-terminated, the bit count ends each block.</summary>

@@ -3,7 +3,8 @@ using System.Security.Cryptography;
 namespace Asterism.Tpm;
 
 /// <summary>
-/// An ECC NIST P-256 TPMT_PUBLIC parsed from untrusted bytes: the point, the attributes and the signing scheme.
+/// An ECC NIST P-256 TPMT_PUBLIC parsed from untrusted bytes: the point, the attributes, the signing scheme and
+/// (for a storage key such as an ECC endorsement key) the symmetric definition and policy.
 /// Keeps the exact bytes so the TPM object name (nameAlg ‖ SHA-256(TPMT_PUBLIC)) can be recomputed.
 /// </summary>
 public sealed class TpmEccPublicKey
@@ -13,11 +14,15 @@ public sealed class TpmEccPublicKey
 
     private readonly byte[] _publicArea;
 
-    private TpmEccPublicKey(byte[] publicArea, ushort nameAlg, TpmObjectAttributes attributes, ushort scheme, ushort schemeHash, byte[] x, byte[] y)
+    private TpmEccPublicKey(byte[] publicArea, TpmPublicHeader header, ushort scheme, ushort schemeHash, byte[] x, byte[] y)
     {
         _publicArea = publicArea;
-        NameAlg = nameAlg;
-        Attributes = attributes;
+        NameAlg = header.NameAlg;
+        Attributes = header.Attributes;
+        AuthPolicy = header.AuthPolicy;
+        Symmetric = header.Symmetric;
+        SymmetricKeyBits = header.SymmetricBits;
+        SymmetricMode = header.SymmetricMode;
         Scheme = scheme;
         SchemeHash = schemeHash;
         X = x;
@@ -27,6 +32,16 @@ public sealed class TpmEccPublicKey
     public ushort NameAlg { get; }
 
     public TpmObjectAttributes Attributes { get; }
+
+    /// <summary>The key's authPolicy (the standard EK policy for an ECC endorsement key).</summary>
+    public byte[] AuthPolicy { get; }
+
+    /// <summary>Symmetric algorithm of a storage key (TPM_ALG_AES for an EK) or TPM_ALG_NULL for a signing key.</summary>
+    public ushort Symmetric { get; }
+
+    public ushort SymmetricKeyBits { get; }
+
+    public ushort SymmetricMode { get; }
 
     /// <summary>The key's signing scheme (TPM_ALG_ECDSA for attestation keys) or TPM_ALG_NULL.</summary>
     public ushort Scheme { get; }
@@ -95,7 +110,7 @@ public sealed class TpmEccPublicKey
         {
             throw new TpmFormatException("ECC public area has no point (a template, not a key)");
         }
-        var key = new TpmEccPublicKey(publicArea.ToArray(), header.NameAlg, header.Attributes, scheme, schemeHash, LeftPad(x), LeftPad(y));
+        var key = new TpmEccPublicKey(publicArea.ToArray(), header, scheme, schemeHash, LeftPad(x), LeftPad(y));
         using (key.CreateECDsa())
         {
             // Throws TpmFormatException when the point is not on the curve.

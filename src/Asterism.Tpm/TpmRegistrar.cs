@@ -3,6 +3,13 @@ using System.Security.Cryptography.X509Certificates;
 
 namespace Asterism.Tpm;
 
+/// <summary>The kinds of endorsement key a registrar can use: the TCG EK profile's RSA-2048 (L-1) and ECC NIST P-256 (L-2) keys.</summary>
+public enum TpmEkType
+{
+    Rsa,
+    Ecc,
+}
+
 /// <summary>Outcome of a registration; anything but <see cref="Certified"/> means no certificate was issued.</summary>
 public enum TpmRegistrationStatus
 {
@@ -26,11 +33,12 @@ public sealed record TpmRegistrationResult(TpmRegistrationStatus Status, string 
 /// <summary>
 /// Certifies an attestation key only after proving that it lives in a TPM whose EK a trusted manufacturer
 /// certified, as Keylime's registrar does:
-/// (1) read the EK certificate from the TPM's NV index and chain it to the configured manufacturer CA(s);
+/// (1) read the EK certificate from the TPM's NV index (RSA-2048 at 0x01C00002, else ECC P-256 at 0x01C0000A, in the
+/// order of <see cref="EndorsementKeyTypes"/>) and chain it to the configured manufacturer CA(s);
 /// (2) read the EK from the TPM (persistent handle, else re-created from the standard template) and check it is the
 /// certified key, with the standard EK attributes and policy;
 /// (3) check the AK is a restricted signing key fixed to its TPM;
-/// (4) TPM2_MakeCredential in software: a fresh 32-byte secret bound to the EK and the AK's name;
+/// (4) TPM2_MakeCredential in software: a fresh 32-byte secret bound to the EK (RSA-OAEP or ECDH seed) and the AK's name;
 /// (5) the TPM runs TPM2_ActivateCredential (EK authorised by PolicySecret(endorsement), AK by its password) — it
 /// only succeeds when the AK with exactly that name is loaded next to that EK;
 /// (6) the recovered secret is compared in constant time; only then (7) the certify delegate issues the AK's
@@ -44,6 +52,12 @@ public sealed class TpmRegistrar
 
     /// <summary>Persistent handle of the RSA-2048 EK (TCG provisioning guidance).</summary>
     public const uint RsaEkHandle = 0x81010001;
+
+    /// <summary>NV index of the ECC NIST P-256 EK certificate (TCG EK profile, template L-2).</summary>
+    public const uint EccEkCertificateIndex = 0x01C0000A;
+
+    /// <summary>Persistent handle of the ECC P-256 EK (TCG provisioning guidance).</summary>
+    public const uint EccEkHandle = 0x81010002;
 
     private const int SecretSize = 32;
     private const uint TpmRcHandle = 0x08B;
@@ -67,6 +81,15 @@ public sealed class TpmRegistrar
         _certify = certify;
         _time = time ?? TimeProvider.System;
     }
+
+    /// <summary>
+    /// Which EK certificates are looked for, in order; the first one the TPM holds is used (an absent index moves on,
+    /// any other problem refuses). Both RSA and ECC by default, RSA first.
+    /// </summary>
+    public IReadOnlyList<TpmEkType> EndorsementKeyTypes { get; init; } = [TpmEkType.Rsa, TpmEkType.Ecc];
+
+    /// <summary>The NV index of the EK certificate of <paramref name="type"/>.</summary>
+    public static uint CertificateIndex(TpmEkType type) => type == TpmEkType.Ecc ? EccEkCertificateIndex : RsaEkCertificateIndex;
 
     /// <summary>
     /// Loads the EK CA certificate(s) registrars trust from a PEM file — the local provider's manufacturer CA, or a
@@ -139,14 +162,25 @@ public sealed class TpmRegistrar
         Func<uint, TpmMadeCredential, CancellationToken, Task<byte[]>> activate, CancellationToken cancellationToken)
     {
         // 1. The EK certificate, from the TPM itself, chained to a manufacturer we trust.
-        byte[] certificateBytes;
-        try
+        byte[]? certificateBytes = null;
+        var ekType = TpmEkType.Rsa;
+        foreach (var type in EndorsementKeyTypes)
         {
-            certificateBytes = await tpm.NvReadAsync(RsaEkCertificateIndex, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                certificateBytes = await tpm.NvReadAsync(CertificateIndex(type), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+                ekType = type;
+                break;
+            }
+            catch (TpmException e) when (e.ResponseCode is { } rc && rc.BaseCode == TpmRcHandle)
+            {
+                // Not provisioned: try the next kind.
+            }
         }
-        catch (TpmException e) when (e.ResponseCode is { } rc && rc.BaseCode == TpmRcHandle)
+        if (certificateBytes is null)
         {
-            return Refuse(TpmRegistrationStatus.EkCertificateMissing, $"the TPM has no EK certificate at NV 0x{RsaEkCertificateIndex:X8}");
+            var looked = string.Join(" or ", EndorsementKeyTypes.Select(t => $"0x{CertificateIndex(t):X8}"));
+            return Refuse(TpmRegistrationStatus.EkCertificateMissing, $"the TPM has no EK certificate at NV {looked}");
         }
         using var ekCertificate = ParseCertificate(certificateBytes);
         if (ekCertificate is null)
@@ -157,26 +191,18 @@ public sealed class TpmRegistrar
         {
             return Refuse(TpmRegistrationStatus.EkCertificateUntrusted, $"the EK certificate ({ekCertificate.Issuer}) does not chain to a trusted manufacturer CA: {chainError}");
         }
-        using var certifiedRsa = ekCertificate.GetRSAPublicKey();
-        if (certifiedRsa is null)
-        {
-            return Refuse(TpmRegistrationStatus.EkNotAcceptable, "the EK certificate does not certify an RSA key");
-        }
 
         // 2. The EK in the TPM is the certified key.
-        var (ekHandle, ekPublic, transient) = await LoadEkAsync(tpm, endorsementAuth, cancellationToken).ConfigureAwait(false);
+        var (ek, refusal) = ekType == TpmEkType.Ecc
+            ? await LoadEccEkAsync(tpm, ekCertificate, endorsementAuth, cancellationToken).ConfigureAwait(false)
+            : await LoadRsaEkAsync(tpm, ekCertificate, endorsementAuth, cancellationToken).ConfigureAwait(false);
+        if (ek is null)
+        {
+            return refusal!;
+        }
+        var ekHandle = ek.Handle;
         try
         {
-            if (!TpmCredential.IsStandardEndorsementKey(ekPublic))
-            {
-                return Refuse(TpmRegistrationStatus.EkNotAcceptable, "the TPM's EK lacks the standard attributes, AES-128-CFB or the endorsement policy");
-            }
-            var certified = certifiedRsa.ExportParameters(false);
-            if (!certified.Modulus.AsSpan().SequenceEqual(ekPublic.Modulus) || !certified.Exponent.AsSpan().SequenceEqual(ekPublic.Exponent))
-            {
-                return Refuse(TpmRegistrationStatus.EkPublicMismatch, "the TPM's EK is not the key its EK certificate certifies");
-            }
-
             // 3. Only a restricted signing key can make a quote trustworthy.
             const TpmObjectAttributes fixedKey = TpmObjectAttributes.FixedTpm | TpmObjectAttributes.FixedParent;
             if (!akPublic.IsRestrictedSigningKey || (akPublic.Attributes & fixedKey) != fixedKey)
@@ -189,7 +215,7 @@ public sealed class TpmRegistrar
             byte[]? recovered = null;
             try
             {
-                var credential = TpmCredential.Make(ekPublic, akPublic.ComputeName(), secret);
+                var credential = ek.Make(akPublic.ComputeName(), secret);
                 try
                 {
                     recovered = await activate(ekHandle, credential, cancellationToken).ConfigureAwait(false);
@@ -211,7 +237,7 @@ public sealed class TpmRegistrar
         }
         finally
         {
-            if (transient)
+            if (ek.Transient)
             {
                 await tpm.FlushContextAsync(ekHandle, CancellationToken.None).ConfigureAwait(false);
             }
@@ -261,27 +287,107 @@ public sealed class TpmRegistrar
         return string.Join(", ", problems);
     }
 
-    private static async Task<(uint Handle, TpmRsaPublicKey Public, bool Transient)> LoadEkAsync(
-        TpmClient tpm, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    /// <summary>An EK checked against its certificate: where it is loaded, whether to flush it, and MakeCredential for it.</summary>
+    private sealed record LoadedEk(uint Handle, bool Transient, Func<byte[], byte[], TpmMadeCredential> Make);
+
+    private static async Task<(LoadedEk? Ek, TpmRegistrationResult? Refusal)> LoadRsaEkAsync(
+        TpmClient tpm, X509Certificate2 ekCertificate, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    {
+        using var certifiedRsa = ekCertificate.GetRSAPublicKey();
+        if (certifiedRsa is null)
+        {
+            return (null, Refuse(TpmRegistrationStatus.EkNotAcceptable, "the RSA EK certificate does not certify an RSA key"));
+        }
+        var certified = certifiedRsa.ExportParameters(false);
+        var (handle, area, transient) = await LoadEkAsync(tpm, RsaEkHandle, TpmCredential.RsaEkTemplate(), endorsementAuth, cancellationToken).ConfigureAwait(false);
+        TpmRegistrationResult? refusal;
+        try
+        {
+            var ekPublic = TpmRsaPublicKey.Parse(area);
+            if (!TpmCredential.IsStandardEndorsementKey(ekPublic))
+            {
+                refusal = Refuse(TpmRegistrationStatus.EkNotAcceptable, "the TPM's EK lacks the standard attributes, AES-128-CFB or the endorsement policy");
+            }
+            else if (!certified.Modulus.AsSpan().SequenceEqual(ekPublic.Modulus) || !certified.Exponent.AsSpan().SequenceEqual(ekPublic.Exponent))
+            {
+                refusal = Refuse(TpmRegistrationStatus.EkPublicMismatch, "the TPM's EK is not the key its EK certificate certifies");
+            }
+            else
+            {
+                return (new LoadedEk(handle, transient, (name, secret) => TpmCredential.Make(ekPublic, name, secret)), null);
+            }
+        }
+        catch (TpmFormatException e)
+        {
+            refusal = Refuse(TpmRegistrationStatus.EkNotAcceptable, $"the TPM's RSA EK cannot be parsed: {e.Message}");
+        }
+        await ReleaseAsync(tpm, handle, transient).ConfigureAwait(false);
+        return (null, refusal);
+    }
+
+    private static async Task<(LoadedEk? Ek, TpmRegistrationResult? Refusal)> LoadEccEkAsync(
+        TpmClient tpm, X509Certificate2 ekCertificate, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
+    {
+        ECParameters certified;
+        using (var certifiedEc = ekCertificate.GetECDiffieHellmanPublicKey())
+        {
+            if (certifiedEc is null)
+            {
+                return (null, Refuse(TpmRegistrationStatus.EkNotAcceptable, "the ECC EK certificate does not certify an EC key"));
+            }
+            certified = certifiedEc.ExportParameters(false);
+        }
+        if (!certified.Curve.IsNamed || certified.Curve.Oid.Value != ECCurve.NamedCurves.nistP256.Oid.Value)
+        {
+            return (null, Refuse(TpmRegistrationStatus.EkNotAcceptable, "the ECC EK certificate does not certify a NIST P-256 key"));
+        }
+        var (handle, area, transient) = await LoadEkAsync(tpm, EccEkHandle, TpmCredential.EccEkTemplate(), endorsementAuth, cancellationToken).ConfigureAwait(false);
+        TpmRegistrationResult? refusal;
+        try
+        {
+            var ekPublic = TpmEccPublicKey.Parse(area);
+            if (!TpmCredential.IsStandardEndorsementKey(ekPublic))
+            {
+                refusal = Refuse(TpmRegistrationStatus.EkNotAcceptable, "the TPM's ECC EK lacks the standard attributes, AES-128-CFB or the endorsement policy");
+            }
+            else if (!certified.Q.X.AsSpan().SequenceEqual(ekPublic.X) || !certified.Q.Y.AsSpan().SequenceEqual(ekPublic.Y))
+            {
+                refusal = Refuse(TpmRegistrationStatus.EkPublicMismatch, "the TPM's ECC EK is not the key its EK certificate certifies");
+            }
+            else
+            {
+                return (new LoadedEk(handle, transient, (name, secret) => TpmCredential.Make(ekPublic, name, secret)), null);
+            }
+        }
+        catch (TpmFormatException e)
+        {
+            refusal = Refuse(TpmRegistrationStatus.EkNotAcceptable, $"the TPM's ECC EK is not a P-256 key: {e.Message}");
+        }
+        await ReleaseAsync(tpm, handle, transient).ConfigureAwait(false);
+        return (null, refusal);
+    }
+
+    private static async Task ReleaseAsync(TpmClient tpm, uint handle, bool transient)
+    {
+        if (transient)
+        {
+            await tpm.FlushContextAsync(handle, CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<(uint Handle, byte[] PublicArea, bool Transient)> LoadEkAsync(
+        TpmClient tpm, uint persistentHandle, byte[] template, ReadOnlyMemory<byte> endorsementAuth, CancellationToken cancellationToken)
     {
         try
         {
-            var read = await tpm.ReadPublicAsync(RsaEkHandle, cancellationToken).ConfigureAwait(false);
-            return (RsaEkHandle, TpmRsaPublicKey.Parse(read.PublicArea), false);
+            var read = await tpm.ReadPublicAsync(persistentHandle, cancellationToken).ConfigureAwait(false);
+            return (persistentHandle, read.PublicArea, false);
         }
         catch (TpmException e) when (e.ResponseCode is { } rc && rc.BaseCode == TpmRcHandle)
         {
             // Not persisted (common on real TPMs): the standard template re-creates the certified key from the seed.
-            var created = await tpm.CreatePrimaryAsync(TpmHierarchy.Endorsement, TpmCredential.RsaEkTemplate(), endorsementAuth, cancellationToken).ConfigureAwait(false);
-            try
-            {
-                return (created.Handle, TpmRsaPublicKey.Parse(created.PublicArea), true);
-            }
-            catch
-            {
-                await tpm.FlushContextAsync(created.Handle, CancellationToken.None).ConfigureAwait(false);
-                throw;
-            }
+            var created = await tpm.CreatePrimaryAsync(TpmHierarchy.Endorsement, template, endorsementAuth, cancellationToken).ConfigureAwait(false);
+            return (created.Handle, created.PublicArea, true);
         }
     }
 }

@@ -153,4 +153,33 @@ public class SwtpmFirmwareTests
         Assert.Equal(identityBefore, await File.ReadAllBytesAsync(identityPath));
         Assert.Equal(auth, TpmEndorsementAuth.Load(nodeDir));
     }
+
+    [Fact]
+    public async Task Boot_TpmVariantWithOnlyEccEk_CertifiesAkThroughEccCredentialActivation()
+    {
+        await using var cloud = TestCloud.Create(controlPlanes: 1, variant: CloudSpec.TpmVariant);
+        var firmware = new SwtpmFirmware(cloud.Workspace.CloudDir, endorsementKey: TpmEkType.Ecc);
+        await cloud.StartProviderAsync(firmware: firmware);
+        var name = cloud.Cp(0);
+        await cloud.WaitForConsoleAsync(name, "listening", 1);
+        cloud.Track(firmware.ProcessIds()[name]);
+        var nodeDir = cloud.Workspace.NodeDir(name);
+        var auth = TpmEndorsementAuth.Load(nodeDir)!;
+
+        byte[] akSpki;
+        await using (var client = await TpmClient.ConnectSwtpmAsync(TpmSocket(cloud.Console(name)), null, CancellationToken.None))
+        {
+            // The TPM has no RSA EK certificate, so the identity can only have come through the ECC EK.
+            await Assert.ThrowsAsync<TpmException>(() => client.NvReadAsync(TpmRegistrar.RsaEkCertificateIndex, default, CancellationToken.None));
+            using var ek = X509CertificateLoader.LoadCertificate(await client.NvReadAsync(TpmRegistrar.EccEkCertificateIndex, default, CancellationToken.None));
+            Assert.NotNull(ek.GetECDiffieHellmanPublicKey());
+            await using var ak = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, auth, CancellationToken.None);
+            akSpki = ak.PublicKey.ExportSubjectPublicKeyInfo();
+        }
+        using var ca = ProviderCa.Load(cloud.Workspace.CloudDir);
+        using var authority = ca.CreateAuthority();
+        var check = authority.Verify(IdentityFiles.ReadCertificate(IdentityFiles.CertificatePath(nodeDir)), akSpki, DateTimeOffset.UtcNow);
+        Assert.True(check.Identity is not null, check.Error);
+        Assert.Equal(name, check.Identity.Name);
+    }
 }

@@ -37,11 +37,17 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
     private readonly ILogger _logger;
     private readonly SwtpmManufacturer _manufacturer;
     private readonly X509Certificate2Collection _trustedManufacturers;
+    private readonly TpmEkType _endorsementKey;
 
     /// <param name="cloudDir">The provider's own directory (WORKSPACE/.asterism/cloud); the manufacturer CA lives below it.</param>
     /// <param name="logger">Firmware log.</param>
-    public SwtpmFirmware(string cloudDir, ILogger? logger = null)
+    /// <param name="endorsementKey">
+    /// Which EK the manufacturer certifies in new TPMs: RSA-2048 (swtpm_setup's) or only the ECC P-256 one, as some
+    /// hardware TPMs ship; the registrar takes whichever certificate the TPM holds.
+    /// </param>
+    public SwtpmFirmware(string cloudDir, ILogger? logger = null, TpmEkType endorsementKey = TpmEkType.Rsa)
     {
+        _endorsementKey = endorsementKey;
         ArgumentException.ThrowIfNullOrEmpty(cloudDir);
         _logger = logger ?? NullLogger.Instance;
         _manufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(cloudDir, ManufacturerDirectoryName));
@@ -214,7 +220,7 @@ public sealed class SwtpmFirmware : IFirmware, IAsyncDisposable
         {
             Directory.Delete(stateDirectory, recursive: true);
         }
-        await _manufacturer.ManufactureAsync(stateDirectory, cancellationToken).ConfigureAwait(false);
+        await _manufacturer.ManufactureAsync(stateDirectory, _endorsementKey, cancellationToken).ConfigureAwait(false);
         var setup = watch.Elapsed;
         var auth = TpmEndorsementAuth.Generate();
         try
