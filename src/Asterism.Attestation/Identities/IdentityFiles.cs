@@ -50,7 +50,11 @@ public static class IdentityFiles
 
     /// <summary>Writes DER as a PEM CERTIFICATE file with mode 0600, atomically (temp file, fsync, rename).</summary>
     public static void WriteCertificate(string path, ReadOnlySpan<byte> der) =>
-        WritePrivateFile(path, Encoding.ASCII.GetBytes(PemEncoding.WriteString("CERTIFICATE", der) + "\n"));
+        WritePrivateFile(path, EncodeCertificate(der));
+
+    /// <summary>The PEM file content <see cref="WriteCertificate"/> writes, for writers that create files their own way.</summary>
+    public static byte[] EncodeCertificate(ReadOnlySpan<byte> der) =>
+        Encoding.ASCII.GetBytes(PemEncoding.WriteString("CERTIFICATE", der) + "\n");
 
     /// <summary>Writes <paramref name="content"/> to <paramref name="path"/> with mode 0600 through a temp file, fsync and rename.</summary>
     public static void WritePrivateFile(string path, ReadOnlySpan<byte> content)

@@ -65,7 +65,7 @@ public static class TpmCommand
                     try
                     {
                         outcome = await AttestationKeyEnrollment.EnrollAsync(client, auth, manufacturers, ca,
-                            new InstancePlan(nodeName, nodeRole, ""), outDir, dir => PrivateOutputDirectory.Prepare(dir, "--out"), cancellationToken);
+                            new InstancePlan(nodeName, nodeRole, ""), outDir, WriteFiles, cancellationToken);
                     }
                     catch (EnrollmentRefusedException e)
                     {
@@ -81,7 +81,6 @@ public static class TpmCommand
                     {
                         throw new CliError($"the TPM failed: {e.Message}");
                     }
-                    PrivateOutputDirectory.Prepare(outDir, "--out");
                     SaveAuthIfChanged(outDir, auth);
                     await stdout.WriteLineAsync(outcome.Certified
                         ? $"Enrolled {nodeName} ({nodeRole.ToWire()}): attestation key {outcome.AkName[..16]}… certified after credential activation; node directory {outDir}"
@@ -163,35 +162,39 @@ public static class TpmCommand
         }
     }
 
-    /// <summary>Writes DIR/tpm-endorsement-auth unless it already holds exactly this auth (a repeated enroll changes nothing).</summary>
+    /// <summary>Writes the enrollment's files through one verified descriptor of the --out directory.</summary>
+    private static void WriteFiles(string outDir, IReadOnlyList<NodeDirectoryFile> files)
+    {
+        using var directory = PrivateOutputDirectory.Open(outDir, "--out");
+        foreach (var file in files)
+        {
+            directory.WriteFile(file.Name, file.Content);
+        }
+    }
+
+    /// <summary>
+    /// Makes sure --out is the caller's private directory, and writes DIR/tpm-endorsement-auth through its descriptor
+    /// unless it already holds exactly this auth (a repeated enroll changes nothing).
+    /// </summary>
     private static void SaveAuthIfChanged(string outDir, byte[] auth)
     {
+        using var directory = PrivateOutputDirectory.Open(outDir, "--out");
         if (auth.Length == 0)
         {
             return;
         }
-        byte[]? existing = null;
+        var existing = directory.ReadFile(TpmEndorsementAuth.FileName, TpmEndorsementAuth.Length + 1);
         try
         {
-            existing = TpmEndorsementAuth.Load(outDir);
-        }
-        catch (TpmException)
-        {
-            // An unreadable or too open copy is replaced by a good one.
-        }
-        try
-        {
-            if (existing is null || !CryptographicOperations.FixedTimeEquals(existing, auth))
+            // A copy of another length, or none, is replaced by a good one; the directory is 0700, so its files are ours.
+            if (existing is null || existing.Length != auth.Length || !CryptographicOperations.FixedTimeEquals(existing, auth))
             {
-                TpmEndorsementAuth.Save(outDir, auth);
+                directory.WriteFile(TpmEndorsementAuth.FileName, auth);
             }
         }
         finally
         {
-            if (existing is not null)
-            {
-                CryptographicOperations.ZeroMemory(existing);
-            }
+            CryptographicOperations.ZeroMemory(existing);
         }
     }
 

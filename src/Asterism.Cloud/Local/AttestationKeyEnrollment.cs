@@ -11,6 +11,9 @@ namespace Asterism.Cloud.Local;
 /// <param name="Elapsed">Time spent in the registrar (zero when nothing was issued).</param>
 public sealed record EnrollmentOutcome(bool Certified, string AkName, TimeSpan Elapsed);
 
+/// <summary>A file enrollment writes into the node directory: its name there and its content.</summary>
+public sealed record NodeDirectoryFile(string Name, byte[] Content);
+
 /// <summary>
 /// One TPM's enrollment: create its attestation key, and unless the node directory already holds a valid identity for
 /// exactly that key, prove through <see cref="TpmRegistrar"/> (EK certificate chained to a trusted manufacturer CA,
@@ -24,18 +27,18 @@ public static class AttestationKeyEnrollment
     public static Task<EnrollmentOutcome> EnrollAsync(
         TpmClient client, ReadOnlyMemory<byte> endorsementAuth, X509Certificate2Collection manufacturerCas, ProviderCa ca,
         InstancePlan plan, string nodeDir, CancellationToken cancellationToken) =>
-        EnrollAsync(client, endorsementAuth, manufacturerCas, ca, plan, nodeDir, OwnerOnly.CreateDirectory, cancellationToken);
+        EnrollAsync(client, endorsementAuth, manufacturerCas, ca, plan, nodeDir, WriteByPath, cancellationToken);
 
     /// <summary>
-    /// As the other overload, but <paramref name="prepareDirectory"/> makes the node directory ready (and may refuse it
-    /// by throwing) just before the certificates are written, only once the TPM was certified: the CLI, writing where
-    /// an operator said, checks there that the directory is still its own real one.
+    /// As the other overload, but <paramref name="writeFiles"/> writes the certificates into the node directory (and
+    /// may refuse it by throwing), only once the TPM was certified: the CLI, writing where an operator said, writes
+    /// through one descriptor of a directory it verified, so a path swapped in between cannot redirect the files.
     /// </summary>
     public static async Task<EnrollmentOutcome> EnrollAsync(
         TpmClient client, ReadOnlyMemory<byte> endorsementAuth, X509Certificate2Collection manufacturerCas, ProviderCa ca,
-        InstancePlan plan, string nodeDir, Action<string> prepareDirectory, CancellationToken cancellationToken)
+        InstancePlan plan, string nodeDir, Action<string, IReadOnlyList<NodeDirectoryFile>> writeFiles, CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(prepareDirectory);
+        ArgumentNullException.ThrowIfNull(writeFiles);
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(manufacturerCas);
         ArgumentNullException.ThrowIfNull(ca);
@@ -54,10 +57,22 @@ public static class AttestationKeyEnrollment
         {
             throw new EnrollmentRefusedException(plan.Name, result.Status, result.Reason);
         }
-        prepareDirectory(nodeDir);
-        IdentityFiles.WriteCertificate(IdentityFiles.AuthorityPath(nodeDir), ca.Certificate.RawData);
-        IdentityFiles.WriteCertificate(IdentityFiles.CertificatePath(nodeDir), result.IdentityCertificate!);
+        writeFiles(nodeDir,
+        [
+            new NodeDirectoryFile(IdentityFiles.AuthorityFileName, IdentityFiles.EncodeCertificate(ca.Certificate.RawData)),
+            new NodeDirectoryFile(IdentityFiles.CertificateFileName, IdentityFiles.EncodeCertificate(result.IdentityCertificate!)),
+        ]);
         return new EnrollmentOutcome(true, akName, watch.Elapsed);
+    }
+
+    /// <summary>The provider's writer: its own instance directories, created 0700, files 0600 by path.</summary>
+    private static void WriteByPath(string nodeDir, IReadOnlyList<NodeDirectoryFile> files)
+    {
+        OwnerOnly.CreateDirectory(nodeDir);
+        foreach (var file in files)
+        {
+            IdentityFiles.WritePrivateFile(Path.Combine(nodeDir, file.Name), file.Content);
+        }
     }
 }
 
