@@ -77,6 +77,11 @@ internal sealed partial class PrivateOutputDirectory : IDisposable
         {
             throw new CliError($"{option} {path} names no directory", 2);
         }
+        if (!Directory.Exists(parentPath))
+        {
+            // Missing ancestors are made as before (0700); only the final component needs the descriptor discipline.
+            Directory.CreateDirectory(parentPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
         using var parent = Handle(open(parentPath, ORdOnly | ODirectory | OCloExec, 0), $"cannot open the parent of {option} {path}");
         if (mkdirat(parent, name, 0x1C0) != 0)
         {

@@ -92,9 +92,9 @@ public sealed class PrivateOutputDirectoryTests : IDisposable
     }
 
     [Fact]
-    public void Open_MissingDirectory_CreatedPrivateAndFilesPrivate()
+    public void Open_MissingDirectoryAndParent_CreatedPrivateAndFilesPrivate()
     {
-        var outDir = Path.Combine(_base, "fresh");
+        var outDir = Path.Combine(_base, "missing-parent", "fresh");
 
         using (var directory = PrivateOutputDirectory.Open(outDir, "--out"))
         {
