@@ -20,5 +20,6 @@ public static class CommandRegistry
         yield return FetchMeasurementsCommand.Create(global);
         yield return DiskCommand.Create(global);
         yield return TpmCommand.Create(global);
+        yield return SecretCommand.Create(global);
     }
 }

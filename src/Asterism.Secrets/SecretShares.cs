@@ -78,36 +78,7 @@ public static class SecretShares
     /// </summary>
     public static byte[] Combine(IReadOnlyList<SecretShare> shares, string? expectedClusterId)
     {
-        if (shares.Count == 0)
-        {
-            throw new ShareException("no shares given");
-        }
-        if (expectedClusterId is not null && shares.FirstOrDefault(s => s.ClusterId != expectedClusterId) is { } foreign)
-        {
-            throw new ShareException($"{foreign.Describe()} belongs to cluster {foreign.ClusterId[..16]}…, not to this cluster {expectedClusterId[..Math.Min(16, expectedClusterId.Length)]}…");
-        }
-        foreach (var group in shares.GroupBy(s => s.Index).Where(g => g.Count() > 1))
-        {
-            throw new ShareException($"share {group.Key} was given twice ({string.Join(" and ", group.Select(s => s.Source ?? "?"))}); give each share once");
-        }
-        var splits = shares.GroupBy(s => s.SplitFingerprint).OrderByDescending(g => g.Count()).ToList();
-        if (splits.Count > 1)
-        {
-            var reference = splits[0].First();
-            if (splits[0].Count() == splits[1].Count())
-            {
-                throw new ShareException($"{splits[1].First().Describe()} and {reference.Describe()} come from different splits (their commitments differ); which one is wrong cannot be told from these shares alone");
-            }
-            var odd = splits.Skip(1).SelectMany(g => g).First();
-            throw new ShareException($"{odd.Describe()} is not from the same split as {reference.Describe()} (its commitments or sealed secret differ)");
-        }
-        foreach (var share in shares)
-        {
-            if (!Feldman.Verify(share.Commitments, share.Index, share.Value))
-            {
-                throw new ShareException($"{share.Describe()} does not match the commitments");
-            }
-        }
+        CheckEach(shares, expectedClusterId);
         var first = shares[0];
         if (shares.Count < first.Threshold)
         {
@@ -136,6 +107,44 @@ public static class SecretShares
             foreach (var (_, value) in points)
             {
                 CryptographicOperations.ZeroMemory(value);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every check <see cref="Combine"/> makes before counting: cluster, duplicate index, same split, on the committed
+    /// polynomial. For shares that arrive one by one, so a bad one is named as soon as it is given.
+    /// </summary>
+    public static void CheckEach(IReadOnlyList<SecretShare> shares, string? expectedClusterId)
+    {
+        if (shares.Count == 0)
+        {
+            throw new ShareException("no shares given");
+        }
+        if (expectedClusterId is not null && shares.FirstOrDefault(s => s.ClusterId != expectedClusterId) is { } foreign)
+        {
+            throw new ShareException($"{foreign.Describe()} belongs to cluster {foreign.ClusterId[..16]}…, not to this cluster {expectedClusterId[..Math.Min(16, expectedClusterId.Length)]}…");
+        }
+        foreach (var group in shares.GroupBy(s => s.Index).Where(g => g.Count() > 1))
+        {
+            throw new ShareException($"share {group.Key} was given twice ({string.Join(" and ", group.Select(s => s.Source ?? "?"))}); give each share once");
+        }
+        var splits = shares.GroupBy(s => s.SplitFingerprint).OrderByDescending(g => g.Count()).ToList();
+        if (splits.Count > 1)
+        {
+            var reference = splits[0].First();
+            if (splits[0].Count() == splits[1].Count())
+            {
+                throw new ShareException($"{splits[1].First().Describe()} and {reference.Describe()} come from different splits (their commitments differ); which one is wrong cannot be told from these shares alone");
+            }
+            var odd = splits.Skip(1).SelectMany(g => g).First();
+            throw new ShareException($"{odd.Describe()} is not from the same split as {reference.Describe()} (its commitments or sealed secret differ)");
+        }
+        foreach (var share in shares)
+        {
+            if (!Feldman.Verify(share.Commitments, share.Index, share.Value))
+            {
+                throw new ShareException($"{share.Describe()} does not match the commitments");
             }
         }
     }
