@@ -13,6 +13,7 @@ public static class CommandRegistry
         yield return InitCommand.Create(global);
         yield return StatusCommand.Create(global);
         yield return RecoverCommand.Create(global);
+        yield return SecretCommand.Create(global);
         yield return PowerCommand.Create(global);
         yield return LogsCommand.Create(global);
         yield return ProviderCommand.Create(global);
@@ -20,6 +21,5 @@ public static class CommandRegistry
         yield return FetchMeasurementsCommand.Create(global);
         yield return DiskCommand.Create(global);
         yield return TpmCommand.Create(global);
-        yield return SecretCommand.Create(global);
     }
 }
