@@ -65,16 +65,17 @@ public static class InitCommand
             // reuses an existing file instead of overwriting it: a node may already hold that secret.
             MasterSecret master;
             var salt = RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength);
+            string? sharedClusterId = null;
             if (shareRequest is not null)
             {
                 // Only the shares reach the disk. The cluster ID the node will derive is known now (HKDF of the new
                 // secret and the salt we send), so the shares carry it before the node ever sees the secret.
                 master = MasterSecret.Generate();
                 using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master);
-                var clusterId = Convert.ToHexStringLower(KeyDerivation.DeriveClusterId(measurementSecret.Span, salt));
+                sharedClusterId = Convert.ToHexStringLower(KeyDerivation.DeriveClusterId(measurementSecret.Span, salt));
                 try
                 {
-                    var files = ShareFiles.Write(master, clusterId, shareRequest);
+                    var files = ShareFiles.Write(master, sharedClusterId, shareRequest);
                     SecretCommand.WriteSplitReport(stdout, files, shareRequest);
                 }
                 catch
@@ -116,6 +117,11 @@ public static class InitCommand
             }
             record.Save(workspace.NodeRecordPath, master);
             state.ClusterValues.ClusterId = Convert.ToHexStringLower(response.ClusterId.Span);
+            if (sharedClusterId is not null && sharedClusterId != state.ClusterValues.ClusterId)
+            {
+                // Cannot happen while node and CLI derive the ID alike; if it did, the shares would be refused by recover.
+                throw new CliError($"{first.Name} reports cluster ID {state.ClusterValues.ClusterId}, not {sharedClusterId} the shares were written for; the shares do not fit this cluster");
+            }
             state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(salt);
             state.Save(workspace.StatePath);
             await stdout.WriteLineAsync($"Initialized {first.Name}; cluster ID {state.ClusterValues.ClusterId}");
