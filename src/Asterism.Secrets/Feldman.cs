@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
-using ECPoint = Org.BouncyCastle.Math.EC.ECPoint;
 using Org.BouncyCastle.Asn1.X9;
 using Org.BouncyCastle.Crypto.EC;
 using Org.BouncyCastle.Math;
 using Org.BouncyCastle.Math.EC;
+using ECPoint = Org.BouncyCastle.Math.EC.ECPoint;
 
 namespace Asterism.Secrets;
 
