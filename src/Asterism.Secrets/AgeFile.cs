@@ -164,9 +164,10 @@ public static class AgeFile
                 var shared = new byte[X25519.PointSize];
                 var wrapKey = new byte[32];
                 var fileKey = new byte[FileKeySize];
+                var scalar = identity.Scalar.ToArray();
                 try
                 {
-                    if (!X25519.CalculateAgreement(identity.Scalar.ToArray(), 0, share, 0, shared, 0))
+                    if (!X25519.CalculateAgreement(scalar, 0, share, 0, shared, 0))
                     {
                         throw new AgeException("X25519 stanza with a low-order share: the file is malformed or hostile");
                     }
@@ -181,6 +182,7 @@ public static class AgeFile
                 }
                 finally
                 {
+                    CryptographicOperations.ZeroMemory(scalar);
                     CryptographicOperations.ZeroMemory(shared);
                     CryptographicOperations.ZeroMemory(wrapKey);
                 }
