@@ -13,6 +13,7 @@ public static class CommandRegistry
         yield return InitCommand.Create(global);
         yield return StatusCommand.Create(global);
         yield return RecoverCommand.Create(global);
+        yield return SecretCommand.Create(global);
         yield return PowerCommand.Create(global);
         yield return LogsCommand.Create(global);
         yield return ProviderCommand.Create(global);

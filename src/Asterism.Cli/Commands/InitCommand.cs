@@ -22,7 +22,9 @@ public static class InitCommand
     public static Command Create(GlobalOptions global)
     {
         var timeout = new Option<string>("--timeout") { Description = "How long to wait for every node to join", DefaultValueFactory = _ => "120s" };
-        var command = new Command("init", "Initialize the cluster: master secret, first control-plane node, wait for every node to join") { timeout };
+        var shareOptions = new ShareOptions();
+        var command = new Command("init", "Initialize the cluster: master secret (or, with --shares, only its k-of-n shares), first control-plane node, wait for every node to join") { timeout };
+        shareOptions.AddTo(command, required: false);
         command.SetAction(async (result, cancellationToken) =>
         {
             var stdout = result.InvocationConfiguration.Output;
@@ -33,6 +35,16 @@ public static class InitCommand
             if (state.IsInitialized)
             {
                 throw new CliError($"the cluster in {workspace.Directory} is already initialized (cluster ID {state.ClusterValues.ClusterId})");
+            }
+            // Share problems are reported before anything else is read, and long before anything is written.
+            var shareRequest = shareOptions.RequestOf(result, workspace);
+            if (shareRequest is not null)
+            {
+                ShareFiles.CheckOutput(shareRequest);
+                if (File.Exists(workspace.MasterSecretPath))
+                {
+                    throw new CliError($"--shares: the master secret file \"{workspace.MasterSecretPath}\" exists; run 'asterism init' without --shares and split it with 'asterism secret split', or move it away");
+                }
             }
             var waitTimeout = Asterism.Config.Durations.Parse(result.GetValue(timeout)!, "--timeout");
             var config = workspace.LoadConfig();
@@ -52,7 +64,27 @@ public static class InitCommand
             // The secret is on disk before any node sees it. A retried init (the cluster is not initialized yet)
             // reuses an existing file instead of overwriting it: a node may already hold that secret.
             MasterSecret master;
-            if (File.Exists(workspace.MasterSecretPath))
+            var salt = RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength);
+            string? sharedClusterId = null;
+            if (shareRequest is not null)
+            {
+                // Only the shares reach the disk. The cluster ID the node will derive is known now (HKDF of the new
+                // secret and the salt we send), so the shares carry it before the node ever sees the secret.
+                master = MasterSecret.Generate();
+                using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master);
+                sharedClusterId = Convert.ToHexStringLower(KeyDerivation.DeriveClusterId(measurementSecret.Span, salt));
+                try
+                {
+                    var files = ShareFiles.Write(master, sharedClusterId, shareRequest);
+                    SecretCommand.WriteSplitReport(stdout, files, shareRequest);
+                }
+                catch
+                {
+                    master.Dispose();
+                    throw;
+                }
+            }
+            else if (File.Exists(workspace.MasterSecretPath))
             {
                 master = Workspace.LoadMasterSecret(workspace.MasterSecretPath);
                 await stdout.WriteLineAsync($"Using the existing master secret \"{workspace.MasterSecretPath}\"");
@@ -64,7 +96,6 @@ public static class InitCommand
                 await stdout.WriteLineAsync($"Your Asterism master secret was successfully written to \"{workspace.MasterSecretPath}\"");
             }
             using var masterOwner = master;
-            var salt = RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength);
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
             // Nothing is sent until control-plane-0 proved it is the certified instance we dialed, running the expected software.
             var validator = new ExpectedPeerValidator(policy.ForKeyRelease().CreateValidator(loggers),
@@ -86,6 +117,11 @@ public static class InitCommand
             }
             record.Save(workspace.NodeRecordPath, master);
             state.ClusterValues.ClusterId = Convert.ToHexStringLower(response.ClusterId.Span);
+            if (sharedClusterId is not null && sharedClusterId != state.ClusterValues.ClusterId)
+            {
+                // Cannot happen while node and CLI derive the ID alike; if it did, the shares would be refused by recover.
+                throw new CliError($"{first.Name} reports cluster ID {state.ClusterValues.ClusterId}, not {sharedClusterId} the shares were written for; the shares do not fit this cluster");
+            }
             state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(salt);
             state.Save(workspace.StatePath);
             await stdout.WriteLineAsync($"Initialized {first.Name}; cluster ID {state.ClusterValues.ClusterId}");

@@ -30,6 +30,8 @@ public static class RecoverCommand
         var interval = new Option<string>("--retry-interval") { Description = "Wait before retrying an unavailable endpoint (--endpoint mode)", DefaultValueFactory = _ => "5s" };
         var timeout = new Option<string>("--timeout") { Description = "Per-node time limit of one push", DefaultValueFactory = _ => "30s" };
         var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
+        var share = SecretCommand.ShareArgument();
+        var identity = SecretCommand.IdentityArgument();
         // Usage is checked while parsing, so a bad value is reported (exit 2) before any file is read.
         endpoint.Validators.Add(r => Validate(r, value => AddPortIfMissing(value)));
         interval.Validators.Add(r => Validate(r, value => Parse(value, "--retry-interval")));
@@ -37,8 +39,15 @@ public static class RecoverCommand
         bootWait.Validators.Add(r => Validate(r, value => Parse(value, "--boot-wait")));
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
-            masterSecret, endpoint, interval, timeout, bootWait,
+            masterSecret, endpoint, interval, timeout, bootWait, share, identity,
         };
+        command.Validators.Add(r =>
+        {
+            if (r.GetValue(share) is { Length: > 0 } && r.GetValue(masterSecret) is not null)
+            {
+                r.AddError("--share and --master-secret exclude each other: give the shares or the whole secret");
+            }
+        });
         command.SetAction(async (result, cancellationToken) =>
         {
             var stdout = result.InvocationConfiguration.Output;
@@ -46,8 +55,9 @@ public static class RecoverCommand
             var workspace = new Workspace(global.WorkspaceOf(result));
             workspace.RequireCluster();
             // One rule for every path on the command line: relative to the current directory, as with `disk`.
-            var path = result.GetValue(masterSecret) is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath;
-            using var master = Workspace.LoadMasterSecret(path);
+            using var master = result.GetValue(share) is { Length: > 0 } shares
+                ? SecretFromShares(workspace, shares, result.GetValue(identity) ?? [], stderr)
+                : Workspace.LoadMasterSecret(result.GetValue(masterSecret) is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath);
             var config = workspace.LoadConfig();
             var policy = Workspace.PolicyOf(config).ForKeyRelease();
             foreach (var warning in Workspace.PolicyWarnings(policy))
@@ -65,6 +75,16 @@ public static class RecoverCommand
                 : await RecoverThroughEndpointAsync(AddPortIfMissing(target), pusher, Parse(result.GetValue(interval)!, "--retry-interval"), stdout, stderr, progress, cancellationToken);
         });
         return command;
+    }
+
+    /// <summary>
+    /// The master secret rebuilt in memory from shares, checked against the commitments and this cluster's ID before
+    /// any node is contacted; never written (the caller disposes it, which zeroes it).
+    /// </summary>
+    private static MasterSecret SecretFromShares(Workspace workspace, string[] shares, string[] identities, TextWriter stderr)
+    {
+        var state = SecretCommand.RequireInitialized(workspace);
+        return ShareFiles.Combine(shares, identities, state.ClusterValues.ClusterId!, state.ClusterValues.MeasurementSalt!, Console.In, stderr);
     }
 
     private static void Validate(System.CommandLine.Parsing.OptionResult option, Action<string> check)
