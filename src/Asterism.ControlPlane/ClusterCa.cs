@@ -118,6 +118,13 @@ public sealed class ClusterCa : IDisposable
         }
         var san = new SubjectAlternativeNameBuilder();
         san.AddIpAddress(address);
+        // etcd checks a peer's client certificate against the connection's source address, and Linux sends loopback
+        // traffic from 127.0.0.1 whatever 127.x address is dialled (measured: without it a second member cannot
+        // join). Nothing ever dials 127.0.0.1, so naming it does not let one member pose as another's address.
+        if (!address.Equals(IPAddress.Loopback))
+        {
+            san.AddIpAddress(IPAddress.Loopback);
+        }
         return Issue(directory, "member", memberName, san, server: true, time);
     }
 

@@ -106,6 +106,8 @@ public sealed class EtcdConnection : IDisposable
     /// <summary>The cluster could not decide within the deadline (etcd's own words for that included).</summary>
     private static bool IsNoQuorum(RpcException e) =>
         e.StatusCode == StatusCode.DeadlineExceeded ||
+        // etcd runs the request under the caller's deadline and reports its expiry as Unknown.
+        (e.StatusCode == StatusCode.Unknown && e.Status.Detail.Contains("deadline exceeded", StringComparison.Ordinal)) ||
         (e.StatusCode == StatusCode.Unavailable &&
          (e.Status.Detail.Contains("no leader", StringComparison.Ordinal) ||
           e.Status.Detail.Contains("timed out", StringComparison.Ordinal) ||

@@ -54,9 +54,12 @@ public sealed class EtcdMembership(EtcdConnection connection, ILogger? logger = 
     /// <summary>
     /// Adds a member by its peer URL. <paramref name="asLearner"/> (the default) adds it as a non-voting learner, so a
     /// member that never starts cannot cost the cluster its quorum; <see cref="PromoteAsync"/> makes it vote. etcd 3.4
-    /// allows one learner at a time, so members join one after another.
+    /// allows one learner at a time, so members join one after another. etcd's strict reconfiguration check refuses an
+    /// add ("unhealthy cluster") until every member has been connected for 5 s, so a member promoted just before makes
+    /// the next add wait; that refusal happens before anything is proposed, so it is retried up to
+    /// <paramref name="timeout"/> (default 30 s). A deadline on the add itself is not retried: its outcome is unknown.
     /// </summary>
-    public async Task<AddedMember> AddAsync(string name, Uri peerUrl, bool asLearner = true, CancellationToken cancellationToken = default)
+    public async Task<AddedMember> AddAsync(string name, Uri peerUrl, bool asLearner = true, TimeSpan? timeout = null, CancellationToken cancellationToken = default)
     {
         NodeNames.Validate(name);
         ArgumentNullException.ThrowIfNull(peerUrl);
@@ -67,7 +70,7 @@ public sealed class EtcdMembership(EtcdConnection connection, ILogger? logger = 
         }
         var request = new MemberAddRequest { IsLearner = asLearner };
         request.PeerURLs.Add(peerUrl.ToString().TrimEnd('/'));
-        var response = await _connection.CallAsync((c, d, ct) => c.MemberAddAsync(request, deadline: d, cancellationToken: ct), cancellationToken);
+        var response = await AddWhenHealthyAsync(request, timeout ?? TimeSpan.FromSeconds(30), cancellationToken);
         ControlPlaneLog.MemberAdded(_logger, name, peerUrl.ToString(), asLearner);
         var cluster = new List<(string, Uri)>();
         foreach (var m in response.Members)
@@ -79,6 +82,22 @@ public sealed class EtcdMembership(EtcdConnection connection, ILogger? logger = 
             }
         }
         return new AddedMember(response.Member.ID, cluster);
+    }
+
+    private async Task<MemberAddResponse> AddWhenHealthyAsync(MemberAddRequest request, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            try
+            {
+                return await _connection.CallAsync((c, d, ct) => c.MemberAddAsync(request, deadline: d, cancellationToken: ct), cancellationToken);
+            }
+            catch (Grpc.Core.RpcException e) when (e.Status.Detail.Contains("unhealthy cluster", StringComparison.Ordinal) && _time.GetElapsedTime(started) < timeout)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(250), _time, cancellationToken);
+            }
+        }
     }
 
     /// <summary>
