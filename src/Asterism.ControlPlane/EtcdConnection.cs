@@ -97,11 +97,25 @@ public sealed class EtcdConnection : IDisposable
 
     private DateTime Deadline() => _time.GetUtcNow().UtcDateTime + CallTimeout;
 
-    /// <summary>The endpoint never got the call: refused, reset, or the TLS handshake failed.</summary>
-    private static bool IsConnectionFailure(RpcException e) =>
-        e.StatusCode == StatusCode.Unavailable &&
-        (e.Status.DebugException is HttpRequestException or IOException or AuthenticationException ||
-         e.Status.DebugException?.InnerException is HttpRequestException or IOException or AuthenticationException);
+    /// <summary>
+    /// The endpoint never got the call: refused, reset, or the TLS handshake failed either way (the server refused our
+    /// certificate, or we refused the server's; both end up here, so an impostor on one member's address only costs
+    /// that endpoint).
+    /// </summary>
+    internal static bool IsConnectionFailure(RpcException e) =>
+        e.StatusCode is StatusCode.Unavailable or StatusCode.Internal && HasTransportCause(e.Status.DebugException);
+
+    private static bool HasTransportCause(Exception? e)
+    {
+        for (var depth = 0; e is not null && depth < 8; e = e.InnerException, depth++)
+        {
+            if (e is HttpRequestException or IOException or AuthenticationException or System.Net.Sockets.SocketException)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>The cluster could not decide within the deadline (etcd's own words for that included).</summary>
     private static bool IsNoQuorum(RpcException e) =>
