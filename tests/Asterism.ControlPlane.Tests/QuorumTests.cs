@@ -33,6 +33,15 @@ public sealed class QuorumTests
             using var one = new EtcdConnection([url], cluster.ClientTls);
             Assert.NotNull(await new NodeRegistry(one).GetAsync("worker-a"));
         }
+
+        // A dead control plane is removed (`asterism node remove`): two voting members remain, both needed.
+        await cluster.Members[2]!.KillAsync();
+        await membership.RemoveAsync("cp2");
+        Assert.Equal(["cp0", "cp1"], (await membership.ListAsync()).Select(m => m.Name).Order());
+        using var remaining = new EtcdConnection(cluster.ClientUrls.Take(2), cluster.ClientTls);
+        Assert.Equal("etcd: 2 of 2 members up, quorum needs 2", (await new EtcdMembership(remaining).QuorumStatusAsync(TimeSpan.FromSeconds(2))).Message);
+        var unknown = await Assert.ThrowsAsync<ControlPlaneException>(() => membership.RemoveAsync("cp9"));
+        Assert.Equal(ControlPlaneError.NotFound, unknown.Error);
     }
 
     [Fact]
