@@ -13,7 +13,7 @@ internal static partial class ControlPlaneLog
     public static partial void MemberStarted(ILogger logger, string member, string clientUrl, int pid,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-    [LoggerMessage(8001, LogLevel.Information, "etcd member exited")]
+    [LoggerMessage(8001, LogLevel.Information, "Exited etcd member")]
     public static partial void MemberExited(ILogger logger, string member, int pid, int exitCode,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
