@@ -20,13 +20,12 @@ public sealed class EtcdConnection : IDisposable
     private readonly X509Certificate2 _clientCertificate;
     private readonly X509Certificate2 _ca;
     private readonly TimeProvider _time;
+    private readonly bool _ownsCertificates;
     private int _preferred;
 
     /// <summary>Connects (lazily) to <paramref name="endpoints"/> with the client certificate and CA in <paramref name="tls"/>.</summary>
     public EtcdConnection(IEnumerable<Uri> endpoints, TlsFiles tls, TimeSpan? callTimeout = null, TimeProvider? time = null)
-        : this(endpoints, tls.LoadCertificate(), tls.LoadCa(), callTimeout, time)
-    {
-    }
+        : this(endpoints, tls.LoadCertificate(), tls.LoadCa(), callTimeout, time) => _ownsCertificates = true;
 
     /// <summary>Connects with an explicit client certificate (null: none, which etcd must refuse) and trust anchor.</summary>
     public EtcdConnection(IEnumerable<Uri> endpoints, X509Certificate2? clientCertificate, X509Certificate2 ca, TimeSpan? callTimeout = null, TimeProvider? time = null)
@@ -179,6 +178,12 @@ public sealed class EtcdConnection : IDisposable
         foreach (var e in _endpoints)
         {
             e.Dispose();
+        }
+        if (_ownsCertificates)
+        {
+            // Loaded from files by us: the private key object is ours to drop.
+            _clientCertificate.Dispose();
+            _ca.Dispose();
         }
     }
 
