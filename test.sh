@@ -5,7 +5,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 
-packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin fuse3 libfuse3-3 fuse2fs e2fsprogs age)
+packages=(swtpm swtpm-tools tpm2-tools cryptsetup-bin fuse3 libfuse3-3 fuse2fs e2fsprogs age etcd-server etcd-client)
 missing=()
 command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v swtpm_ioctl >/dev/null 2>&1 || missing+=(swtpm-tools)
@@ -15,6 +15,8 @@ command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v fuse2fs >/dev/null 2>&1 || [[ -x /usr/sbin/fuse2fs ]] || missing+=(fuse2fs)
 command -v mkfs.ext4 >/dev/null 2>&1 || [[ -x /usr/sbin/mkfs.ext4 ]] || [[ -x /sbin/mkfs.ext4 ]] || missing+=(e2fsprogs)
 command -v age >/dev/null 2>&1 && command -v age-keygen >/dev/null 2>&1 || missing+=(age)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 if (( ${#missing[@]} > 0 )); then
   if [[ $(id -u) -eq 0 ]]; then
     echo "test.sh: installing ${missing[*]}" >&2

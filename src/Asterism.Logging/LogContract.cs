@@ -29,5 +29,6 @@ public static class LogContract
         ["Asterism.Tpm"] = (6500, 6999),
         ["Asterism.Cloud"] = (7000, 7899),
         ["Asterism.Cloud.Host"] = (7900, 7999),
+        ["Asterism.ControlPlane"] = (8000, 8499),
     };
 }

@@ -1,0 +1,175 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Asterism.ControlPlane;
+
+/// <summary>A certificate and its private key as PEM files (both 0600), ready for etcd's flags or a gRPC client.</summary>
+/// <param name="CertificatePath">PEM certificate.</param>
+/// <param name="KeyPath">PEM PKCS#8 private key.</param>
+/// <param name="CaPath">PEM of the cluster CA the peer must chain to.</param>
+public sealed record TlsFiles(string CertificatePath, string KeyPath, string CaPath)
+{
+    /// <summary>Loads the certificate with its key, for <see cref="EtcdConnection"/>.</summary>
+    public X509Certificate2 LoadCertificate()
+    {
+        using var pem = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(CertificatePath), SecureFiles.ReadPrivate(KeyPath));
+        // Round trip through PKCS#12 so the key is a persisted one, which SslStream wants for client certificates.
+        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+    }
+
+    /// <summary>Loads the CA certificate the peer's chain must end in.</summary>
+    public X509Certificate2 LoadCa() => X509Certificate2.CreateFromPem(File.ReadAllText(CaPath));
+}
+
+/// <summary>
+/// The cluster CA made at <c>init</c>: ECDSA P-256, self-signed, its key in <c>ca.key</c> (0600) in a 0700 directory the
+/// caller chooses (the node: its encrypted state filesystem). It issues each etcd member one certificate used for both
+/// client-facing and peer TLS (serverAuth + clientAuth, naming the member's 127.x address) and client certificates
+/// (clientAuth only). Dispose zeroes nothing itself but drops the key object.
+/// </summary>
+public sealed class ClusterCa : IDisposable
+{
+    /// <summary>File name of the CA certificate in the CA directory.</summary>
+    public const string CertificateFile = "ca.crt";
+
+    /// <summary>File name of the CA key in the CA directory.</summary>
+    public const string KeyFile = "ca.key";
+
+    private static readonly TimeSpan CaLifetime = TimeSpan.FromDays(3650);
+    private static readonly TimeSpan LeafLifetime = TimeSpan.FromDays(825);
+
+    private readonly ECDsa _key;
+
+    private ClusterCa(X509Certificate2 certificate, ECDsa key, string directory)
+    {
+        Certificate = certificate;
+        _key = key;
+        Directory = directory;
+    }
+
+    /// <summary>The CA certificate (public).</summary>
+    public X509Certificate2 Certificate { get; }
+
+    /// <summary>Where ca.crt and ca.key live.</summary>
+    public string Directory { get; }
+
+    /// <summary>Path of the CA certificate PEM.</summary>
+    public string CertificatePath => Path.Combine(Directory, CertificateFile);
+
+    /// <summary>Makes a new CA in <paramref name="directory"/> (0700); refuses to overwrite an existing one.</summary>
+    public static ClusterCa Create(string directory, string clusterName, TimeProvider? time = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        ArgumentException.ThrowIfNullOrWhiteSpace(clusterName);
+        SecureFiles.EnsurePrivateDirectory(directory);
+        if (File.Exists(Path.Combine(directory, KeyFile)))
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"a cluster CA already exists in {directory}");
+        }
+        var now = (time ?? TimeProvider.System).GetUtcNow();
+        var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN=asterism cluster CA {clusterName}", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        using var selfSigned = request.CreateSelfSigned(now.AddMinutes(-5), now + CaLifetime);
+        var certificate = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
+        SecureFiles.WritePrivate(Path.Combine(directory, KeyFile), key.ExportPkcs8PrivateKeyPem());
+        SecureFiles.WritePrivate(Path.Combine(directory, CertificateFile), certificate.ExportCertificatePem());
+        return new ClusterCa(certificate, key, directory);
+    }
+
+    /// <summary>Loads the CA from <paramref name="directory"/>; the key file must be 0600.</summary>
+    public static ClusterCa Load(string directory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        var certificate = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(Path.Combine(directory, CertificateFile)));
+        var key = ECDsa.Create();
+        try
+        {
+            key.ImportFromPem(SecureFiles.ReadPrivate(Path.Combine(directory, KeyFile)));
+        }
+        catch (CryptographicException e)
+        {
+            key.Dispose();
+            throw new ControlPlaneException(ControlPlaneError.Files, $"{Path.Combine(directory, KeyFile)} is not an EC private key", e);
+        }
+        using var pub = certificate.GetECDsaPublicKey();
+        if (pub is null || !pub.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
+        {
+            key.Dispose();
+            throw new ControlPlaneException(ControlPlaneError.Files, $"the CA key in {directory} does not match its certificate");
+        }
+        return new ClusterCa(certificate, key, directory);
+    }
+
+    /// <summary>
+    /// Issues the certificate of an etcd member listening on <paramref name="address"/> (used for client and peer TLS
+    /// alike) into <paramref name="directory"/> as member.crt / member.key, with a copy of ca.crt.
+    /// </summary>
+    public TlsFiles IssueMember(string directory, string memberName, IPAddress address, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (!IPAddress.IsLoopback(address))
+        {
+            // The project's network rule: every listener stays on 127/8 or ::1.
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"etcd member address {address} is not a loopback address");
+        }
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddIpAddress(address);
+        // etcd checks a peer's client certificate against the connection's source address, and Linux sends loopback
+        // traffic from 127.0.0.1 whatever 127.x address is dialled (measured: without it a second member cannot
+        // join). Nothing ever dials 127.0.0.1, so naming it does not let one member pose as another's address.
+        if (!address.Equals(IPAddress.Loopback))
+        {
+            san.AddIpAddress(IPAddress.Loopback);
+        }
+        return Issue(directory, "member", memberName, san, server: true, time);
+    }
+
+    /// <summary>Issues a client certificate (clientAuth only) into <paramref name="directory"/> as FILEBASE.crt / .key.</summary>
+    public TlsFiles IssueClient(string directory, string clientName, string fileBase = "client", TimeProvider? time = null) =>
+        Issue(directory, fileBase, clientName, null, server: false, time);
+
+    private TlsFiles Issue(string directory, string fileBase, string commonName, SubjectAlternativeNameBuilder? san, bool server, TimeProvider? time)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(directory);
+        NodeNames.Validate(commonName);
+        SecureFiles.EnsurePrivateDirectory(directory);
+        var now = (time ?? TimeProvider.System).GetUtcNow();
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={commonName}", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        var usages = new OidCollection { new Oid("1.3.6.1.5.5.7.3.2") };
+        if (server)
+        {
+            usages.Add(new Oid("1.3.6.1.5.5.7.3.1"));
+        }
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
+        if (san is not null)
+        {
+            request.CertificateExtensions.Add(san.Build());
+        }
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] &= 0x7f;
+        using var leaf = request.Create(Certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(_key), now.AddMinutes(-5), now + LeafLifetime, serial);
+        var files = new TlsFiles(Path.Combine(directory, fileBase + ".crt"), Path.Combine(directory, fileBase + ".key"), Path.Combine(directory, CertificateFile));
+        SecureFiles.WritePrivate(files.KeyPath, key.ExportPkcs8PrivateKeyPem());
+        SecureFiles.WritePrivate(files.CertificatePath, leaf.ExportCertificatePem());
+        if (!string.Equals(Path.GetFullPath(directory), Path.GetFullPath(Directory), StringComparison.Ordinal))
+        {
+            SecureFiles.WritePrivate(files.CaPath, Certificate.ExportCertificatePem());
+        }
+        return files;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _key.Dispose();
+        Certificate.Dispose();
+    }
+}

@@ -1,0 +1,105 @@
+using System.Security.Cryptography.X509Certificates;
+using Etcdserverpb;
+
+namespace Asterism.ControlPlane.Tests;
+
+/// <summary>A local process that can reach etcd's ports but holds no certificate of the cluster CA must get nothing.</summary>
+public sealed class AttackTests
+{
+    private static Task<RangeResponse> ReadNodesAsync(EtcdConnection connection) =>
+        connection.CallAsync((c, d, ct) => c.GetAsync(new RangeRequest
+        {
+            Key = Google.Protobuf.ByteString.CopyFromUtf8("/asterism/nodes/"),
+            RangeEnd = Google.Protobuf.ByteString.CopyFromUtf8("/asterism/nodes0"),
+        }, deadline: d, cancellationToken: ct), CancellationToken.None);
+
+    /// <summary>The call died in the connection (TLS), not in etcd: no request reached the key-value store.</summary>
+    private static void AssertRefusedInTransport(ControlPlaneException e)
+    {
+        var rpc = Assert.IsType<Grpc.Core.RpcException>(e.InnerException);
+        Assert.True(EtcdConnection.IsConnectionFailure(rpc), rpc.ToString());
+    }
+
+    private static async Task<TestCluster> ClusterWithSecretAsync()
+    {
+        var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var connection = cluster.Connect();
+        await new NodeRegistry(connection).RegisterAsync(new NodeRecord("worker-0", NodeRole.Worker, Guid.NewGuid(), [1, 2, 3], DateTimeOffset.UnixEpoch));
+        // The control: the cluster's own client certificate reads it.
+        Assert.Single((await ReadNodesAsync(connection)).Kvs);
+        return cluster;
+    }
+
+    [Fact]
+    public async Task Call_NoClientCertificate_Refused()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        using var ca = cluster.ClientTls.LoadCa();
+        using var attacker = new EtcdConnection(cluster.ClientUrls, null, ca, TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => ReadNodesAsync(attacker));
+        AssertRefusedInTransport(e);
+    }
+
+    [Fact]
+    public async Task Call_ClientCertificateOfAnotherCa_Refused()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        var other = Path.Combine(cluster.Root, "other");
+        using var foreignCa = ClusterCa.Create(Path.Combine(other, "ca"), "foreign");
+        // Same subject as the real admin: only the issuer differs.
+        var foreign = foreignCa.IssueClient(Path.Combine(other, "client"), "admin");
+        using var certificate = foreign.LoadCertificate();
+        using var ca = cluster.ClientTls.LoadCa();
+        using var attacker = new EtcdConnection(cluster.ClientUrls, certificate, ca, TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => ReadNodesAsync(attacker));
+        AssertRefusedInTransport(e);
+
+        // etcdctl with the foreign certificate is refused too.
+        var (code, output) = await cluster.EtcdctlAsync("--cert", foreign.CertificatePath, "--key", foreign.KeyPath, "--dial-timeout", "3s", "--command-timeout", "3s", "get", "--prefix", "/asterism/nodes/");
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain("worker-0", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Call_ServerOfAnotherCa_ClientRefusesIt()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        // The client trusts a different CA: the real server (an impostor, from its point of view) must not be accepted.
+        var other = Path.Combine(cluster.Root, "other");
+        using var foreignCa = ClusterCa.Create(Path.Combine(other, "ca"), "foreign");
+        using var certificate = cluster.ClientTls.LoadCertificate();
+        using var connection = new EtcdConnection(cluster.ClientUrls, certificate, foreignCa.Certificate, TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => ReadNodesAsync(connection));
+        AssertRefusedInTransport(e);
+        Assert.Contains("RemoteCertificateValidationCallback", ((Grpc.Core.RpcException)e.InnerException!).Status.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Peer_MemberCertificateOfAnotherCa_CannotJoin()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        using var connection = cluster.Connect();
+        var membership = new EtcdMembership(connection);
+        var options = cluster.Options(1);
+        var added = await membership.AddAsync(options.Name, options.PeerUrl);
+        // The would-be member got its certificate from another CA: the cluster's peers refuse it, it never becomes healthy.
+        var other = Path.Combine(cluster.Root, "other");
+        using var foreignCa = ClusterCa.Create(Path.Combine(other, "ca"), "foreign");
+        var foreignTls = foreignCa.IssueMember(Path.Combine(other, "tls"), options.Name, options.Address);
+        var impostor = new EtcdMemberOptions
+        {
+            Name = options.Name,
+            Address = options.Address,
+            DataDirectory = options.DataDirectory,
+            Tls = foreignTls,
+            State = ClusterState.Existing,
+            InitialCluster = added.InitialCluster,
+            IsLearner = true,
+            StartTimeout = TimeSpan.FromSeconds(5),
+            ClusterToken = options.ClusterToken,
+        };
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => EtcdMember.StartAsync(impostor));
+        Assert.Equal(ControlPlaneError.StartFailed, e.Error);
+    }
+}

@@ -1,0 +1,138 @@
+using System.Diagnostics;
+using System.Net;
+using System.Security.Cryptography;
+using Asterism.Tests;
+
+namespace Asterism.ControlPlane.Tests;
+
+/// <summary>
+/// Real etcd members for one test: a private temp directory (CA, certificates, data dirs), members on
+/// 127.77.R.N with R random per cluster so concurrent runs and leftovers of a killed run do not collide. Dispose kills
+/// every member by PID and deletes the directory.
+/// </summary>
+internal sealed class TestCluster : IAsyncDisposable
+{
+    private readonly List<EtcdMember?> _members = [];
+    private readonly byte _subnet = (byte)RandomNumberGenerator.GetInt32(1, 255);
+
+    private TestCluster(string root)
+    {
+        Root = root;
+        Ca = ClusterCa.Create(Path.Combine(root, "ca"), "test");
+        ClientTls = Ca.IssueClient(Path.Combine(root, "client"), "admin");
+    }
+
+    public string Root { get; }
+
+    public ClusterCa Ca { get; }
+
+    public TlsFiles ClientTls { get; }
+
+    public IReadOnlyList<EtcdMember?> Members => _members;
+
+    public IEnumerable<Uri> ClientUrls => Enumerable.Range(0, _members.Count).Select(i => Options(i).ClientUrl);
+
+    public static TestCluster Create() =>
+        new(Directory.CreateTempSubdirectory("asterism-etcd-").FullName);
+
+    public IPAddress Address(int index) => new([127, 77, _subnet, (byte)(index + 1)]);
+
+    public EtcdMemberOptions Options(int index, ClusterState state = ClusterState.New, IReadOnlyList<(string, Uri)>? initialCluster = null, bool learner = false)
+    {
+        var name = $"cp{index}";
+        var dir = Path.Combine(Root, name);
+        return new EtcdMemberOptions
+        {
+            Name = name,
+            Address = Address(index),
+            DataDirectory = Path.Combine(dir, "data"),
+            Tls = File.Exists(Path.Combine(dir, "tls", "member.crt"))
+                ? new TlsFiles(Path.Combine(dir, "tls", "member.crt"), Path.Combine(dir, "tls", "member.key"), Path.Combine(dir, "tls", "ca.crt"))
+                : Ca.IssueMember(Path.Combine(dir, "tls"), name, Address(index)),
+            State = state,
+            InitialCluster = initialCluster,
+            IsLearner = learner,
+            ClusterToken = $"test-{_subnet}",
+        };
+    }
+
+    public async Task<EtcdMember> StartFirstAsync()
+    {
+        var member = await EtcdMember.StartAsync(Options(0));
+        _members.Add(member);
+        return member;
+    }
+
+    public EtcdConnection Connect(TimeSpan? callTimeout = null) => new(ClientUrls, ClientTls, callTimeout);
+
+    /// <summary>Adds member N as a learner, starts it, promotes it: what the JoinService will do for a joining control plane.</summary>
+    public async Task<EtcdMember> AddMemberAsync(int index)
+    {
+        using var connection = Connect();
+        var membership = new EtcdMembership(connection);
+        var options = Options(index);
+        var added = await membership.AddAsync(options.Name, options.PeerUrl, asLearner: true);
+        var member = await EtcdMember.StartAsync(Options(index, ClusterState.Existing, added.InitialCluster, learner: true));
+        await membership.PromoteAsync(added.Id, Poll.Hang);
+        _members.Add(member);
+        return member;
+    }
+
+    /// <summary>Restarts member N from its data dir (state Existing), as a rebooted control plane does.</summary>
+    public async Task<EtcdMember> RestartAsync(int index)
+    {
+        var old = _members[index];
+        if (old is not null)
+        {
+            await old.KillAsync();
+        }
+        var member = await EtcdMember.StartAsync(Options(index, ClusterState.Existing));
+        _members[index] = member;
+        return member;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var m in _members)
+        {
+            if (m is not null)
+            {
+                await m.KillAsync();
+            }
+        }
+        Ca.Dispose();
+        try
+        {
+            Directory.Delete(Root, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>Runs etcdctl with the admin client certificate against the first member.</summary>
+    public async Task<(int ExitCode, string Output)> EtcdctlAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo("etcdctl")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        psi.Environment["ETCDCTL_API"] = "3";
+        foreach (var a in new[]
+        {
+            "--endpoints", string.Join(',', ClientUrls.Select(u => u.ToString().TrimEnd('/'))),
+            "--cacert", ClientTls.CaPath, "--cert", ClientTls.CertificatePath, "--key", ClientTls.KeyPath,
+            "--command-timeout", "10s",
+        }.Concat(args))
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await stdout + await stderr);
+    }
+}
