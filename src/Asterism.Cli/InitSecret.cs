@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Asterism.Protocol;
 
 namespace Asterism.Cli;
 
@@ -10,12 +11,10 @@ namespace Asterism.Cli;
 /// </summary>
 public static class InitSecret
 {
-    public const int Length = 32;
-
     /// <summary>Makes a new secret at <paramref name="path"/> (replacing one of an earlier cluster) and returns its hex SHA-256.</summary>
     public static string Create(string path)
     {
-        var secret = RandomNumberGenerator.GetBytes(Length);
+        var secret = RandomNumberGenerator.GetBytes(InitSecretFormat.Length);
         var text = Encoding.ASCII.GetBytes(Convert.ToHexStringLower(secret) + "\n");
         try
         {
@@ -52,9 +51,9 @@ public static class InitSecret
         try
         {
             var hex = Encoding.ASCII.GetString(text).Trim();
-            if (hex.Length != Length * 2 || !hex.All(char.IsAsciiHexDigitLower))
+            if (hex.Length != InitSecretFormat.Length * 2 || !hex.All(char.IsAsciiHexDigitLower))
             {
-                throw new CliError($"init secret {path} is malformed (expected {Length * 2} lowercase hex digits)");
+                throw new CliError($"init secret {path} is malformed (expected {InitSecretFormat.Length * 2} lowercase hex digits)");
             }
             return Convert.FromHexString(hex);
         }

@@ -38,7 +38,9 @@ public static class ShareFiles
     public static IReadOnlyList<string> Write(MasterSecret master, string clusterId, ShareRequest request)
     {
         CheckOutput(request);
-        PrivateOutputDirectory.Prepare(request.OutDirectory, "--out");
+        // Opened once and written relative to the descriptor: a directory swapped for a link under a writable parent
+        // after the check does not receive a share.
+        using var directory = PrivateOutputDirectory.Open(request.OutDirectory, "--out");
         var secret = master.ToJson();
         IReadOnlyList<SecretShare> shares;
         try
@@ -59,9 +61,9 @@ public static class ShareFiles
                 {
                     var encrypted = request.Recipients is not null;
                     var bytes = encrypted ? AgeFile.Encrypt(json, [request.Recipients![share.Index - 1]], armor: true) : json;
-                    var path = Path.Combine(request.OutDirectory, FileName(share.Index, encrypted));
-                    WriteNew(path, bytes);
-                    written.Add(path);
+                    var name = FileName(share.Index, encrypted);
+                    WriteNew(directory, name, bytes);
+                    written.Add(Path.Combine(request.OutDirectory, name));
                 }
                 finally
                 {
@@ -87,23 +89,15 @@ public static class ShareFiles
         }
     }
 
-    private static void WriteNew(string path, byte[] bytes)
+    private static void WriteNew(PrivateOutputDirectory directory, string name, byte[] bytes)
     {
-        try
+        // CheckOutput found no share files and the directory is the operator's own 0700 one, so nobody else can have
+        // put a file at this name since.
+        if (File.Exists(Path.Combine(directory.Path, name)))
         {
-            using var stream = new FileStream(path, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew,
-                Access = FileAccess.Write,
-                UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            });
-            stream.Write(bytes);
-            stream.Flush(flushToDisk: true);
+            throw new CliError($"cannot write share file {Path.Combine(directory.Path, name)}: it already exists");
         }
-        catch (IOException ex)
-        {
-            throw new CliError($"cannot write share file {path}: {(File.Exists(path) ? "it already exists" : ex.Message)}");
-        }
+        directory.WriteFile(name, bytes);
     }
 
     /// <summary>Reads every identity file (age-keygen's format); a missing or malformed one is one line naming it.</summary>

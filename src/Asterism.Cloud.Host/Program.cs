@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using Asterism.Cloud;
 using Asterism.Cloud.Local;
+using Asterism.Logging;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Cloud.Host;
@@ -21,13 +22,9 @@ public static class Program
             await Console.Error.WriteLineAsync($"asterism-cloud: {error}\nusage: asterism-cloud --workspace DIR [--health-interval 500ms] [--stop-grace 5s] [--adopt]").ConfigureAwait(false);
             return 2;
         }
+        // The house JSON envelope (level, ts, logger, caller, msg, then the fields), as every node's console has it.
         using var loggerFactory = LoggerFactory.Create(b => b
-            .AddJsonConsole(o =>
-            {
-                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
-                o.UseUtcTimestamp = true;
-            })
-            .SetMinimumLevel(LogLevel.Information)
+            .AddAsterismJson(Console.Out)
             .AddFilter("Microsoft", LogLevel.Warning));
         var logger = loggerFactory.CreateLogger("asterism-cloud");
 

@@ -102,6 +102,11 @@ internal static partial class NodeLog
         [LoggerMessage(1206, LogLevel.Error, "Rejected state disk key")]
         public static partial void UnreadableState(ILogger logger, string peer, string reason,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        /// <summary>`recover --dry-run` asked who this node is; nothing was received, the node keeps waiting.</summary>
+        [LoggerMessage(1207, LogLevel.Information, "Answered recovery probe, still waiting for decryption key")]
+        public static partial void AnsweredProbe(ILogger logger, string peer,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
 
     /// <summary>The RejoinClient that asks healthy control planes' JoinServices for this disk's key.</summary>

@@ -248,7 +248,7 @@ internal static class LbClient
     }
 }
 
-/// <summary>Keeps log messages in memory so tests can read what the provider logged.</summary>
+/// <summary>Keeps log lines in memory (text and fields) so tests can read what the provider logged.</summary>
 internal sealed class ListLoggerProvider : ILoggerProvider
 {
     private readonly List<string> _messages = [];
@@ -278,7 +278,8 @@ internal sealed class ListLoggerProvider : ILoggerProvider
         {
             lock (owner._messages)
             {
-                owner._messages.Add(formatter(state, exception));
+                // The text and every field (`Message name=value …`), as the provider's JSON line carries them.
+                owner._messages.Add(Asterism.Logging.LogText.Format(state, exception, formatter));
             }
         }
     }

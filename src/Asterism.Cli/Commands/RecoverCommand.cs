@@ -32,6 +32,7 @@ public static class RecoverCommand
         var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
         var share = SecretCommand.ShareArgument();
         var identity = SecretCommand.IdentityArgument();
+        var dryRun = new Option<bool>("--dry-run") { Description = "Rehearse: attest every waiting control plane, check the master secret and print what a real run would push to which node; sends no key (exit 0 only if a real run would succeed)" };
         // Usage is checked while parsing, so a bad value is reported (exit 2) before any file is read.
         endpoint.Validators.Add(r => Validate(r, value => AddPortIfMissing(value)));
         interval.Validators.Add(r => Validate(r, value => Parse(value, "--retry-interval")));
@@ -39,13 +40,17 @@ public static class RecoverCommand
         bootWait.Validators.Add(r => Validate(r, value => Parse(value, "--boot-wait")));
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
-            masterSecret, endpoint, interval, timeout, bootWait, share, identity,
+            masterSecret, endpoint, interval, timeout, bootWait, share, identity, dryRun,
         };
         command.Validators.Add(r =>
         {
             if (r.GetValue(share) is { Length: > 0 } && r.GetValue(masterSecret) is not null)
             {
                 r.AddError("--share and --master-secret exclude each other: give the shares or the whole secret");
+            }
+            if (r.GetValue(dryRun) && r.GetValue(endpoint) is not null)
+            {
+                r.AddError("--dry-run checks every control plane at its own address; it cannot be combined with --endpoint");
             }
         });
         command.SetAction(async (result, cancellationToken) =>
@@ -65,6 +70,11 @@ public static class RecoverCommand
                 await stderr.WriteLineAsync("Warning: " + warning);
             }
             using var loggers = CliLogging.Create(stderr, result.GetValue(global.Debug));
+            if (result.GetValue(dryRun))
+            {
+                var options = new ParallelRecoveryOptions { BootWait = Parse(result.GetValue(bootWait)!, "--boot-wait"), PushTimeout = Parse(result.GetValue(timeout)!, "--timeout") };
+                return await RecoveryRehearsal.RunAsync(workspace, master, policy.CreateValidator(loggers), loggers, options, stdout, stderr, Progress.For(stderr), cancellationToken);
+            }
             var record = NodeRecord.Load(workspace.NodeRecordPath, master);
             var pushTimeout = Parse(result.GetValue(timeout)!, "--timeout");
             var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, pushTimeout);

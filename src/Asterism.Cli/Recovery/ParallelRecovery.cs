@@ -20,6 +20,31 @@ public sealed record ParallelRecoveryOptions
     public int UnansweredRetries { get; init; } = 3;
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>What is written for each outcome: a real run's lines, or the dry run's (<see cref="RecoveryRehearsal"/>).</summary>
+    public RecoveryLines Lines { get; init; } = RecoveryLines.Real;
+}
+
+/// <summary>The lines a parallel run writes; the dry run walks the same nodes the same way and says "would".</summary>
+public sealed record RecoveryLines
+{
+    /// <summary>Those of <c>asterism recover</c>.</summary>
+    public static readonly RecoveryLines Real = new();
+
+    /// <summary>The stdout line of a node that was (or would be) pushed its key.</summary>
+    public Func<InstanceInfo, PushResult, string> Succeeded { get; init; } = (_, _) => RecoverCommand.PushedLine;
+
+    /// <summary>The progress text after a node's name when it succeeded.</summary>
+    public Func<PushResult, string> SucceededProgress { get; init; } = pushed => $"key accepted ({pushed.Variant} attestation verified)";
+
+    /// <summary>The stderr line of a node that failed.</summary>
+    public Func<string, PushResult, string> Failed { get; init; } = RecoverCommand.FailureLine;
+
+    /// <summary>The last stdout line when some nodes succeeded.</summary>
+    public Func<int, string> Summary { get; init; } = RecoverCommand.RecoveredLine;
+
+    /// <summary>The stdout line when no node needed a key and none failed.</summary>
+    public string Nothing { get; init; } = RecoverCommand.NothingLine;
 }
 
 /// <summary>
@@ -61,12 +86,12 @@ public sealed class ParallelRecovery(
             // The node's line now, not after the slowest node.
             if (pushed.Outcome == PushOutcome.Recovered)
             {
-                WriteLine(stdout, RecoverCommand.PushedLine);
-                progress.Report($"  {instance.Name} ({instance.Address}): key accepted ({pushed.Variant} attestation verified) after {options.Time.GetElapsedTime(start).TotalMilliseconds:0} ms");
+                WriteLine(stdout, options.Lines.Succeeded(instance, pushed));
+                progress.Report($"  {instance.Name} ({instance.Address}): {options.Lines.SucceededProgress(pushed)} after {options.Time.GetElapsedTime(start).TotalMilliseconds:0} ms");
             }
             else if (pushed.Outcome != PushOutcome.Unavailable)
             {
-                WriteLine(stderr, RecoverCommand.FailureLine(instance.Name, pushed));
+                WriteLine(stderr, options.Lines.Failed(instance.Name, pushed));
             }
             return pushed;
         })).ConfigureAwait(false);
@@ -74,11 +99,11 @@ public sealed class ParallelRecovery(
         var failed = results.Count(r => r.Outcome is not (PushOutcome.Recovered or PushOutcome.Unavailable));
         if (recovered > 0)
         {
-            WriteLine(stdout, RecoverCommand.RecoveredLine(recovered));
+            WriteLine(stdout, options.Lines.Summary(recovered));
         }
         else if (failed == 0)
         {
-            WriteLine(stdout, RecoverCommand.NothingLine);
+            WriteLine(stdout, options.Lines.Nothing);
         }
         return failed == 0 ? 0 : 1;
     }

@@ -168,7 +168,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     /// by the load balancer, then answer the call with HTTP/2 GOAWAY NO_ERROR before any stream started: nothing was
     /// processed, so this is "unavailable", not a failure (gRPC reports it as Internal).
     /// </summary>
-    private static bool ServerWentAwayBeforeCall(RpcException ex) =>
+    internal static bool ServerWentAwayBeforeCall(RpcException ex) =>
         ex.StatusCode == StatusCode.Internal
         && ex.Status.DebugException is HttpRequestException { InnerException: HttpProtocolException { ErrorCode: 0 } };
 
@@ -189,7 +189,10 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     }
 
     /// <summary>What recover requires of the attested peer: a certified control plane the record lists, and the instance dialed.</summary>
-    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName)
+    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName) => ExpectedIdentity(record, facts, expectedName);
+
+    /// <summary>The same requirement for any caller holding the record (the dry run asks exactly what a real run asks).</summary>
+    internal static string? ExpectedIdentity(NodeRecord record, AttestationFacts facts, string? expectedName)
     {
         var problem = ExpectedPeerValidator.Identity(expectedName, NodeIdentity.ControlPlaneRole)(facts);
         if (problem is not null)

@@ -95,12 +95,9 @@ public sealed class InitService(FirstBootSetup setup, string diskUuid, byte[] in
     {
         Span<byte> presented = stackalloc byte[32];
         System.Security.Cryptography.SHA256.HashData(request.InitSecret.Span, presented);
-        var matches = request.InitSecret.Length == InitSecretLength
+        var matches = request.InitSecret.Length == InitSecretFormat.Length
             && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(presented, initSecretHash);
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(System.Runtime.InteropServices.MemoryMarshal.AsMemory(request.InitSecret.Memory).Span);
         return matches;
     }
-
-    /// <summary>The init secret is 32 random bytes.</summary>
-    public const int InitSecretLength = 32;
 }

@@ -9,7 +9,8 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Node.Recovery;
 
 /// <summary>
-/// recoverproto.API on a waiting control-plane node: measurement secret → disk UUID → disk key. The key is checked
+/// recoverproto.API on a waiting control-plane node: measurement secret → disk UUID → disk key, or a probe (the
+/// CLI's dry run) answered with the disk UUID alone. The key is checked
 /// against keyslot 0 (and the secret against the cluster ID) <b>before</b> the call is acknowledged; a wrong key is
 /// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
 /// </summary>
@@ -26,7 +27,20 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
         {
             throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
-        if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
+        if (!await requestStream.MoveNext(context.CancellationToken))
+        {
+            NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");
+            throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
+        }
+        if (requestStream.Current.RequestCase == RecoverMessage.RequestOneofCase.Probe)
+        {
+            // `recover --dry-run`: name the disk and end the call. Nothing is offered to the key race, so the node
+            // keeps waiting; this tells no more than the answer to a first message of any 32 bytes does.
+            NodeLog.RecoveryServer.AnsweredProbe(_log, peer);
+            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+            return;
+        }
+        if (requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
         {
             NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");
             throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));

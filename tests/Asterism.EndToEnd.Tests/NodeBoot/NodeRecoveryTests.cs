@@ -294,7 +294,7 @@ public abstract class NodeRecoveryTests<TCluster>(TCluster cluster, ITestOutputH
     }
 
     [Fact]
-    [Step(99)]
+    [Step(99, AfterFailure = true)]
     public async Task Terminate_StopsEveryProcess()
     {
         var before = Cluster.LiveProcesses();

@@ -87,7 +87,7 @@ public sealed class LifecycleTests(TwoControlPlaneCluster cluster) : IClassFixtu
     }
 
     [Fact]
-    [Step(99)]
+    [Step(99, AfterFailure = true)]
     public async Task Terminate_ProviderRefusesCredential_StopsEverythingByPidAndSaysDisksDeleted()
     {
         Assert.NotEmpty(cluster.LiveProcesses());

@@ -229,7 +229,7 @@ public abstract class OperatorCliTests<TCluster>(TCluster cluster, ITestOutputHe
     }
 
     [Fact]
-    [Step(99)]
+    [Step(99, AfterFailure = true)]
     public async Task Terminate_StopsEverything_LaterCommandsExplain()
     {
         Assert.Equal(1 + Cluster.Instances.Count, Cluster.LiveProcesses().Count);

@@ -62,7 +62,7 @@ public sealed class ProviderDownTests(SmallSimulatedCluster cluster) : IClassFix
     }
 
     [Fact]
-    [Step(99)]
+    [Step(99, AfterFailure = true)]
     public async Task Terminate_ProviderGone_StopsOrphanedNodes()
     {
         Assert.Single(cluster.LiveProcesses());

@@ -110,8 +110,15 @@ public sealed class LocalSurfaceAttackTests(SmallSimulatedCluster cluster) : ICl
         Assert.NotNull(LocalCloudClient.TryConnect(cluster.Workspace));
         Assert.Equal(BootPhases.Booted, (await cluster.StatusAsync(before))?.Phase);
         var log = await File.ReadAllTextAsync(cluster.Files.LogPath);
-        Assert.Contains("Refused API request without a valid credential api=cloud method=POST path=/v1/shutdown peer=127.", log, StringComparison.Ordinal);
-        Assert.Contains("reason=wrong credential", log, StringComparison.Ordinal);
+        // cloud.log is the house JSON envelope: the fixed text, then the request's fields.
+        var refusals = log.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => l.StartsWith('{'))
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement)
+            .Where(e => e.TryGetProperty("msg", out var msg) && msg.GetString() == "Refused API request without a valid credential")
+            .ToList();
+        Assert.Contains(refusals, e => Field(e, "api") == "cloud" && Field(e, "method") == "POST" && Field(e, "path") == "/v1/shutdown"
+            && Field(e, "peer")!.StartsWith("127.", StringComparison.Ordinal));
+        Assert.Contains(refusals, e => Field(e, "reason") == "wrong credential");
         Assert.DoesNotContain(cloud.Credential.Token, log, StringComparison.Ordinal);
     }
 
@@ -193,4 +200,7 @@ public sealed class LocalSurfaceAttackTests(SmallSimulatedCluster cluster) : ICl
             Assert.Contains("Permission denied", read.Stderr, StringComparison.Ordinal);
         }
     }
+
+    private static string? Field(System.Text.Json.JsonElement line, string name) =>
+        line.TryGetProperty(name, out var value) ? value.GetString() : null;
 }

@@ -530,7 +530,7 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
     /// console, the provider's log, any CLI output, the rogue nodes' consoles, or anything the attackers received.
     /// </summary>
     [Fact]
-    [Step(98)]
+    [Step(98, AfterFailure = true)]
     public void Leaks_NoKeyBytesInLogsOutputsOrAnythingTheAttackersReceived()
     {
         using var master = Cluster.LoadMasterSecret();
@@ -560,7 +560,7 @@ public sealed class TrustChainAttackTests(SecurityCluster cluster, ITestOutputHe
     }
 
     [Fact]
-    [Step(99)]
+    [Step(99, AfterFailure = true)]
     public async Task Terminate_StopsEveryProcess()
     {
         Cluster.ResumeFrozen();

@@ -100,6 +100,39 @@ public sealed class RecoveryServerTests : IDisposable
     }
 
     [Fact]
+    public async Task Recover_Probe_NamesDiskThenOk_NodeKeepsWaitingAndStillRecovers()
+    {
+        var before = _disk.ImageHash();
+        var (requests, responses, call) = Start();
+        requests.Send(new RecoverMessage { Probe = new Probe() });
+
+        var named = await responses.NextAsync();
+        await call.WaitAsync(TestLimits.Hang);
+
+        Assert.Equal((_disk.Uuid, "node-0", "control-plane"), (named.DiskUuid, named.NodeName, named.Role));
+        Assert.False(_race.IsDecided);
+        Assert.Equal(before, _disk.ImageHash());
+        // The rehearsal left the node as it was: a real recover call right after it unlocks the disk.
+        var (realRequests, realResponses, realCall) = Start();
+        await SendKeysAsync(_disk.Master, realRequests, realResponses);
+        realRequests.HalfClose();
+        await realCall.WaitAsync(TestLimits.Hang);
+        Assert.True(_race.IsDecided);
+    }
+
+    [Fact]
+    public async Task Recover_ProbeAfterTheRejoinClientWon_Unavailable()
+    {
+        await _race.OfferAsync(_disk.RightKeys("rejoin"), CancellationToken.None);
+
+        var (requests, _, call) = Start();
+        requests.Send(new RecoverMessage { Probe = new Probe() });
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal(StatusCode.Unavailable, error.StatusCode);
+    }
+
+    [Fact]
     public async Task Recover_ClientNeverHalfCloses_CallEndsAfterHalfCloseWaitOnTheNodesClock()
     {
         var (requests, responses, call) = Start();
