@@ -38,6 +38,9 @@ internal static partial class Log
     [LoggerMessage(7017, LogLevel.Warning, "Stopped a TPM left running by a previous provider name={Name} pid={Pid}")]
     public static partial void StaleTpmStopped(ILogger logger, string name, int pid);
 
+    [LoggerMessage(7018, LogLevel.Warning, "Cleaned what a stopped instance left mounted name={Name} actions={Actions}")]
+    public static partial void StateMountsCleaned(ILogger logger, string name, string actions);
+
     [LoggerMessage(7020, LogLevel.Information, "Backend healthy port={Port} backend={Backend}")]
     public static partial void BackendUp(ILogger logger, int port, string backend);
 
