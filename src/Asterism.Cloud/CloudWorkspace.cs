@@ -45,6 +45,12 @@ public sealed class CloudWorkspace
     public string DiskPath(string name) => Path.Combine(InstanceDir(name), "disk.img");
     public string NodeDir(string name) => Path.Combine(InstanceDir(name), "node");
 
+    /// <summary>Where the node mounts its state filesystem (<c>node/state</c>).</summary>
+    public string NodeStateDir(string name) => Path.Combine(NodeDir(name), Local.NodeProvisioning.StateDirectoryName);
+
+    /// <summary>The node's private runtime directory: its FUSE block file (<c>node/run</c>).</summary>
+    public string NodeRuntimeDir(string name) => Path.Combine(NodeDir(name), Local.NodeProvisioning.RuntimeDirectoryName);
+
     /// <summary>SHA-256 of the API credential in the node's directory: the node checks workload callers against it.</summary>
     public string CredentialHashPath(string name) => Path.Combine(NodeDir(name), ApiCredential.HashFileName);
 

@@ -63,6 +63,18 @@ internal static partial class NodeLog
         public static partial void WaitingForDecryptionKey(ILogger logger, string uuid, string recoveryEndpoint,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
+        [LoggerMessage(1104, LogLevel.Information, "Mounted state filesystem")]
+        public static partial void StateFilesystemMounted(ILogger logger, string kind, string mountPoint, int leftoversRemoved,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1105, LogLevel.Information, "Unmounted state filesystem")]
+        public static partial void StateFilesystemUnmounted(ILogger logger, string mountPoint,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1106, LogLevel.Error, "Failed to unmount state filesystem")]
+        public static partial void StateFilesystemUnmountFailed(ILogger logger, string mountPoint, string error,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
         [LoggerMessage(1103, LogLevel.Information, "State disk initialized")]
         public static partial void StateDiskInitialized(ILogger logger, string uuid, string source,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);

@@ -18,6 +18,12 @@ public sealed class NodeOptions
     /// <summary>The node's directory (attestation key, boot measurements).</summary>
     public required string NodeDirectory { get; init; }
 
+    /// <summary>Where the state filesystem is mounted: <c>NODE_DIR/state</c>.</summary>
+    public string StateDirectory => Path.Combine(NodeDirectory, Cloud.Local.NodeProvisioning.StateDirectoryName);
+
+    /// <summary>The node's private runtime directory (the FUSE block file): <c>NODE_DIR/run</c>.</summary>
+    public string RuntimeDirectory => Path.Combine(NodeDirectory, Cloud.Local.NodeProvisioning.RuntimeDirectoryName);
+
     /// <summary>The cloud metadata API, e.g. http://127.42.7.1:8080.</summary>
     public required Uri MetadataEndpoint { get; init; }
 

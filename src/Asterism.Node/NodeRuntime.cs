@@ -11,6 +11,7 @@ using Asterism.Node.BootProgress;
 using Asterism.Node.Recovery;
 using Asterism.Node.Rejoin;
 using Asterism.Node.Services;
+using Asterism.Node.State;
 using Asterism.Node.Tickets;
 using Asterism.Node.Unlock;
 using Asterism.Protocol;
@@ -61,11 +62,20 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             StateDisk disk;
             NodeState state;
             ClusterSecrets? secrets;
+            NodeStateDirectory directory;
             switch (probe.Kind)
             {
                 case StateDiskKind.Initialized:
                     disk = StateDisk.Open(options.DiskPath);
-                    (state, secrets) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
+                    try
+                    {
+                        (state, secrets, directory) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
+                    }
+                    catch
+                    {
+                        disk.Dispose();
+                        throw;
+                    }
                     break;
                 case StateDiskKind.Invalid:
                     // A header we cannot trust may be an attack or a disk we must not wipe: fail closed, touch nothing.
@@ -73,14 +83,24 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     _status.Error("state disk header is invalid: " + probe.Message);
                     return 1;
                 default:
-                    (disk, state, secrets) = await FirstBootAsync(endpoints, attestation, cancellationToken);
+                    (disk, state, secrets, directory) = await FirstBootAsync(endpoints, attestation, cancellationToken);
                     break;
             }
             using (disk)
             using (secrets)
             {
-                // Boot flow 3: the disk is open and PCR 15 extended; serve.
-                return await RunServicesAsync(disk, state, secrets, metadata, attestation, started, cancellationToken);
+                try
+                {
+                    // Boot flow 3: the state filesystem is mounted and PCR 15 extended; serve.
+                    NodeLog.SetupManager.StateFilesystemMounted(_setup, directory.Kind, directory.Root, directory.RemoveLeftovers());
+                    return await RunServicesAsync(directory, state, secrets, metadata, attestation, started, cancellationToken);
+                }
+                finally
+                {
+                    // The services that write into it have stopped (RunServicesAsync's finally): unmount, then the
+                    // FUSE server and the key go with the mount.
+                    await UnmountAsync(directory);
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -115,7 +135,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     }
 
     /// <summary>Boot flow 2, first boot: format, take init or a join ticket, and let <see cref="FirstBootSetup"/> commit it.</summary>
-    private async Task<(StateDisk, NodeState, ClusterSecrets?)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    private async Task<(StateDisk, NodeState, ClusterSecrets?, NodeStateDirectory)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         var passphrase = RandomNumberGenerator.GetBytes(KeyDerivation.KeyLength);
         // The disk's UUID is the one this node's certified identity owns: JoinServices and recover release its key
@@ -123,7 +143,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         var disk = StateDisk.Format(options.DiskPath, options.DiskSize, passphrase, attestation.Identity.DiskUuid);
         _status.SetDiskUuid(disk.Uuid);
         NodeLog.SetupManager.PreparingNewStateDisk(_setup, disk.Uuid);
-        var setup = new FirstBootSetup(disk, passphrase, options, attestation.Pcrs, loggers);
+        var setup = new FirstBootSetup(disk, new MountedStateVolume(options), passphrase, options, attestation.Pcrs, loggers);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? initHost = null;
         try
@@ -147,10 +167,14 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             var result = await setup.Completed.WaitAsync(cancellationToken);
             await stop.CancelAsync();
             await join;
-            return (disk, result.State, result.Secrets);
+            return (disk, result.State, result.Secrets, result.Directory);
         }
         catch
         {
+            if (setup.Completed.IsCompletedSuccessfully)
+            {
+                await UnmountAsync(setup.Completed.Result.Directory);
+            }
             disk.Dispose();
             throw;
         }
@@ -182,7 +206,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     /// Boot flow 2, reboot: the RecoveryServer (control planes) and the RejoinClient offer keys to one
     /// <see cref="KeyRace"/>, whose winner unlocked the disk; then PCR 15 is extended.
     /// </summary>
-    private async Task<(NodeState, ClusterSecrets?)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    private async Task<(NodeState, ClusterSecrets?, NodeStateDirectory)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
         NodeLog.SetupManager.PreparingExistingStateDisk(_setup, disk.Uuid);
@@ -194,7 +218,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
         NodeLog.SetupManager.WaitingForDecryptionKey(_setup, disk.Uuid, recoveryEndpoint);
         _status.WaitingForKey();
-        var race = new KeyRace(disk);
+        var race = new KeyRace(new MountedStateVolume(options));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? recoveryHost = null;
         var recoveryLog = loggers.CreateLogger(NodeLog.RecoveryServer.Category);
@@ -215,30 +239,58 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 NodeLog.RecoveryServer.SkippedOnWorker(recoveryLog);
             }
             var rejoin = new RejoinClient(disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), race, _status, loggers).RunAsync(stop.Token);
-            var (keys, state) = await race.Winner.WaitAsync(cancellationToken);
-            await stop.CancelAsync();
-            // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
-            // a recover call routed here meanwhile would otherwise be refused for PCR 15 instead of finding no server.
-            await Listeners.StopAsync(recoveryHost);
-            recoveryHost = null;
-            using (keys)
+            var (keys, state, directory) = await race.Winner.WaitAsync(cancellationToken);
+            try
             {
-                await rejoin;
-                if (state.Role != options.Role)
+                await stop.CancelAsync();
+                // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
+                // a recover call routed here meanwhile would otherwise be refused for PCR 15 instead of finding no server.
+                await Listeners.StopAsync(recoveryHost);
+                recoveryHost = null;
+                using (keys)
                 {
-                    // The disk is the authority on what this node is: never serve recovery or keys under a role the
-                    // boot arguments claim but the disk does not confirm.
-                    throw new InvalidOperationException($"the state disk belongs to a {state.Role.Name()} node, but the node was started as {options.Role.Name()}");
+                    await rejoin;
+                    if (state.Role != options.Role)
+                    {
+                        // The disk is the authority on what this node is: never serve recovery or keys under a role the
+                        // boot arguments claim but the disk does not confirm.
+                        throw new InvalidOperationException($"the state disk belongs to a {state.Role.Name()} node, but the node was started as {options.Role.Name()}");
+                    }
+                    var clusterId = state.ClusterId;
+                    await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
+                    var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(directory, state) : null;
+                    return (state, secrets, directory);
                 }
-                var clusterId = state.ClusterId;
-                await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
-                var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(disk.Store, state) : null;
-                return (state, secrets);
             }
+            catch
+            {
+                await UnmountAsync(directory);
+                throw;
+            }
+        }
+        catch (OperationCanceledException) when (race.Winner.IsCompletedSuccessfully && cancellationToken.IsCancellationRequested)
+        {
+            // Stopped while the winning offer was being taken: its mount must not outlive the node.
+            await UnmountAsync(race.Winner.Result.Directory);
+            throw;
         }
         finally
         {
             await Listeners.StopAsync(recoveryHost);
+        }
+    }
+
+    /// <summary>Unmounts the state filesystem; a failure is logged (the provider's crash cleanup removes what is left).</summary>
+    private async Task UnmountAsync(NodeStateDirectory directory)
+    {
+        try
+        {
+            await directory.DisposeAsync();
+            NodeLog.SetupManager.StateFilesystemUnmounted(_setup, directory.Root);
+        }
+        catch (Exception e) when (e is IOException or StateFs.StateFilesystemException or InvalidOperationException)
+        {
+            NodeLog.SetupManager.StateFilesystemUnmountFailed(_setup, directory.Root, e.GetType().Name + ": " + e.Message);
         }
     }
 
@@ -248,19 +300,19 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     private AttestedTicketClient AttestedTickets(NodeAttestation attestation) => new(attestation, options.RejoinTimeout, loggers, time);
 
     /// <summary>Boot flow 3: the workload API on every node; the JoinService and cluster API on control planes.</summary>
-    private async Task<int> RunServicesAsync(StateDisk disk, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, CancellationToken cancellationToken)
+    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
         try
         {
-            var bootCount = WorkloadApi.CountBoot(disk.Store);
+            var bootCount = WorkloadApi.CountBoot(directory);
             var workloadLog = loggers.CreateLogger(NodeLog.Workload.Category);
             var workloadCredential = WorkloadApi.LoadVerifier(options.NodeDirectory, workloadLog);
             // Cleartext, so HTTP/1.1 only: without TLS Kestrel cannot negotiate HTTP/2 and warned on every boot.
             hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload, loggers, NodeLog.Workload.Category,
                 listen => listen.Protocols = HttpProtocols.Http1,
                 _ => { },
-                app => WorkloadApi.Map(app, disk.Store, options.Name, workloadCredential, workloadLog),
+                app => WorkloadApi.Map(app, directory, options.Name, workloadCredential, workloadLog),
                 cancellationToken));
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {

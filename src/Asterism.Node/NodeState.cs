@@ -3,22 +3,21 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Asterism.Attestation;
 using Asterism.Crypto;
-using Asterism.Disk;
 using Asterism.JoinService;
+using Asterism.Node.State;
 
 namespace Asterism.Node;
 
 /// <summary>
-/// What a node keeps on its unlocked state disk about itself: role, measurement salt and cluster ID (record
-/// <c>asterism/node_state.json</c>); control-plane nodes also keep the cluster secrets
+/// What a node keeps on its state filesystem about itself: role, measurement salt and cluster ID
+/// (<c>asterism/node_state.json</c>); control-plane nodes also keep the cluster secrets
 /// (<c>asterism/master_secret.json</c>, <c>asterism/attestation_policy.json</c>). The cluster ID lets a node check
-/// a pushed measurement secret before accepting it.
+/// a pushed measurement secret before accepting it. Every file is written atomically and durably, 0600.
 /// </summary>
 public sealed class NodeState
 {
-    public const string StateRecord = "asterism/node_state.json";
-    public const string MasterSecretRecord = "asterism/master_secret.json";
-    public const string PolicyRecord = "asterism/attestation_policy.json";
+    /// <summary>Bound on the node state file: it is a few hundred bytes; anything larger is not ours.</summary>
+    private const int MaxFileBytes = 64 * 1024;
 
     public required NodeRole Role { get; init; }
 
@@ -28,8 +27,8 @@ public sealed class NodeState
 
     public required byte[] ClusterId { get; init; }
 
-    /// <summary>Adds the node state to <paramref name="batch"/>.</summary>
-    public void AddTo(RecordBatch batch)
+    /// <summary>Writes the node state to <paramref name="state"/> (atomic, durable).</summary>
+    public void WriteTo(NodeStateDirectory state)
     {
         var json = new JsonObject
         {
@@ -38,13 +37,13 @@ public sealed class NodeState
             ["measurementSalt"] = Convert.ToBase64String(MeasurementSalt),
             ["clusterID"] = Convert.ToHexStringLower(ClusterId),
         };
-        batch.Put(StateRecord, JsonSerializer.SerializeToUtf8Bytes(json));
+        state.Write(NodeStateDirectory.NodeStateFile, JsonSerializer.SerializeToUtf8Bytes(json));
     }
 
     /// <summary>Reads the node state; throws <see cref="InvalidDataException"/> when it is missing or malformed.</summary>
-    public static NodeState Read(RecordStore store)
+    public static NodeState Read(NodeStateDirectory state)
     {
-        var bytes = store.Get(StateRecord) ?? throw new InvalidDataException("the state disk holds no node state");
+        var bytes = ReadBounded(state, NodeStateDirectory.NodeStateFile) ?? throw new InvalidDataException("the state filesystem holds no node state");
         try
         {
             var json = JsonNode.Parse(bytes)!.AsObject();
@@ -66,32 +65,42 @@ public sealed class NodeState
         }
     }
 
-    /// <summary>Adds the control-plane secrets to <paramref name="batch"/>.</summary>
-    public static void AddClusterSecrets(RecordBatch batch, ClusterSecrets secrets)
+    /// <summary>Writes the control-plane secrets (each file atomic and durable, 0600).</summary>
+    public static void WriteClusterSecrets(NodeStateDirectory state, ClusterSecrets secrets)
     {
         var master = secrets.MasterSecret.ToJson();
         try
         {
-            batch.Put(MasterSecretRecord, master);
+            state.Write(NodeStateDirectory.MasterSecretFile, master);
         }
         finally
         {
             CryptographicOperations.ZeroMemory(master);
         }
-        batch.Put(PolicyRecord, secrets.Policy.ToJson());
+        state.Write(NodeStateDirectory.PolicyFile, secrets.Policy.ToJson());
     }
 
-    public static ClusterSecrets ReadClusterSecrets(RecordStore store, NodeState state)
+    public static ClusterSecrets ReadClusterSecrets(NodeStateDirectory state, NodeState node)
     {
-        var master = store.Get(MasterSecretRecord) ?? throw new InvalidDataException("the state disk holds no master secret");
+        var master = ReadBounded(state, NodeStateDirectory.MasterSecretFile) ?? throw new InvalidDataException("the state filesystem holds no master secret");
         try
         {
-            var policy = store.Get(PolicyRecord) ?? throw new InvalidDataException("the state disk holds no attestation policy");
-            return new ClusterSecrets(MasterSecret.Parse(master), state.MeasurementSalt, AttestationPolicy.FromJson(policy));
+            var policy = ReadBounded(state, NodeStateDirectory.PolicyFile) ?? throw new InvalidDataException("the state filesystem holds no attestation policy");
+            return new ClusterSecrets(MasterSecret.Parse(master), node.MeasurementSalt, AttestationPolicy.FromJson(policy));
         }
         finally
         {
             CryptographicOperations.ZeroMemory(master);
         }
+    }
+
+    private static byte[]? ReadBounded(NodeStateDirectory state, string relative)
+    {
+        var info = new FileInfo(state.PathOf(relative));
+        if (info.Exists && info.Length > MaxFileBytes)
+        {
+            throw new InvalidDataException($"{relative} is larger than {MaxFileBytes} bytes");
+        }
+        return state.ReadOrNull(relative);
     }
 }

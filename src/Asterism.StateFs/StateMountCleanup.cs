@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Asterism.Fuse;
 
 namespace Asterism.StateFs;
@@ -8,8 +9,84 @@ namespace Asterism.StateFs;
 /// directory (the dead FUSE connection). Unmounts try a normal unmount first, then a lazy one (MNT_DETACH /
 /// <c>fusermount3 -uz</c>). Idempotent: a clean node gives an empty list.
 /// </summary>
-public static class StateMountCleanup
+public static partial class StateMountCleanup
 {
+    /// <summary>
+    /// Right after the node's process was sent SIGKILL: makes sure the dying process cannot wait on itself. A thread
+    /// of the node blocked in fsync waits (uninterruptibly) on ext4 → loop → the FUSE block file, whose server is that
+    /// same process; the kernel aborts the FUSE connection only when the process's last thread is gone, so without
+    /// help the process never dies. As root every FUSE connection mounted below <paramref name="runtimeDirectory"/> is
+    /// aborted (umount2 with MNT_FORCE runs FUSE's umount_begin, which aborts even while the loop device holds the
+    /// file); as a user the node's fuse2fs (this user's, serving a file below the runtime directory) is killed, which
+    /// ends the requests the node waits on. Returns one line per action; does nothing for a node that left nothing.
+    /// </summary>
+    public static IReadOnlyList<string> AbortServers(string runtimeDirectory)
+    {
+        ArgumentNullException.ThrowIfNull(runtimeDirectory);
+        var runtime = Path.GetFullPath(runtimeDirectory).TrimEnd('/');
+        var actions = new List<string>();
+        if (Environment.IsPrivilegedProcess)
+        {
+            foreach (var m in MountTable.Under(runtime).Where(m => m.FileSystemType.StartsWith("fuse", StringComparison.Ordinal)))
+            {
+                // The unmount itself fails with EBUSY while the loop device holds the file; the abort has happened.
+                _ = umount2(m.MountPoint, MntForce);
+                actions.Add($"aborted FUSE connection {m.MountPoint}");
+            }
+        }
+        foreach (var pid in Fuse2fsProcesses(runtime))
+        {
+            if (kill(pid, SigKill) == 0)
+            {
+                actions.Add($"killed fuse2fs {pid}");
+            }
+        }
+        return actions;
+    }
+
+    /// <summary>fuse2fs processes of this user whose block file lies below <paramref name="runtime"/>.</summary>
+    private static List<int> Fuse2fsProcesses(string runtime)
+    {
+        var found = new List<int>();
+        var uid = Ext4.geteuid().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || pid == Environment.ProcessId)
+            {
+                continue;
+            }
+            try
+            {
+                var argv = File.ReadAllText(Path.Combine(dir, "cmdline")).Split('\0');
+                if (argv.Length < 2 || Path.GetFileName(argv[0]) != "fuse2fs" || !argv[1].StartsWith(runtime + "/", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                // Real, effective, saved and filesystem uid all this user's: never signal another user's process.
+                var uids = File.ReadLines(Path.Combine(dir, "status")).First(l => l.StartsWith("Uid:", StringComparison.Ordinal))
+                    .Split('\t', StringSplitOptions.RemoveEmptyEntries).Skip(1);
+                if (uids.All(u => u == uid))
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException)
+            {
+                // The process ended while we looked.
+            }
+        }
+        return found;
+    }
+
+    private const int MntForce = 1;
+    private const int SigKill = 9;
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int umount2(string target, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
     /// <summary>Cleans up; returns one line per action taken.</summary>
     public static async Task<IReadOnlyList<string>> CleanAsync(string runtimeDirectory, string mountPoint, CancellationToken cancellationToken)
     {

@@ -58,7 +58,7 @@ public static class DemoCommand
                     Check(put.IsSuccessStatusCode, $"could not write data on {node.Name}: HTTP {(int)put.StatusCode}");
                     payloads[node.Name] = value;
                 }
-                Say($"Wrote a record on the encrypted state disk of each of the {nodes.Count} nodes.");
+                Say($"Wrote the file workload/demo on each of the {nodes.Count} nodes' state filesystem (ext4 inside the LUKS2 disk, mounted at node/state).");
 
                 Step(2, "Power outage: crash every node at once (no clean shutdown)");
                 await CliAsync(cancellationToken, "power", "crash", "--all");
@@ -93,7 +93,12 @@ public static class DemoCommand
                     var value = await get.Content.ReadAsStringAsync(cancellationToken);
                     Check(value == payloads[node.Name], $"data on {node.Name} changed across the outage");
                 }
-                Say($"Every node's data is intact ({nodes.Count}/{nodes.Count} records read back unchanged).");
+                Say($"Every node's data is intact ({nodes.Count}/{nodes.Count} files read back unchanged).");
+                // The same bytes, as a file on the remounted state filesystem (the operator runs as the node's user).
+                var demoFile = Path.Combine(cloud.Workspace.NodeStateDir(firstCp.Name), "workload", "demo");
+                Check(File.Exists(demoFile) && await File.ReadAllTextAsync(demoFile, cancellationToken) == payloads[firstCp.Name], $"{demoFile} does not hold what was written before the outage");
+                Say($"{demoFile}:");
+                Say("  " + payloads[firstCp.Name]);
 
                 if (keep)
                 {

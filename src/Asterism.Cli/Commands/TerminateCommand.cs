@@ -31,6 +31,13 @@ public static class TerminateCommand
                 throw new CliError($"{KeptPath(taken)} exists (kept by an earlier terminate); move it away first");
             }
             await StopEverythingAsync(workspace, stdout, stderr, cancellationToken);
+            // Nothing runs any more: what a killed node left mounted goes before its directory is deleted, so the
+            // recursive delete never walks into a mount and no loop device or FUSE connection of the cluster remains.
+            var cleaned = await Asterism.Cloud.NodeMounts.CleanAllAsync(workspace.Cloud, cancellationToken);
+            if (cleaned.Count > 0)
+            {
+                await stdout.WriteLineAsync($"Removed state mounts the nodes left: {string.Join("; ", cleaned)}.");
+            }
             if (result.GetValue(keepDisks) && disks.Count > 0)
             {
                 Asterism.Cloud.OwnerOnly.CreateDirectory(kept);

@@ -82,7 +82,7 @@ internal sealed class InstanceProcess
             };
             return Result(action, changed, null);
         }
-        catch (Exception e) when (e is CloudConfigException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception)
+        catch (Exception e) when (e is CloudConfigException or IOException or UnauthorizedAccessException or System.ComponentModel.Win32Exception or StateFs.StateFilesystemException)
         {
             Log.PowerFailed(_logger, Plan.Name, action.ToWire(), e.Message);
             return Result(action, false, e.Message);
@@ -137,7 +137,9 @@ internal sealed class InstanceProcess
         }
         File.Delete(pidFile);
         node.Signal(ProcessIdentity.SigKill);
+        AbortStateServers();
         await node.WaitGoneAsync(TimeSpan.FromSeconds(2), _time, cancellationToken).ConfigureAwait(false);
+        await TryCleanMountsAsync().ConfigureAwait(false);
         await _firmware.ReleaseStaleAsync(context, cancellationToken).ConfigureAwait(false);
         Log.StaleKilled(_logger, Plan.Name, node.Pid);
         return node.Pid;
@@ -150,14 +152,20 @@ internal sealed class InstanceProcess
 
     private async Task<bool> StartCoreAsync(CancellationToken cancellationToken)
     {
+        Task previousExit;
         lock (_stateLock)
         {
             if (_process is not null || _adopted is not null)
             {
                 return false;
             }
+            previousExit = _exitHandled;
         }
+        // The last boot's exit handling (its mount cleanup included) finishes before a new boot mounts anything.
+        await previousExit.ConfigureAwait(false);
         OwnerOnly.CreateDirectory(InstanceDir);
+        // A node that crashed under an earlier provider (or whose cleanup failed) may have left its state mounted.
+        await CleanMountsAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             NodeProvisioning.Provision(_ca, _spec, Plan, _workspace.NodeDir(Plan.Name));
@@ -233,6 +241,7 @@ internal sealed class InstanceProcess
         if (kill)
         {
             Send(ProcessSignals.SigKill);
+            AbortStateServers();
         }
         else
         {
@@ -241,6 +250,7 @@ internal sealed class InstanceProcess
             {
                 Log.StopEscalated(_logger, Plan.Name, pid, grace.TotalSeconds);
                 Send(ProcessSignals.SigKill);
+                AbortStateServers();
             }
         }
         await exited.ConfigureAwait(false);
@@ -272,6 +282,8 @@ internal sealed class InstanceProcess
         }
         AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (exit code {code}) =====");
         Log.InstanceExited(_logger, Plan.Name, pid, code);
+        // A node that was killed could not unmount: its ext4 mount, loop device and dead FUSE connection go now.
+        await TryCleanMountsAsync().ConfigureAwait(false);
         try
         {
             await _firmware.PowerOffAsync(context, CancellationToken.None).ConfigureAwait(false);
@@ -306,6 +318,7 @@ internal sealed class InstanceProcess
         }
         AppendConsole($"===== asterism-cloud: {Plan.Name} stopped at {Now()} (adopted; exit code unknown) =====");
         Log.InstanceExited(_logger, Plan.Name, node.Pid, -1);
+        await TryCleanMountsAsync().ConfigureAwait(false);
         try
         {
             await _firmware.PowerOffAsync(context, CancellationToken.None).ConfigureAwait(false);
@@ -313,6 +326,50 @@ internal sealed class InstanceProcess
         catch (Exception e) when (e is IOException or InvalidOperationException)
         {
             Log.PowerFailed(_logger, Plan.Name, "power-off", e.Message);
+        }
+    }
+
+    /// <summary>
+    /// After SIGKILL: the node's FUSE server dies with it, but a node thread blocked in fsync on that same server would
+    /// keep the process from dying; aborting the connection (or killing its fuse2fs) ends that wait.
+    /// </summary>
+    private void AbortStateServers()
+    {
+        try
+        {
+            var actions = NodeMounts.AbortServers(_workspace, Plan.Name);
+            if (actions.Count > 0)
+            {
+                Log.StateMountsCleaned(_logger, Plan.Name, string.Join("; ", actions));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "abort-state-servers", e.Message);
+        }
+    }
+
+    /// <summary>Removes the state mounts a stopped node left (see <see cref="NodeMounts"/>); throws when that fails.</summary>
+    private async Task CleanMountsAsync(CancellationToken cancellationToken)
+    {
+        var actions = await NodeMounts.CleanAsync(_workspace, Plan.Name, cancellationToken).ConfigureAwait(false);
+        if (actions.Count > 0)
+        {
+            AppendConsole($"===== asterism-cloud: cleaned {Plan.Name}'s state mounts: {string.Join("; ", actions)} =====");
+            Log.StateMountsCleaned(_logger, Plan.Name, string.Join("; ", actions));
+        }
+    }
+
+    /// <summary>The exit path's cleanup: a failure is logged, and the next start tries again (and refuses to boot if it fails).</summary>
+    private async Task TryCleanMountsAsync()
+    {
+        try
+        {
+            await CleanMountsAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or StateFs.StateFilesystemException)
+        {
+            Log.PowerFailed(_logger, Plan.Name, "state-mount-cleanup", e.Message);
         }
     }
 

@@ -54,6 +54,10 @@ internal static partial class Log
     public static partial void StaleTpmStopped(ILogger logger, string name, int pid,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
+    [LoggerMessage(7018, LogLevel.Warning, "Cleaned what a stopped instance left mounted")]
+    public static partial void StateMountsCleaned(ILogger logger, string name, string actions,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
     [LoggerMessage(7020, LogLevel.Information, "Backend healthy")]
     public static partial void BackendUp(ILogger logger, int port, string backend,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);

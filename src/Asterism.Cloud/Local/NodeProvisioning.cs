@@ -13,6 +13,12 @@ public static class NodeProvisioning
     /// <summary>In the init target's node directory: the hex SHA-256 of the workspace's init secret.</summary>
     public const string InitSecretHashFileName = "init-secret.sha256";
 
+    /// <summary>Below the node directory: where the node mounts its state filesystem (0700).</summary>
+    public const string StateDirectoryName = "state";
+
+    /// <summary>Below the node directory: the node's private mounts (the FUSE block file) and runtime files (0700).</summary>
+    public const string RuntimeDirectoryName = "run";
+
     /// <summary>The instance the CLI initializes: the first control-plane node of the spec.</summary>
     public static bool IsInitTarget(CloudSpec spec, InstancePlan plan) =>
         spec.PlanInstances().FirstOrDefault(p => p.Role == InstanceRole.ControlPlane)?.Name == plan.Name;

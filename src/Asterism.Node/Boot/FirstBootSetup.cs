@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.JoinService;
 using Asterism.Logging;
+using Asterism.Node.State;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Node.Boot;
@@ -29,15 +30,16 @@ public sealed class FirstBootKeys : IDisposable
     }
 }
 
-/// <summary>What a completed first boot leaves the boot flow.</summary>
-public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets);
+/// <summary>What a completed first boot leaves the boot flow: the node state, the secrets and the mounted state filesystem.</summary>
+public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets, NodeStateDirectory Directory);
 
 /// <summary>
 /// Turns a freshly formatted disk into an initialized one, once: extend PCR 15 with the cluster ID (so this boot
-/// can no longer obtain keys), switch keyslot 0 from the random initial passphrase to the derived disk key, write
-/// the node state, and set the token to initialized — last, so a crash before it makes the next boot reformat.
+/// can no longer obtain keys), switch keyslot 0 from the random initial passphrase to the derived disk key, create
+/// the ext4 state filesystem and mount it, write the control-plane secrets and the node state as files (each
+/// atomic and durable), and set the token to initialized — last, so a crash before it makes the next boot reformat.
 /// </summary>
-public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, NodeOptions options, IPcrBank pcrs, ILoggerFactory loggers)
+public sealed class FirstBootSetup(StateDisk disk, IStateVolume volume, byte[] initialPassphrase, NodeOptions options, IPcrBank pcrs, ILoggerFactory loggers)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ILogger _log = loggers.CreateLogger(NodeLog.SetupManager.Category);
@@ -61,7 +63,7 @@ public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, Nod
             await pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
             try
             {
-                return Apply(keys, source, clusterId);
+                return await ApplyAsync(keys, source, clusterId, cancellationToken);
             }
             catch (Exception ex)
             {
@@ -77,30 +79,47 @@ public sealed class FirstBootSetup(StateDisk disk, byte[] initialPassphrase, Nod
         }
     }
 
-    private FirstBootResult Apply(FirstBootKeys keys, string source, byte[] clusterId)
+    private async Task<FirstBootResult> ApplyAsync(FirstBootKeys keys, string source, byte[] clusterId, CancellationToken cancellationToken)
     {
         if (disk.ChangePassphrase(initialPassphrase, keys.DiskKey.Span) != KeyCheckResult.Accepted)
         {
             throw new InvalidOperationException("the state disk refused its initial passphrase");
         }
         CryptographicOperations.ZeroMemory(initialPassphrase);
-        if (!disk.TryUnlock(keys.DiskKey.Span))
+        var diskKey = keys.DiskKey.ToArray();
+        NodeStateDirectory? directory;
+        try
+        {
+            directory = await volume.OpenAsync(diskKey, formatIfEmpty: true, cancellationToken);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(diskKey);
+        }
+        if (directory is null)
         {
             throw new InvalidOperationException("the state disk does not open with its new key");
         }
-        var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
-        // Node state and control-plane secrets commit together: a power cut leaves both or neither.
-        var batch = new RecordBatch();
-        state.AddTo(batch);
-        if (keys.ClusterSecrets is not null)
+        try
         {
-            NodeState.AddClusterSecrets(batch, keys.ClusterSecrets);
+            var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
+            // Secrets first, node state after: every file is durable when written, and the token (set last) is the
+            // commit point — a power cut before it makes the next boot reformat, so a half-written set is never read.
+            if (keys.ClusterSecrets is not null)
+            {
+                NodeState.WriteClusterSecrets(directory, keys.ClusterSecrets);
+            }
+            state.WriteTo(directory);
+            disk.SetInitialized(true);
+            NodeLog.SetupManager.StateDiskInitialized(_log, disk.Uuid, source);
+            var result = new FirstBootResult(state, keys.ClusterSecrets, directory);
+            _done.TrySetResult(result);
+            return result;
         }
-        disk.Store.Commit(batch);
-        disk.SetInitialized(true);
-        NodeLog.SetupManager.StateDiskInitialized(_log, disk.Uuid, source);
-        var result = new FirstBootResult(state, keys.ClusterSecrets);
-        _done.TrySetResult(result);
-        return result;
+        catch
+        {
+            await directory.DisposeAsync();
+            throw;
+        }
     }
 }

@@ -1,7 +1,8 @@
+using System.Globalization;
 using System.Text;
 using Asterism.Cloud;
-using Asterism.Disk;
 using Asterism.Logging;
+using Asterism.Node.State;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
@@ -9,30 +10,31 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Node.Services;
 
 /// <summary>
-/// The node's workload: a small key-value API (port 8080) whose data lives on the encrypted state disk, so tests
-/// and the demo can check that nothing written before an outage is lost. Also counts boots. Every request needs
-/// the workspace's credential (bearer token), checked against the SHA-256 the provider put into the node
-/// directory; without that file the API refuses everything.
+/// The node's workload: a small key-value API (port 8080) whose values are files in <c>workload/</c> on the
+/// node's state filesystem, so tests and the demo can check that nothing written before an outage is lost. A PUT is
+/// answered only after its file is durable (temp file, fsync, rename, fsync of the directory). Also counts boots.
+/// Every request needs the workspace's credential (bearer token), checked against the SHA-256 the provider put into
+/// the node directory; without that file the API refuses everything.
 /// </summary>
 public static class WorkloadApi
 {
-    public const string Prefix = "workload/";
-    public const string BootCountRecord = "workload-meta/boot-count";
     public const int MaxValueBytes = 64 * 1024;
 
-    /// <summary>The workload's share of the store: it must never fill the disk that holds the node's own state.</summary>
+    /// <summary>The workload's share of the disk: it must never fill the filesystem that holds the node's own state.</summary>
     public const int MaxKeys = 256;
 
-    /// <summary>Counts this boot; a full store is not a reason to refuse booting (returns the old count).</summary>
-    public static int CountBoot(RecordStore store)
+    private const int Enospc = 28;
+
+    /// <summary>Counts this boot; a full filesystem is not a reason to refuse booting (returns the old count).</summary>
+    public static int CountBoot(NodeStateDirectory state)
     {
-        var current = store.Get(BootCountRecord) is { } bytes && int.TryParse(Encoding.ASCII.GetString(bytes), out var n) ? n : 0;
+        var current = ReadBootCount(state);
         try
         {
-            store.Put(BootCountRecord, Encoding.ASCII.GetBytes((current + 1).ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            state.Write(NodeStateDirectory.BootCountFile, Encoding.ASCII.GetBytes((current + 1).ToString(CultureInfo.InvariantCulture)));
             return current + 1;
         }
-        catch (RecordStoreFullException)
+        catch (IOException e) when (IsDiskFull(e))
         {
             return current;
         }
@@ -49,24 +51,27 @@ public static class WorkloadApi
         return verifier;
     }
 
-    public static void Map(WebApplication app, RecordStore store, string nodeName, ApiCredentialVerifier verifier, ILogger logger)
+    public static void Map(WebApplication app, NodeStateDirectory state, string nodeName, ApiCredentialVerifier verifier, ILogger logger)
     {
+        // Writes are serialised so the key limit holds under concurrent PUTs; reads need no lock (rename is atomic).
+        var writes = new SemaphoreSlim(1, 1);
+        AtomicFile.CreateDirectory(state.WorkloadDirectory);
         app.RequireCredential(verifier, logger, "workload");
-        app.MapGet("/data", () => Results.Json(new { node = nodeName, keys = store.Names.Where(n => n.StartsWith(Prefix, StringComparison.Ordinal)).Select(n => n[Prefix.Length..]).Order(StringComparer.Ordinal) }));
-        app.MapGet("/data/{key}", (string key) =>
+        app.MapGet("/data", () => Results.Json(new { node = nodeName, keys = Keys(state).Order(StringComparer.Ordinal) }));
+        app.MapGet("/data/{key}", async (string key) =>
         {
             if (!ValidKey(key))
             {
-                return Results.BadRequest(new { error = "key must be 1-128 characters of [A-Za-z0-9._-]" });
+                return Results.BadRequest(new { error = KeyRule });
             }
-            var value = store.Get(Prefix + key);
+            var value = await Task.Run(() => state.ReadOrNull(Path.Combine(NodeStateDirectory.WorkloadFolder, key)));
             return value is null ? Results.NotFound(new { error = "no such key" }) : Results.Bytes(value, "application/octet-stream");
         });
         app.MapPut("/data/{key}", async (string key, HttpRequest request) =>
         {
             if (!ValidKey(key))
             {
-                return Results.BadRequest(new { error = "key must be 1-128 characters of [A-Za-z0-9._-]" });
+                return Results.BadRequest(new { error = KeyRule });
             }
             using var buffer = new MemoryStream();
             var chunk = new byte[8192];
@@ -79,24 +84,45 @@ public static class WorkloadApi
                 }
                 buffer.Write(chunk, 0, read);
             }
-            var name = Prefix + key;
-            if (store.Get(name) is null && store.Names.Count(n => n.StartsWith(Prefix, StringComparison.Ordinal)) >= MaxKeys)
-            {
-                return Results.Json(new { error = $"the workload may keep at most {MaxKeys} keys" }, statusCode: StatusCodes.Status507InsufficientStorage);
-            }
+            var relative = Path.Combine(NodeStateDirectory.WorkloadFolder, key);
+            await writes.WaitAsync(request.HttpContext.RequestAborted);
             try
             {
-                store.Put(name, buffer.ToArray());
+                if (!File.Exists(state.PathOf(relative)) && Keys(state).Count() >= MaxKeys)
+                {
+                    return Results.Json(new { error = $"the workload may keep at most {MaxKeys} keys" }, statusCode: StatusCodes.Status507InsufficientStorage);
+                }
+                // fsync blocks: off the request thread, and the 204 goes out only once the file is durable.
+                await Task.Run(() => state.Write(relative, buffer.GetBuffer().AsSpan(0, (int)buffer.Length)));
             }
-            catch (RecordStoreFullException)
+            catch (IOException e) when (IsDiskFull(e))
             {
                 return Results.Json(new { error = "the state disk is full" }, statusCode: StatusCodes.Status507InsufficientStorage);
             }
+            finally
+            {
+                writes.Release();
+            }
             return Results.NoContent();
         });
-        app.MapGet("/boot-count", () => Results.Text(Encoding.ASCII.GetString(store.Get(BootCountRecord) ?? "0"u8.ToArray())));
+        app.MapGet("/boot-count", () => Results.Text(ReadBootCount(state).ToString(CultureInfo.InvariantCulture)));
     }
 
+    private const string KeyRule = "key must be 1-128 characters of [A-Za-z0-9._-] and not start with a dot";
+
+    private static int ReadBootCount(NodeStateDirectory state) =>
+        state.ReadOrNull(NodeStateDirectory.BootCountFile) is { Length: <= 16 } bytes
+        && int.TryParse(Encoding.ASCII.GetString(bytes), NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : 0;
+
+    /// <summary>The workload's keys: its files, without temporary files of unfinished writes.</summary>
+    private static IEnumerable<string> Keys(NodeStateDirectory state) =>
+        Directory.Exists(state.WorkloadDirectory)
+            ? Directory.EnumerateFiles(state.WorkloadDirectory).Select(Path.GetFileName).OfType<string>().Where(ValidKey)
+            : [];
+
+    /// <summary>A key is a file name: no path separators, and no leading dot (".", ".." and temporary files).</summary>
     private static bool ValidKey(string key) =>
-        key.Length is > 0 and <= 128 && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+        key.Length is > 0 and <= 128 && key[0] != '.' && key.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-');
+
+    private static bool IsDiskFull(IOException e) => (e.HResult & 0xFFFF) == Enospc || e.Message.Contains("No space left", StringComparison.Ordinal);
 }

@@ -1,22 +1,27 @@
 using System.Security.Cryptography;
 using Asterism.Crypto;
-using Asterism.Disk;
+using Asterism.Node.State;
+using Asterism.StateFs;
 
 namespace Asterism.Node.Unlock;
 
+/// <summary>What the winning offer unlocked: its keys, the node state read from the disk and the mounted state.</summary>
+public sealed record KeyRaceWin(ReceivedKeys Keys, NodeState State, NodeStateDirectory Directory);
+
 /// <summary>
 /// The reboot race between the RecoveryServer and the RejoinClient: the first delivered key that <b>actually
-/// opens keyslot 0</b> — and whose measurement secret derives this node's cluster ID — wins; every later offer is
-/// refused. Verification is serialised, so concurrent offers never both win.
+/// opens keyslot 0</b> (the state filesystem mounts with it) — and whose measurement secret derives the cluster ID
+/// in the node state file on that filesystem — wins; every later offer is refused. A key that opens the disk but
+/// fails the cluster check is unmounted again before the verdict. Verification is serialised, so concurrent offers
+/// never both win.
 /// </summary>
-public sealed class KeyRace(StateDisk disk)
+public sealed class KeyRace(IStateVolume volume)
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private readonly TaskCompletionSource<(ReceivedKeys Keys, NodeState State)> _winner =
-        new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<KeyRaceWin> _winner = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>Completes with the winning keys and the node state they unlocked.</summary>
-    public Task<(ReceivedKeys Keys, NodeState State)> Winner => _winner.Task;
+    /// <summary>Completes with the winning keys, the node state they unlocked and the mounted state filesystem.</summary>
+    public Task<KeyRaceWin> Winner => _winner.Task;
 
     public bool IsDecided => _winner.Task.IsCompleted;
 
@@ -36,23 +41,37 @@ public sealed class KeyRace(StateDisk disk)
             throw;
         }
         var won = false;
+        NodeStateDirectory? opened = null;
         try
         {
             if (IsDecided)
             {
                 return KeyVerdict.AlreadyRecovered;
             }
-            // TryUnlock runs the keyslot KDF once and keeps the volume key only when the passphrase opens keyslot 0.
-            if (!disk.TryUnlock(keys.DiskKey.Span))
+            var diskKey = keys.DiskKey.ToArray();
+            try
+            {
+                // One keyslot KDF: the mount unlocks keyslot 0 only and refuses a key that does not open it.
+                opened = await volume.OpenAsync(diskKey, formatIfEmpty: false, cancellationToken);
+            }
+            catch (Exception ex) when (ex is StateFilesystemException or IOException or UnauthorizedAccessException)
+            {
+                return KeyVerdict.StoreUnreadable;
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(diskKey);
+            }
+            if (opened is null)
             {
                 return KeyVerdict.DiskKeyRejected;
             }
             NodeState state;
             try
             {
-                state = NodeState.Read(disk.Store);
+                state = NodeState.Read(opened);
             }
-            catch (Exception ex) when (ex is InvalidDataException or IOException or InvalidOperationException or RecordStoreCorruptException)
+            catch (Exception ex) when (ex is InvalidDataException or IOException or UnauthorizedAccessException)
             {
                 return KeyVerdict.StoreUnreadable;
             }
@@ -61,7 +80,7 @@ public sealed class KeyRace(StateDisk disk)
             {
                 return KeyVerdict.MeasurementSecretRejected;
             }
-            won = _winner.TrySetResult((keys, state));
+            won = _winner.TrySetResult(new KeyRaceWin(keys, state, opened));
             return KeyVerdict.Accepted;
         }
         finally
@@ -69,6 +88,10 @@ public sealed class KeyRace(StateDisk disk)
             if (!won)
             {
                 keys.Dispose();
+                if (opened is not null)
+                {
+                    await opened.DisposeAsync();
+                }
             }
             _gate.Release();
         }

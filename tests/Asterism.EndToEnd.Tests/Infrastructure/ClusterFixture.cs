@@ -131,6 +131,8 @@ public abstract class ClusterFixture : IAsyncLifetime
             Processes.Kill(p.Pid);
         }
         await Processes.WaitGoneAsync(Workspace, TimeSpan.FromSeconds(10));
+        // Nodes killed by PID could not unmount: remove their mounts before anyone deletes the workspace.
+        await NodeMounts.CleanAllAsync(Files, CancellationToken.None);
         return left;
     }
 

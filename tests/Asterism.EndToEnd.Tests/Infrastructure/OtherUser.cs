@@ -80,11 +80,21 @@ public static class FileModes
         var entries = Directory.EnumerateFileSystemEntries(root, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 });
         foreach (var path in includeRoot ? entries.Prepend(root) : entries)
         {
-            if (new FileInfo(path).LinkTarget is not null)
+            UnixFileMode mode;
+            try
             {
+                if (new FileInfo(path).LinkTarget is not null)
+                {
+                    continue;
+                }
+                mode = File.GetUnixFileMode(path);
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // Another user's FUSE mount without allow_other (a node run as nobody): the kernel refuses even root
+                // a stat, so nobody else can reach it either.
                 continue;
             }
-            var mode = File.GetUnixFileMode(path);
             if ((mode & GroupOrOther) != 0)
             {
                 open.Add($"{path} {Convert.ToString((int)mode, 8)}");

@@ -34,6 +34,11 @@ public sealed class LocalSurfaceAttackTests(SmallSimulatedCluster cluster) : ICl
             cluster.Files.BootMeasurementsPath(node.Name),
             cluster.Files.LogPath,
             Path.Combine(cluster.Workspace, Asterism.Config.ClusterConfig.FileName),
+            // The mounted state filesystem (issue 14): node state, the control plane's master secret, and the FUSE
+            // block file that serves the decrypted payload (no allow_other: the kernel refuses other users).
+            Path.Combine(cluster.Files.NodeStateDir(node.Name), "asterism", "node_state.json"),
+            Path.Combine(cluster.Files.NodeStateDir(node.Name), "asterism", "master_secret.json"),
+            Path.Combine(cluster.Files.NodeRuntimeDir(node.Name), "block", "disk"),
         ];
         Assert.All(secrets, p => Assert.True(File.Exists(p), $"{p} missing"));
 
@@ -42,7 +47,9 @@ public sealed class LocalSurfaceAttackTests(SmallSimulatedCluster cluster) : ICl
         File.SetUnixFileMode(cluster.Workspace, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
             | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         var canary = Path.Combine(cluster.Workspace, "canary.txt");
-        var directories = FileModes.Directories(cluster.Workspace).Skip(1).ToList();
+        // The FUSE block mount's root refuses chmod (its mode is fixed at 0700): it stays closed in both rounds.
+        var fuseRoot = Path.Combine(cluster.Files.NodeRuntimeDir(node.Name), "block");
+        var directories = FileModes.Directories(cluster.Workspace).Skip(1).Where(d => d != fuseRoot && !d.StartsWith(fuseRoot + "/", StringComparison.Ordinal)).ToList();
         try
         {
             await File.WriteAllTextAsync(canary, "world-readable on purpose\n");
@@ -53,6 +60,17 @@ public sealed class LocalSurfaceAttackTests(SmallSimulatedCluster cluster) : ICl
             await AssertUnreadableAsync(secrets, "as created");
             var listing = await OtherUser.RunAsync(["ls", cluster.Files.CloudDir]);
             Assert.True(listing.ExitCode != 0, "nobody listed the cloud directory: " + listing);
+
+            // The state directory (the mounted ext4 root, 0700) cannot be listed even with every directory above it
+            // opened: only the node's user enters it.
+            foreach (var dir in directories.Where(d => !d.StartsWith(cluster.Files.NodeStateDir(node.Name), StringComparison.Ordinal)))
+            {
+                File.SetUnixFileMode(dir, OwnerOnly.DirectoryMode | UnixFileMode.OtherExecute);
+            }
+            var state = await OtherUser.RunAsync(["ls", cluster.Files.NodeStateDir(node.Name)]);
+            Assert.True(state.ExitCode != 0 && state.Stderr.Contains("Permission denied", StringComparison.Ordinal), "nobody listed the state directory: " + state);
+            Assert.Equal(OwnerOnly.DirectoryMode, File.GetUnixFileMode(cluster.Files.NodeStateDir(node.Name)));
+            await AssertUnreadableAsync(secrets, "state directory 0700, everything above it traversable");
 
             // Defence in depth: even with every directory opened (an operator's careless chmod), each file's own
             // 0600 keeps it unreadable.

@@ -1,5 +1,7 @@
 using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
+using Asterism.Tests;
+using StateFs = Asterism.StateFs;
 
 namespace Asterism.EndToEnd.Tests.Security;
 
@@ -32,6 +34,21 @@ public sealed class NonRootOperatorTests
             Assert.True(status.ExitCode == 0, "status as nobody: " + status);
             Assert.Contains("booted", status.Stdout, StringComparison.Ordinal);
 
+            // The node runs as nobody: its state filesystem is fuse2fs on our FUSE block file. A power cut kills the
+            // node; the provider kills its fuse2fs and removes both mounts, and the node comes back with recover.
+            Assert.Contains(Processes.Matching(workspace), p => p.CommandLine.StartsWith("fuse2fs ", StringComparison.Ordinal));
+            Assert.NotEmpty(StateFs.MountTable.Under(workspace));
+            var crashed = await Asterism("power", "crash", "--all");
+            Assert.True(crashed.ExitCode == 0, "power crash as nobody: " + crashed);
+            Assert.DoesNotContain(Processes.Matching(workspace), p => p.CommandLine.StartsWith("fuse2fs ", StringComparison.Ordinal) || p.CommandLine.Contains(" --node-dir ", StringComparison.Ordinal));
+            Assert.Empty(StateFs.MountTable.Under(workspace));
+            Assert.True((await Asterism("power", "start", "--all")).ExitCode == 0);
+            var recovered = await Asterism("recover");
+            Assert.True(recovered.ExitCode == 0, "recover as nobody: " + recovered);
+            // recover returns once the key is pushed; the node then mounts and starts its services.
+            await Poll.RequireAsync(async () => (await Asterism("status")).Stdout.Contains("booted", StringComparison.Ordinal), Poll.Hang, "the node booted after recover");
+            Assert.NotEmpty(StateFs.MountTable.Under(workspace));
+
             // Everything the real executables created with their umask is the owner's alone.
             Assert.Empty(FileModes.OpenToOthers(workspace));
             var processes = Processes.Matching(workspace);
@@ -47,6 +64,12 @@ public sealed class NonRootOperatorTests
             foreach (var proc in Processes.Matching(workspace))
             {
                 Processes.Kill(proc.Pid);
+            }
+            await Processes.WaitGoneAsync(workspace, TimeSpan.FromSeconds(10));
+            // A failed step may leave the node's mounts: never let the recursive delete walk into them.
+            if (Directory.Exists(workspace))
+            {
+                await NodeMounts.CleanAllAsync(new CloudWorkspace(workspace), CancellationToken.None);
             }
             Directory.Delete(home, recursive: true);
         }

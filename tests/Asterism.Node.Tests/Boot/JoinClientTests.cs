@@ -45,6 +45,9 @@ public sealed class JoinClientTests : IDisposable
         var result = await setup.Completed;
         Assert.Equal(NodeRole.Worker, result.State.Role);
         Assert.Null(result.Secrets);
+        // The node state is a file now, 0600, and reads back as what was joined.
+        Assert.Equal(NodeRole.Worker, NodeState.Read(result.Directory).Role);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(result.Directory.PathOf(Asterism.Node.State.NodeStateDirectory.NodeStateFile)));
         Assert.True(_disk.Disk.IsInitialized);
         Assert.NotEqual(new byte[32], _pcrs.Read(Measurements.ClusterIdIndex));
         using var reopened = StateDisk.Open(_disk.ImagePath);
@@ -135,7 +138,7 @@ public sealed class JoinClientTests : IDisposable
     private (JoinClient, FirstBootSetup) Client(NodeRole role, params string[] endpoints)
     {
         var options = _disk.Options(Interval, Timeout, role);
-        var setup = new FirstBootSetup(_disk.Disk, _disk.InitialPassphrase, options, _pcrs, NullLoggerFactory.Instance);
+        var setup = new FirstBootSetup(_disk.Disk, _disk.Volume, _disk.InitialPassphrase, options, _pcrs, NullLoggerFactory.Instance);
         var source = FakeEndpoints.Of(endpoints.Length == 0 ? [LoadBalancer, ControlPlane1] : endpoints);
         return (new JoinClient(options, _disk.Uuid, new TicketRounds(source, Interval, Timeout, _clock), _tickets, setup, NullLoggerFactory.Instance), setup);
     }

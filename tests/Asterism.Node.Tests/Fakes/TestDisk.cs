@@ -2,6 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using Asterism.Crypto;
 using Asterism.Disk;
+using Asterism.Node.State;
 using Asterism.Node.Unlock;
 
 namespace Asterism.Node.Tests.Fakes;
@@ -9,7 +10,9 @@ namespace Asterism.Node.Tests.Fakes;
 /// <summary>
 /// One cluster's secrets and one node's initialized state disk, as a reboot finds it: keyslot 0 holds the disk key
 /// derived from the master secret, the node state names the cluster ID, the token says initialized. Real LUKS2 on a
-/// temporary file; the keyslot KDF is cheap (1000 PBKDF2 iterations), so each disk costs milliseconds.
+/// temporary file; the keyslot KDF is cheap (1000 PBKDF2 iterations), so each disk costs milliseconds. The state
+/// "filesystem" of these unit tests is a plain directory behind <see cref="Volume"/>, opened only for a key that
+/// opens keyslot 0 (<c>MountedStateVolumeTests</c> mounts the real one).
 /// </summary>
 public sealed class TestDisk : IDisposable
 {
@@ -22,7 +25,15 @@ public sealed class TestDisk : IDisposable
         Master = master;
         MeasurementSalt = salt;
         Disk = disk;
+        StateRoot = Path.Combine(dir, "state");
+        Volume = new DirectoryStateVolume(disk, StateRoot);
     }
+
+    /// <summary>The plain directory standing in for the mounted state filesystem.</summary>
+    public string StateRoot { get; }
+
+    /// <summary>Opens <see cref="StateRoot"/> for keys that open keyslot 0; counts what is open.</summary>
+    public DirectoryStateVolume Volume { get; }
 
     public MasterSecret Master { get; }
 
@@ -61,14 +72,8 @@ public sealed class TestDisk : IDisposable
         using (var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master))
         using (var disk = StateDisk.Format(path, ImageSize, diskKey.Span, uuid))
         {
-            if (!disk.TryUnlock(diskKey.Span))
-            {
-                throw new InvalidOperationException("a freshly formatted test disk does not open");
-            }
             var state = new NodeState { Role = role, NodeName = "node-0", MeasurementSalt = salt, ClusterId = KeyDerivation.DeriveClusterId(measurementSecret.Span, salt) };
-            var batch = new RecordBatch();
-            state.AddTo(batch);
-            disk.Store.Commit(batch);
+            state.WriteTo(new NodeStateDirectory(Path.Combine(dir, "state"), null, "directory"));
             disk.SetInitialized(true);
         }
         return new TestDisk(dir, master, salt, StateDisk.Open(path));
@@ -112,8 +117,49 @@ public sealed class TestDisk : IDisposable
 
     public void Dispose()
     {
+        Volume.Dispose();
         Disk.Dispose();
         Master.Dispose();
         Directory.Delete(_dir, recursive: true);
+    }
+}
+
+/// <summary>
+/// A state volume for unit tests: a plain directory, handed out only when the key opens keyslot 0 of the disk (as the
+/// real mount's unlock would); counts open handles so tests can see a refused offer released its mount.
+/// </summary>
+public sealed class DirectoryStateVolume(StateDisk disk, string root) : IStateVolume, IDisposable
+{
+    private int _open;
+
+    /// <summary>How many opened directories are not disposed yet.</summary>
+    public int Open => Volatile.Read(ref _open);
+
+    /// <summary>How many times a key opened the volume.</summary>
+    public int Opened { get; private set; }
+
+    public Task<NodeStateDirectory?> OpenAsync(ReadOnlyMemory<byte> diskKey, bool formatIfEmpty, CancellationToken cancellationToken)
+    {
+        if (!disk.TryUnlock(diskKey.Span))
+        {
+            return Task.FromResult<NodeStateDirectory?>(null);
+        }
+        Directory.CreateDirectory(root);
+        Interlocked.Increment(ref _open);
+        Opened++;
+        return Task.FromResult<NodeStateDirectory?>(new NodeStateDirectory(root, new Release(this), "directory"));
+    }
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Release(DirectoryStateVolume owner) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync()
+        {
+            Interlocked.Decrement(ref owner._open);
+            return ValueTask.CompletedTask;
+        }
     }
 }

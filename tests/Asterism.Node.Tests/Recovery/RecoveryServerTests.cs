@@ -19,7 +19,7 @@ public sealed class RecoveryServerTests : IDisposable
 
     public RecoveryServerTests()
     {
-        _race = new KeyRace(_disk.Disk);
+        _race = new KeyRace(_disk.Volume);
         _server = new RecoveryServer(_race, new RecoveryIdentity(_disk.Uuid, "node-0", "control-plane"), NullLoggerFactory.Instance, _clock);
     }
 

@@ -30,7 +30,7 @@ public sealed class RejoinClientTests : IDisposable
 
     public RejoinClientTests()
     {
-        _race = new KeyRace(_disk.Disk);
+        _race = new KeyRace(_disk.Volume);
         _status = new BootStatusTracker(_disk.Options(Interval, Timeout), _clock);
     }
 

@@ -10,28 +10,29 @@ public sealed class KeyRaceTests
     public async Task OfferAsync_RightKeys_AcceptedAndWinnerHasNodeState()
     {
         using var disk = TestDisk.CreateInitialized();
-        var race = new KeyRace(disk.Disk);
+        var race = new KeyRace(disk.Volume);
 
         Assert.Equal(KeyVerdict.Accepted, await race.OfferAsync(disk.RightKeys("rejoin"), CancellationToken.None));
 
         Assert.True(race.IsDecided);
-        var (keys, state) = await race.Winner;
+        var (keys, state, directory) = await race.Winner;
         Assert.Equal("rejoin", keys.Source);
         Assert.Equal(disk.MeasurementSalt, state.MeasurementSalt);
-        Assert.True(disk.Disk.IsUnlocked);
+        Assert.Equal(disk.StateRoot, directory.Root);
+        Assert.Equal(1, disk.Volume.Open);
     }
 
     [Fact]
     public async Task OfferAsync_AnotherClustersKey_DiskKeyRejected_DiskUntouchedAndStillWaiting()
     {
         using var disk = TestDisk.CreateInitialized();
-        var race = new KeyRace(disk.Disk);
+        var race = new KeyRace(disk.Volume);
         var before = disk.ImageHash();
 
         Assert.Equal(KeyVerdict.DiskKeyRejected, await race.OfferAsync(TestDisk.ForeignKeys(disk.Uuid), CancellationToken.None));
 
         Assert.False(race.IsDecided);
-        Assert.False(disk.Disk.IsUnlocked);
+        Assert.Equal(0, disk.Volume.Opened);
         Assert.Equal(before, disk.ImageHash());
         Assert.Equal(KeyVerdict.Accepted, await race.OfferAsync(disk.RightKeys(), CancellationToken.None));
     }
@@ -42,11 +43,13 @@ public sealed class KeyRaceTests
         // An attacker who learnt one disk key but not the cluster's measurement secret must not make the node boot
         // into a cluster ID it cannot prove.
         using var disk = TestDisk.CreateInitialized();
-        var race = new KeyRace(disk.Disk);
+        var race = new KeyRace(disk.Volume);
 
         Assert.Equal(KeyVerdict.MeasurementSecretRejected, await race.OfferAsync(disk.RightDiskKeyForeignSecret(), CancellationToken.None));
 
         Assert.False(race.IsDecided);
+        // The key opened the disk, so the state was mounted to read the cluster ID; the refusal released it again.
+        Assert.Equal((1, 0), (disk.Volume.Opened, disk.Volume.Open));
         Assert.Equal(KeyVerdict.Accepted, await race.OfferAsync(disk.RightKeys(), CancellationToken.None));
     }
 
@@ -54,7 +57,7 @@ public sealed class KeyRaceTests
     public async Task OfferAsync_AfterAWinner_AlreadyRecovered_AndTheFirstWinnerStays()
     {
         using var disk = TestDisk.CreateInitialized();
-        var race = new KeyRace(disk.Disk);
+        var race = new KeyRace(disk.Volume);
         await race.OfferAsync(disk.RightKeys("recovery"), CancellationToken.None);
 
         var late = disk.RightKeys("rejoin");
@@ -69,13 +72,27 @@ public sealed class KeyRaceTests
     public async Task OfferAsync_ManyConcurrentRightOffers_ExactlyOneWins()
     {
         using var disk = TestDisk.CreateInitialized();
-        var race = new KeyRace(disk.Disk);
+        var race = new KeyRace(disk.Volume);
 
         var verdicts = await Task.WhenAll(Enumerable.Range(0, 8).Select(i =>
             Task.Run(() => race.OfferAsync(disk.RightKeys(i % 2 == 0 ? "recovery" : "rejoin"), CancellationToken.None))));
 
         Assert.Single(verdicts, v => v == KeyVerdict.Accepted);
         Assert.Equal(7, verdicts.Count(v => v == KeyVerdict.AlreadyRecovered));
+        Assert.Equal((1, 1), (disk.Volume.Opened, disk.Volume.Open));
+    }
+
+    [Fact]
+    public async Task OfferAsync_RightKeyButNoNodeStateFile_StoreUnreadable_Released()
+    {
+        using var disk = TestDisk.CreateInitialized();
+        File.Delete(Path.Combine(disk.StateRoot, Asterism.Node.State.NodeStateDirectory.NodeStateFile));
+        var race = new KeyRace(disk.Volume);
+
+        Assert.Equal(KeyVerdict.StoreUnreadable, await race.OfferAsync(disk.RightKeys(), CancellationToken.None));
+
+        Assert.False(race.IsDecided);
+        Assert.Equal((1, 0), (disk.Volume.Opened, disk.Volume.Open));
     }
 
     [Theory]
