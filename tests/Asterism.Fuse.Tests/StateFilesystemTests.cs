@@ -34,34 +34,6 @@ public sealed class StateFilesystemTests
     }
 
     [RootFact]
-    public async Task LoopExt4_LoopDeviceInDirectIoMode_LargeFileSurvivesRemountByteForByte()
-    {
-        await using var volume = TestVolume.Create();
-        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
-        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir, FormatIfNoFilesystem = true };
-        // Large, not a multiple of the sector size, so ext4 sends multi-request writes and a partial last block
-        // through the asynchronous direct-I/O path of the loop device.
-        var data = System.Security.Cryptography.RandomNumberGenerator.GetBytes((5 * 1024 * 1024) + 123);
-        var file = Path.Combine(volume.StateDir, "big.bin");
-        await using (var mount = await fs.MountAsync(request, volume.Passphrase, CancellationToken.None))
-        {
-            Assert.Equal("1", File.ReadAllText($"/sys/block/{Path.GetFileName(mount.BlockPath)}/loop/dio").Trim());
-            await using (var stream = new FileStream(file, FileMode.CreateNew, FileAccess.Write))
-            {
-                await stream.WriteAsync(data);
-                stream.Flush(flushToDisk: true);
-            }
-        }
-        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
-        await using (var mount = await fs.MountAsync(request with { FormatIfNoFilesystem = false }, volume.Passphrase, CancellationToken.None))
-        {
-            Assert.Equal(data, await File.ReadAllBytesAsync(file));
-        }
-        var fsck = await Tool.RunAsync("e2fsck", "-fn", volume.DecryptToRawFile());
-        Assert.True(fsck.ExitCode == 0, fsck.Stdout + fsck.Stderr);
-    }
-
-    [RootFact]
     public async Task Mount_WrongKey_IsRefusedAndNothingIsLeftMounted()
     {
         await using var volume = TestVolume.Create();

@@ -14,7 +14,7 @@ namespace Asterism.Benchmarks.StateFs;
 /// by fsync) on the state filesystem — a LUKS2 image made by our own code, served by our FUSE server, loop device,
 /// kernel ext4 (<see cref="FuseExt4StateFilesystem"/>) — and on a plain ext4 image of the same size on the same disk,
 /// loop-mounted: interleaved job by job in one run, ratios against the targets of issue #14. With the default A/B the
-/// state filesystem's loop device is measured with direct I/O on (what StateFs sets up) and off (buffered, as before),
+/// state filesystem's loop device is measured buffered (what StateFs sets up) and with direct I/O on (the candidate),
 /// toggled on the same mount. Also XTS against `openssl speed`. Root only. Options: --quick, --fuse2fs, --no-ab,
 /// --rounds N (the four jobs N times, interleaved).
 /// </summary>
@@ -74,8 +74,8 @@ public sealed partial class StateFsBenchmark : IMacroBenchmark
         var state = await work.StateFsAsync("statefs", Ext4Driver.LoopDevice, payload, ct);
         if (ab)
         {
-            sides.Add(state with { Name = "statefs", LoopDirectIo = true });
-            sides.Add(state with { Name = "statefs-buffered-loop", LoopDirectIo = false });
+            sides.Add(state with { Name = "statefs", LoopDirectIo = false });
+            sides.Add(state with { Name = "statefs-loop-dio", LoopDirectIo = true });
         }
         else
         {
