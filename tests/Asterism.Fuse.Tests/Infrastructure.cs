@@ -215,7 +215,12 @@ public static class Tool
     public static async Task<string> LeftoversAsync(string directory)
     {
         var mounts = (await RunAsync("findmnt", "-rn", "-o", "TARGET,SOURCE")).Stdout;
-        var loops = (await RunAsync("losetup", "-a")).Stdout;
+        // Backing files from sysfs, not `losetup -a`: that takes every loop device's lock and hangs for good when
+        // some other user's loop device is stuck on a dead FUSE server (seen on the shared machine).
+        var loops = string.Join('\n', Directory.EnumerateDirectories("/sys/block", "loop*")
+            .Select(d => Path.Combine(d, "loop", "backing_file"))
+            .Where(File.Exists)
+            .Select(f => $"{f} {File.ReadAllText(f).Trim()}"));
         return string.Join('\n', (mounts + loops).Split('\n').Where(l => l.Contains(directory, StringComparison.Ordinal)));
     }
 }
