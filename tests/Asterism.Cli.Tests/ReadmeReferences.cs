@@ -49,6 +49,8 @@ public sealed class ReadmeReferences
         "Konscious", "Security", "Cryptography", "Argon2",
         // Microsoft.Extensions.TimeProvider.Testing (the fake clock package)
         "Microsoft", "Extensions", "TimeProvider", "Testing",
+        // dotnet-etcd (the etcd client package), the etcd v3 API's RPC names, Process.WaitForExit
+        "EtcdClient", "MemberPromote", "MemberList", "WaitForExit",
     };
 
     private static readonly Regex RepoPath = new(@"(?<![\w./-])(?:src|tests|bench|docs)/[\w.*/-]*", RegexOptions.Compiled);
