@@ -217,7 +217,6 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
         var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
         NodeLog.SetupManager.WaitingForDecryptionKey(_setup, disk.Uuid, recoveryEndpoint);
-        _status.WaitingForKey();
         var race = new KeyRace(new MountedStateVolume(options));
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? recoveryHost = null;
@@ -238,6 +237,9 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 NodeLog.RecoveryServer.SkippedOnWorker(recoveryLog);
             }
+            // Said only once the recovery listener is bound: `recover` pushes to nodes whose status says they wait, and a
+            // status that ran ahead of the listener made it dial a closed port under load and name the node as failed.
+            _status.WaitingForKey();
             var rejoin = new RejoinClient(disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), race, _status, loggers).RunAsync(stop.Token);
             var (keys, state, directory) = await race.Winner.WaitAsync(cancellationToken);
             try
