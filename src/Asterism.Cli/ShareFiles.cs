@@ -111,11 +111,16 @@ public static class ShareFiles
             {
                 throw new CliError($"identity file {path} does not exist");
             }
-            if (new FileInfo(path).Length > AgeIdentity.MaxFileSize)
+            byte[] content;
+            try
             {
-                throw new CliError($"identity file {path} is larger than {AgeIdentity.MaxFileSize} bytes; it is not an age identity file");
+                content = ReadBounded(path, AgeIdentity.MaxFileSize)
+                    ?? throw new CliError($"identity file {path} is larger than {AgeIdentity.MaxFileSize} bytes; it is not an age identity file");
             }
-            var content = File.ReadAllBytes(path);
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new CliError($"identity file {path} cannot be read: {ex.GetType().Name}");
+            }
             try
             {
                 identities.AddRange(AgeIdentity.ParseFile(content, path));
@@ -218,17 +223,39 @@ public static class ShareFiles
         {
             throw new CliError($"share file {path} does not exist");
         }
-        if (new FileInfo(path).Length > AgeFile.DefaultMaxFileSize)
-        {
-            throw new CliError($"share file {path} is larger than {AgeFile.DefaultMaxFileSize} bytes; it is not a share");
-        }
         try
         {
-            return File.ReadAllBytes(path);
+            return ReadBounded(path, AgeFile.DefaultMaxFileSize)
+                ?? throw new CliError($"share file {path} is larger than {AgeFile.DefaultMaxFileSize} bytes; it is not a share");
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             throw new CliError($"share file {path} cannot be read: {ex.GetType().Name}");
+        }
+    }
+
+    /// <summary>
+    /// The file's bytes, or null when it holds more than <paramref name="max"/>. The limit is enforced on what is read,
+    /// not on the size the file reports: a crafted path (a symlink to /dev/zero, a file still growing) reports 0 or
+    /// a small length, and File.ReadAllBytes would then read until memory runs out.
+    /// </summary>
+    private static byte[]? ReadBounded(string path, int max)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+        var buffer = new byte[max + 1];
+        var length = 0;
+        int read;
+        while (length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+        {
+            length += read;
+        }
+        try
+        {
+            return length > max ? null : buffer.AsSpan(0, length).ToArray();
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(buffer);
         }
     }
 

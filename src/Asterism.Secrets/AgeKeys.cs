@@ -29,7 +29,21 @@ public sealed class AgeRecipient
 
     public override string ToString() => Bech32.Encode(Hrp, _publicKey);
 
-    internal static string Shorten(string text) => text.Length > 24 ? text[..12] + "…" : text;
+    /// <summary>
+    /// The start of what was given, for the error line. Anything outside printable ASCII becomes '?': the text may be
+    /// a crafted file's, and control characters or newlines would let it forge further lines on the operator's terminal.
+    /// </summary>
+    internal static string Shorten(string text)
+    {
+        var shown = text.Length > 24 ? text[..12] + "…" : text;
+        return string.Create(shown.Length, shown, (span, source) =>
+        {
+            for (var i = 0; i < source.Length; i++)
+            {
+                span[i] = source[i] is '…' or (> ' ' and < (char)127) ? source[i] : '?';
+            }
+        });
+    }
 }
 
 /// <summary>

@@ -100,8 +100,9 @@ public static class Feldman
             var point = Curve.Curve.DecodePoint(encoded);
             return point.IsInfinity || !point.IsValid() ? null : point;
         }
-        catch (ArgumentException)
+        catch (Exception ex) when (ex is ArgumentException or FormatException)
         {
+            // BouncyCastle throws FormatException for a prefix byte other than 02/03 (found by the mutation run).
             return null;
         }
     }

@@ -122,6 +122,10 @@ public sealed class SecretShare : IDisposable
         {
             throw new ShareException($"larger than {MaxJsonSize} bytes: not a share");
         }
+        if (!System.Text.Unicode.Utf8.IsValid(json))
+        {
+            throw new ShareException("not valid UTF-8: not an Asterism secret share");
+        }
         var copy = json.ToArray();
         try
         {
@@ -174,6 +178,11 @@ public sealed class SecretShare : IDisposable
         catch (JsonException)
         {
             throw new ShareException("not valid JSON: not an Asterism secret share");
+        }
+        catch (InvalidOperationException)
+        {
+            // GetString on a string with an escaped lone surrogate ("\ud800"): valid JSON, not valid text.
+            throw new ShareException("a string field is not valid Unicode: not an Asterism secret share");
         }
         finally
         {

@@ -309,6 +309,42 @@ public sealed class SecretCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Verify_ShareSymlinkedToDevZero_RefusedAtTheSizeLimit()
+    {
+        // A crafted "share" that reports length 0 and never ends: the limit holds on what is read, not on the size.
+        var workspace = Cluster();
+        var dir = await SplitPlainAsync(workspace, 2, 2);
+        var endless = PathOf("endless-share.json");
+        File.CreateSymbolicLink(endless, "/dev/zero");
+        var run = await CliHarness.RunAsync("secret", "verify", "-C", workspace, "--share", Path.Combine(dir, ShareFiles.FileName(1, false)), "--share", endless);
+        AssertOneLine(1, run, $"share file {endless} is larger than {AgeFile.DefaultMaxFileSize} bytes; it is not a share");
+    }
+
+    [Fact]
+    public async Task Verify_IdentitySymlinkedToDevZero_RefusedAtTheSizeLimit()
+    {
+        var (workspace, _) = await SplitThreeOfFiveAsync();
+        var endless = PathOf("endless-identity.txt");
+        File.CreateSymbolicLink(endless, "/dev/zero");
+        var run = await CliHarness.RunAsync("secret", "verify", "-C", workspace, "--share", ShareFile(workspace, 1), "--identity", endless);
+        AssertOneLine(1, run, $"identity file {endless} is larger than {AgeIdentity.MaxFileSize} bytes; it is not an age identity file");
+    }
+
+    [Fact]
+    public async Task Verify_ShareWithInvalidUtf8_OneLineNoStackTrace()
+    {
+        var workspace = Cluster();
+        var dir = await SplitPlainAsync(workspace, 2, 2);
+        var first = Path.Combine(dir, ShareFiles.FileName(1, false));
+        var bytes = File.ReadAllBytes(first);
+        var at = Array.IndexOf(bytes, (byte)'s', Array.IndexOf(bytes, (byte)':'));
+        bytes[at] = 0xD0;
+        File.WriteAllBytes(first, bytes);
+        var run = await CliHarness.RunAsync("secret", "verify", "-C", workspace, "--share", first, "--share", Path.Combine(dir, ShareFiles.FileName(2, false)));
+        AssertOneLine(1, run, $"share {first}: not valid UTF-8: not an Asterism secret share");
+    }
+
+    [Fact]
     public async Task Verify_MissingIdentityFile_OneLine()
     {
         var (workspace, _) = await SplitThreeOfFiveAsync();

@@ -102,4 +102,58 @@ public sealed class AttackTests
         var e = await Assert.ThrowsAsync<ControlPlaneException>(() => EtcdMember.StartAsync(impostor));
         Assert.Equal(ControlPlaneError.StartFailed, e.Error);
     }
+
+    /// <summary>GET on a member's peer port (where /members and the raft streams are served), as the attacker dials it.</summary>
+    private static async Task<System.Net.HttpStatusCode> PeerGetAsync(Uri peerUrl, string path, X509Certificate2? clientCertificate)
+    {
+        using var handler = new SocketsHttpHandler
+        {
+            SslOptions =
+            {
+                // The attacker does not care who the server is; only whether it answers.
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
+            },
+            ConnectTimeout = TimeSpan.FromSeconds(5),
+        };
+        using var http = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+        using var response = await http.GetAsync(new Uri(peerUrl, path));
+        return response.StatusCode;
+    }
+
+    [Fact]
+    public async Task Peer_NoOrForeignClientCertificate_RefusedInTheHandshake()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        var peer = cluster.Options(0).PeerUrl;
+        // The control: the member's own certificate (cluster CA) is served the peer API.
+        using (var member = cluster.Options(0).Tls.LoadCertificate())
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, await PeerGetAsync(peer, "/members", member));
+        }
+
+        var other = Path.Combine(cluster.Root, "other");
+        using var foreignCa = ClusterCa.Create(Path.Combine(other, "ca"), "foreign");
+        using var foreign = foreignCa.IssueMember(Path.Combine(other, "tls"), "cp0", cluster.Address(0)).LoadCertificate();
+        foreach (var certificate in new[] { null, foreign })
+        {
+            foreach (var path in new[] { "/members", "/version", "/raft/stream/msgappv2/cp0" })
+            {
+                await Assert.ThrowsAsync<HttpRequestException>(() => PeerGetAsync(peer, path, certificate));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task DataAndTlsFiles_RunningMember_NothingReadableByOthers()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        var options = cluster.Options(0);
+        var paths = Directory.EnumerateFileSystemEntries(options.DataDirectory, "*", SearchOption.AllDirectories)
+            .Append(options.DataDirectory).Append(options.Tls.KeyPath).Append(Path.Combine(cluster.Ca.Directory, ClusterCa.KeyFile)).ToList();
+        Assert.Contains(paths, p => p.EndsWith(".wal", StringComparison.Ordinal));
+        const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+            | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+        Assert.All(paths, p => Assert.True((File.GetUnixFileMode(p) & others) == 0, $"{p} is {File.GetUnixFileMode(p)}"));
+    }
 }

@@ -34,6 +34,36 @@ public sealed class StateFilesystemTests
     }
 
     [RootFact]
+    public async Task LoopExt4_Mounted_NobodyReadsNeitherLoopDeviceNorPayloadNorMountNorRuntime()
+    {
+        // The node's default path as the attacker sees it: the volume's directory is world-traversable (0755), so
+        // every refusal below comes from our own modes, the loop device's and FUSE's missing allow_other.
+        await using var volume = TestVolume.Create();
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir, FormatIfNoFilesystem = true };
+        await using var mount = await fs.MountAsync(request, volume.Passphrase, CancellationToken.None);
+        await File.WriteAllTextAsync(Path.Combine(volume.StateDir, "secret.txt"), "node state");
+
+        var loopMode = File.GetUnixFileMode(mount.BlockPath);
+        Assert.True((loopMode & (UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) == 0, $"{mount.BlockPath} is {loopMode}");
+        var attempts = new[]
+        {
+            ("dd", new[] { $"if={mount.BlockPath}", "of=/dev/null", "bs=4096", "count=1" }),
+            ("ls", new[] { volume.StateDir }),
+            ("cat", new[] { Path.Combine(volume.StateDir, "secret.txt") }),
+            ("ls", new[] { volume.Runtime }),
+            ("dd", new[] { $"if={Path.Combine(volume.Runtime, "block", "disk")}", "of=/dev/null", "bs=4096", "count=1" }),
+        };
+        foreach (var (program, args) in attempts)
+        {
+            var run = await OtherUser.RunAsync([program, .. args]);
+            Assert.True(run.ExitCode != 0, $"nobody ran {program} {string.Join(' ', args)}: {run.Stdout}");
+            Assert.Contains("denied", run.Stderr, StringComparison.OrdinalIgnoreCase);
+        }
+        Assert.All(MountTable.Under(volume.Directory), m => Assert.DoesNotContain("allow_other", m.SuperOptions, StringComparison.Ordinal));
+    }
+
+    [RootFact]
     public async Task Mount_WrongKey_IsRefusedAndNothingIsLeftMounted()
     {
         await using var volume = TestVolume.Create();

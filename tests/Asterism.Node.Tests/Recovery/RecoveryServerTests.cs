@@ -121,6 +121,54 @@ public sealed class RecoveryServerTests : IDisposable
     }
 
     [Fact]
+    public async Task Recover_ProbeThenTheRightKeyInTheSameCall_KeyNeverReachesTheRace()
+    {
+        // An attacker cannot smuggle a key in behind a probe (skipping the measurement secret): the call ends after
+        // the probe's answer and whatever follows is never read.
+        var (requests, responses, call) = Start();
+        requests.Send(new RecoverMessage { Probe = new Probe() });
+        using (var key = KeyDerivation.DeriveDiskKey(_disk.Master, _disk.Uuid))
+        {
+            requests.Send(new RecoverMessage { StateDiskKey = ByteString.CopyFrom(key.Span) });
+        }
+        requests.HalfClose();
+
+        await responses.NextAsync();
+        await call.WaitAsync(TestLimits.Hang);
+        Assert.False(_race.IsDecided);
+    }
+
+    [Fact]
+    public async Task Recover_ManyProbesAndStalledSecretsAround_RealRecoveryStillWins()
+    {
+        // Probes and calls that stop after the measurement secret hold nothing the key race needs: with 200 of each
+        // open or finished, the real recover call is decided as soon as it offers its key.
+        var before = _disk.ImageHash();
+        var stalled = new List<Task>();
+        for (var i = 0; i < 200; i++)
+        {
+            var (probeRequests, probeResponses, probe) = Start();
+            probeRequests.Send(new RecoverMessage { Probe = new Probe() });
+            await probeResponses.NextAsync();
+            await probe.WaitAsync(TestLimits.Hang);
+
+            var (requests, responses, call) = Start();
+            requests.Send(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(new byte[KeyDerivation.KeyLength]) });
+            await responses.NextAsync();
+            stalled.Add(call);
+        }
+        Assert.False(_race.IsDecided);
+        Assert.Equal(before, _disk.ImageHash());
+
+        var (realRequests, realResponses, realCall) = Start();
+        await SendKeysAsync(_disk.Master, realRequests, realResponses);
+        realRequests.HalfClose();
+        await realCall.WaitAsync(TestLimits.Hang);
+        Assert.Equal("recovery", (await _race.Winner).Keys.Source);
+        Assert.All(stalled, call => Assert.False(call.IsCompleted));
+    }
+
+    [Fact]
     public async Task Recover_ProbeAfterTheRejoinClientWon_Unavailable()
     {
         await _race.OfferAsync(_disk.RightKeys("rejoin"), CancellationToken.None);
