@@ -27,7 +27,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
         {
             throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
-        if (!await requestStream.MoveNext(context.CancellationToken))
+        if (!await NextMessageAsync(requestStream, context.CancellationToken))
         {
             NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");
             throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));
@@ -54,7 +54,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
         try
         {
             await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
-            if (!await requestStream.MoveNext(context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
+            if (!await NextMessageAsync(requestStream, context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
             {
                 NodeLog.RecoveryServer.RefusedCall(_log, peer, "second message is not a state disk key");
                 throw new RpcException(new Status(StatusCode.InvalidArgument, "second message is not a state disk key"));
@@ -92,6 +92,31 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             measurementSecret?.Dispose();
         }
     }
+
+    /// <summary>
+    /// The next message, or DEADLINE_EXCEEDED when the caller stays silent for <see cref="MessageWait"/>: anyone may
+    /// connect to the recovery port before attestation decides anything, and a call that sent a measurement secret and
+    /// then went quiet would otherwise hold its connection and buffers for as long as the node waits.
+    /// </summary>
+    private async Task<bool> NextMessageAsync(IAsyncStreamReader<RecoverMessage> requestStream, CancellationToken cancellationToken)
+    {
+        using var limit = new Deadline(MessageWait, _time, cancellationToken);
+        try
+        {
+            return await requestStream.MoveNext(limit.Token);
+        }
+        catch (OperationCanceledException) when (limit.Expired && !cancellationToken.IsCancellationRequested)
+        {
+            throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"no message within {MessageWait.TotalSeconds:0} s"));
+        }
+    }
+
+    /// <summary>
+    /// How long the node waits for each message of a recover call. The CLI sends the key as soon as the node has named
+    /// its disk (one HKDF), so this only ends calls whose sender stopped; it matches the CLI's default per-node push
+    /// timeout.
+    /// </summary>
+    public static readonly TimeSpan MessageWait = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// The CLI half-closes its side right after the key. Ending the call only then means the OK status cannot race the

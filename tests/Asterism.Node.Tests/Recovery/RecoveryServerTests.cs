@@ -196,6 +196,37 @@ public sealed class RecoveryServerTests : IDisposable
         await call.WaitAsync(TestLimits.Hang);
     }
 
+    [Fact]
+    public async Task Recover_SilentAfterTheMeasurementSecret_DeadlineExceededAfterMessageWait_NodeKeepsWaiting()
+    {
+        // The attack: connect, send 32 bytes, go quiet, and hold the call for as long as the node waits. On the node's
+        // clock the call ends exactly at MessageWait and nothing reached the key race.
+        var (requests, responses, call) = Start();
+        requests.Send(new RecoverMessage { MeasurementSecret = ByteString.CopyFrom(new byte[KeyDerivation.KeyLength]) });
+        await responses.NextAsync();
+        // One timer per awaited message: the first message's (already satisfied), then the second's.
+        await _clock.WaitForTimerAsync(RecoveryServer.MessageWait);
+        await _clock.WaitForTimerAsync(RecoveryServer.MessageWait);
+        _clock.Advance(RecoveryServer.MessageWait - TimeSpan.FromMilliseconds(1));
+        Assert.False(call.IsCompleted);
+        _clock.Advance(TimeSpan.FromMilliseconds(1));
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+        Assert.False(_race.IsDecided);
+    }
+
+    [Fact]
+    public async Task Recover_SilentBeforeTheFirstMessage_DeadlineExceededAfterMessageWait()
+    {
+        var (_, _, call) = Start();
+        await _clock.WaitForTimerAsync(RecoveryServer.MessageWait);
+        _clock.Advance(RecoveryServer.MessageWait);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+    }
+
     private (FakeRequestStream<RecoverMessage>, FakeResponseStream<RecoverResponse>, Task) Start()
     {
         var requests = new FakeRequestStream<RecoverMessage>();
