@@ -27,8 +27,10 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         // Controls: the operator's own process of the same shape is found; its own `tail -f` of a console log is not.
         var ownNode = Start("/bin/sh", "-c", Loop, "node", "--node-dir", nodeDir);
         var ownTail = Start("tail", "-f", workspace.ConsoleLogPath("cp-0"));
-        await Poll.RequireAsync(() => CommandLineOf(imitatedNode).Contains(nodeDir, StringComparison.Ordinal)
-            && CommandLineOf(imitatedTpm).Contains(tpmDir, StringComparison.Ordinal)
+        // Until setpriv has exec'd, the imitation still runs as root under setpriv's own command line (which names the
+        // directory too): wait for the shell, which runs as nobody.
+        await Poll.RequireAsync(() => Execd(imitatedNode) && CommandLineOf(imitatedNode).Contains(nodeDir, StringComparison.Ordinal)
+            && Execd(imitatedTpm) && CommandLineOf(imitatedTpm).Contains(tpmDir, StringComparison.Ordinal)
             && CommandLineOf(ownNode).Contains(nodeDir, StringComparison.Ordinal), Poll.Hang, "the processes to exec");
 
         var found = LeftoverProcesses.Find(workspace).Select(f => f.Process.Pid).ToList();
@@ -53,7 +55,7 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         OwnerOnly.CreateDirectory(tpmDir);
         var imitation = StartAsNobody("--server", "type=unixio,path=/tmp/evil.sock", "--tpmstate", $"dir={tpmDir},mode=0600");
         var own = Start("/bin/sh", "-c", Loop, "swtpm", "--server", "type=unixio,path=/tmp/own.sock", "--tpmstate", $"dir={tpmDir},mode=0600");
-        await Poll.RequireAsync(() => CommandLineOf(imitation).Contains(tpmDir, StringComparison.Ordinal) && CommandLineOf(own).Contains(tpmDir, StringComparison.Ordinal),
+        await Poll.RequireAsync(() => Execd(imitation) && CommandLineOf(imitation).Contains(tpmDir, StringComparison.Ordinal) && CommandLineOf(own).Contains(tpmDir, StringComparison.Ordinal),
             Poll.Hang, "the processes to exec");
 
         // swtpm writes its own bare PID: a PID reused by the attacker's imitation would pass the file's check.
@@ -114,6 +116,9 @@ public sealed class LeftoverProcessAttackTests : IDisposable
         _processes.Add(process);
         return process;
     }
+
+    /// <summary>Whether setpriv has exec'd the shell (and so dropped to nobody).</summary>
+    private static bool Execd(Process asNobody) => CommandLineOf(asNobody).StartsWith("/bin/sh", StringComparison.Ordinal);
 
     private static string CommandLineOf(Process process)
     {

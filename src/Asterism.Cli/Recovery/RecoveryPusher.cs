@@ -63,22 +63,9 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     /// <inheritdoc cref="PushAsync(string, CancellationToken)"/>
     public async Task<PushResult> PushAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
-        AtlsPeer? attested = null;
         var expected = new ExpectedPeerValidator(validator, facts => ExpectedIdentity(facts, expectedName), _log);
-        using var handler = AtlsClient.CreateHandler(expected, new AtlsClientOptions
-        {
-            HandshakeTimeout = callTimeout,
-            ValidationTimeout = callTimeout,
-            OnValidated = peer => attested = peer,
-            LoggerFactory = loggers,
-        });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions
-        {
-            HttpHandler = handler,
-            DisposeHttpClient = false,
-            MaxReceiveMessageSize = 64 * 1024,
-        });
-        var client = new API.APIClient(channel);
+        using var connection = new RecoveryConnection(endpoint, expected, callTimeout, loggers);
+        var client = connection.Client;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(callTimeout);
         string? nodeName = null;
@@ -91,26 +78,26 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             }
             if (!await call.ResponseStream.MoveNext(timeout.Token))
             {
-                return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, attested?.Facts.Variant.Name);
+                return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, connection.Attested?.Facts.Variant.Name);
             }
             var identity = call.ResponseStream.Current;
-            var certified = attested?.Facts.Identity;
+            var certified = connection.Attested?.Facts.Identity;
             nodeName = certified?.Name ?? identity.NodeName;
             if (!KeyDerivation.IsCanonicalDiskUuid(identity.DiskUuid))
             {
-                return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, attested?.Facts.Variant.Name);
+                return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, connection.Attested?.Facts.Variant.Name);
             }
             if (certified is null || record.Find(certified.Name)?.DiskUuid != identity.DiskUuid)
             {
                 return new PushResult(endpoint, PushOutcome.Refused,
-                    $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}; no key sent", nodeName, attested?.Facts.Variant.Name);
+                    $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}; no key sent", nodeName, connection.Attested?.Facts.Variant.Name);
             }
             lock (_pushed)
             {
                 if (!_pushed.Add(identity.DiskUuid))
                 {
                     return new PushResult(endpoint, PushOutcome.Refused,
-                        $"disk {identity.DiskUuid} of {nodeName} was already pushed in this run; no key sent twice", nodeName, attested?.Facts.Variant.Name);
+                        $"disk {identity.DiskUuid} of {nodeName} was already pushed in this run; no key sent twice", nodeName, connection.Attested?.Facts.Variant.Name);
                 }
             }
             try
@@ -131,11 +118,11 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 // The protocol sends nothing more; drain until the node ends the call.
             }
-            return new PushResult(endpoint, PushOutcome.Recovered, "", nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Recovered, "", nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.FailedPrecondition)
         {
-            return new PushResult(endpoint, PushOutcome.KeyRejected, ex.Status.Detail, nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.KeyRejected, ex.Status.Detail, nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
         {
@@ -146,20 +133,20 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             var detail = RpcErrors.Describe(ex);
             // Constellation's "load balancer not ready": the TCP connection was accepted but the handshake timed out
             // (the LB has not yet found a backend). A reset or refusal means nobody is waiting.
-            var lbNotReady = attested is null && detail.Contains("timed out", StringComparison.Ordinal);
+            var lbNotReady = connection.Attested is null && detail.Contains("timed out", StringComparison.Ordinal);
             return new PushResult(endpoint, PushOutcome.Unavailable, detail, nodeName) { LoadBalancerNotReady = lbNotReady };
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
         {
-            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (RpcException ex)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, TimedOutDetail, nodeName, connection.Attested?.Facts.Variant.Name);
         }
     }
 

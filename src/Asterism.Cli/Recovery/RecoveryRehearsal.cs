@@ -162,24 +162,11 @@ public sealed class RecoveryRehearsal
     /// </summary>
     public async Task<PushResult> ProbeAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
-        AtlsPeer? attested = null;
         var expected = new ExpectedPeerValidator(_validator, facts => _record is null
             ? ExpectedPeerValidator.Identity(expectedName, NodeIdentity.ControlPlaneRole)(facts)
             : RecoveryPusher.ExpectedIdentity(_record, facts, expectedName), _log);
-        using var handler = AtlsClient.CreateHandler(expected, new AtlsClientOptions
-        {
-            HandshakeTimeout = _callTimeout,
-            ValidationTimeout = _callTimeout,
-            OnValidated = peer => attested = peer,
-            LoggerFactory = _loggers,
-        });
-        using var channel = GrpcChannel.ForAddress($"https://{endpoint}", new GrpcChannelOptions
-        {
-            HttpHandler = handler,
-            DisposeHttpClient = false,
-            MaxReceiveMessageSize = 64 * 1024,
-        });
-        var client = new API.APIClient(channel);
+        using var connection = new RecoveryConnection(endpoint, expected, _callTimeout, _loggers);
+        var client = connection.Client;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(_callTimeout);
         string? nodeName = null;
@@ -190,15 +177,15 @@ public sealed class RecoveryRehearsal
             await call.RequestStream.CompleteAsync();
             if (!await call.ResponseStream.MoveNext(timeout.Token))
             {
-                return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, attested?.Facts.Variant.Name);
+                return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, connection.Attested?.Facts.Variant.Name);
             }
             var identity = call.ResponseStream.Current;
             while (await call.ResponseStream.MoveNext(timeout.Token))
             {
                 // The node ends the call after naming its disk.
             }
-            var variant = attested?.Facts.Variant.Name;
-            var certified = attested?.Facts.Identity;
+            var variant = connection.Attested?.Facts.Variant.Name;
+            var certified = connection.Attested?.Facts.Identity;
             nodeName = certified?.Name ?? identity.NodeName;
             if (!KeyDerivation.IsCanonicalDiskUuid(identity.DiskUuid))
             {
@@ -229,10 +216,10 @@ public sealed class RecoveryRehearsal
         {
             return new PushResult(endpoint, PushOutcome.AttestationFailed, refused.Message, nodeName ?? expectedName);
         }
-        catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument && attested is not null)
+        catch (RpcException ex) when (ex.StatusCode == StatusCode.InvalidArgument && connection.Attested is not null)
         {
             // A node built before the probe existed reads it as a first message that is not a measurement secret.
-            return new PushResult(endpoint, PushOutcome.Failed, $"the node does not answer the dry-run probe ({ex.Status.Detail}); is it an older build?", nodeName ?? expectedName, attested.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, $"the node does not answer the dry-run probe ({ex.Status.Detail}); is it an older build?", nodeName ?? expectedName, connection.Attested!.Facts.Variant.Name);
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.Unavailable || RecoveryPusher.ServerWentAwayBeforeCall(ex))
         {
@@ -240,15 +227,15 @@ public sealed class RecoveryRehearsal
         }
         catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded || (ex.StatusCode == StatusCode.Cancelled && !cancellationToken.IsCancellationRequested))
         {
-            return new PushResult(endpoint, PushOutcome.Failed, RecoveryPusher.TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RecoveryPusher.TimedOutDetail, nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (RpcException ex)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RpcErrors.Describe(ex), nodeName, connection.Attested?.Facts.Variant.Name);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            return new PushResult(endpoint, PushOutcome.Failed, RecoveryPusher.TimedOutDetail, nodeName, attested?.Facts.Variant.Name);
+            return new PushResult(endpoint, PushOutcome.Failed, RecoveryPusher.TimedOutDetail, nodeName, connection.Attested?.Facts.Variant.Name);
         }
     }
 }
