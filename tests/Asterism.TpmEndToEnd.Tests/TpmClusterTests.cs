@@ -149,8 +149,13 @@ public sealed class TpmClusterTests : IAsyncLifetime
         {
             last = await StatusAsync();
             return last.Where(n => wanted.Contains(n.Name)).All(n => n.Phase == phase);
-        }, () => $"{step}: nodes to reach {phase}: {string.Join(", ", last.Select(n => $"{n.Name}={n.Phase}"))}");
+        }, () => $"{step}: nodes to reach {phase}: {string.Join(", ", last.Select(n => $"{n.Name}={n.Phase}"))}"
+            + string.Concat(last.Where(n => wanted.Contains(n.Name) && n.Phase != phase).Select(n => $"\nlast console lines of {n.Name}:\n{ConsoleTail(n.Name, 15)}")));
     }
+
+    /// <summary>The end of a node's serial console, so a timeout says what the node was doing.</summary>
+    private string ConsoleTail(string name, int lines) =>
+        string.Join('\n', Console(name).Split('\n', StringSplitOptions.RemoveEmptyEntries).TakeLast(lines));
 
     private static Task WaitForAsync(Func<bool> condition, string what) =>
         WaitForAsync(() => Task.FromResult(condition()), () => what);
