@@ -101,7 +101,7 @@ public sealed class ClusterCaTests : IDisposable
         Assert.True(ClusterApiTls.ChainsTo(admin, ca.Certificate, ClusterApiTls.ClientAuthOid));
         Assert.False(ClusterApiTls.ChainsTo(admin, ca.Certificate, ClusterApiTls.ServerAuthOid));
         Assert.True(ClusterApiTls.IsAdmin(admin));
-        Assert.Equal("CN=admin, O=asterism-admins", admin.Subject);
+        Assert.Equal("O=asterism-admins, CN=admin", admin.Subject);
         Assert.False(Assert.Single(admin.Extensions.OfType<X509BasicConstraintsExtension>()).CertificateAuthority);
         using var certified = admin.GetECDsaPublicKey()!;
         Assert.Equal(key.ExportSubjectPublicKeyInfo(), certified.ExportSubjectPublicKeyInfo());
