@@ -12,6 +12,8 @@ public static class CommandRegistry
         yield return CreateCommand.Create(global);
         yield return InitCommand.Create(global);
         yield return StatusCommand.Create(global);
+        yield return NodeCommand.Create(global);
+        yield return AuditCommand.Create(global);
         yield return RecoverCommand.Create(global);
         yield return SecretCommand.Create(global);
         yield return PowerCommand.Create(global);

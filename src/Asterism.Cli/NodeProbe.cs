@@ -4,11 +4,9 @@ using Grpc.Net.Client;
 
 namespace Asterism.Cli;
 
-/// <summary>Asks nodes for their boot status (status port, plain HTTP/2 on loopback, no secrets) and the cluster API for health.</summary>
+/// <summary>Asks nodes for their boot status (status port, plain HTTP/2 on loopback, no secrets) and the cluster API (mutual TLS, admin credential) for health.</summary>
 public static class NodeProbe
 {
-    private static readonly HttpClient Http = new(new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(1) }) { Timeout = TimeSpan.FromSeconds(2) };
-
     public static async Task<BootStatus?> BootStatusAsync(string address, CancellationToken cancellationToken)
     {
         try
@@ -27,18 +25,32 @@ public static class NodeProbe
         }
     }
 
-    public static async Task<bool> ClusterApiHealthyAsync(string address, CancellationToken cancellationToken)
+    /// <summary>
+    /// Asks the cluster API for its health with the workspace's admin credential (mutual TLS); null when there is no
+    /// credential, the API is unreachable, or it refuses the credential.
+    /// </summary>
+    public static async Task<Asterism.Protocol.ClusterApi.HealthResponse?> ClusterApiHealthAsync(string workspace, CancellationToken cancellationToken)
     {
+        AdminCredential credential;
         try
         {
-            using var response = await Http.GetAsync($"http://{address}:{Ports.ClusterApi}/healthz", cancellationToken);
-            return response.IsSuccessStatusCode;
+            credential = AdminCredential.Load(workspace);
         }
-        // SocketException: SocketsHttpHandler lets ENOTCONN from reading the remote endpoint escape unwrapped when the
-        // load balancer resets a connection right after accepting it (no healthy backend).
-        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException && !cancellationToken.IsCancellationRequested)
+        catch (CliError)
         {
-            return false;
+            return null;
+        }
+        using (credential)
+        using (var client = new ClusterApiClient(credential, TimeSpan.FromSeconds(1)))
+        {
+            try
+            {
+                return await client.Api.HealthAsync(new Asterism.Protocol.ClusterApi.HealthRequest(), deadline: DateTime.UtcNow.AddSeconds(3), cancellationToken: cancellationToken);
+            }
+            catch (Grpc.Core.RpcException) when (!cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
         }
     }
 

@@ -37,6 +37,9 @@ public sealed class ClusterCa : IDisposable
     public const string KeyFile = "ca.key";
 
     private static readonly TimeSpan CaLifetime = TimeSpan.FromDays(3650);
+    /// <summary>An admin certificate request larger than this is refused before parsing.</summary>
+    public const int MaxSigningRequestBytes = 4096;
+
     private static readonly TimeSpan LeafLifetime = TimeSpan.FromDays(825);
 
     private readonly ECDsa _key;
@@ -131,6 +134,64 @@ public sealed class ClusterCa : IDisposable
     /// <summary>Issues a client certificate (clientAuth only) into <paramref name="directory"/> as FILEBASE.crt / .key.</summary>
     public TlsFiles IssueClient(string directory, string clientName, string fileBase = "client", TimeProvider? time = null) =>
         Issue(directory, fileBase, clientName, null, server: false, time);
+
+    /// <summary>
+    /// Issues the cluster API's admin client certificate for the key in <paramref name="signingRequestDer"/> (a PKCS#10
+    /// request whose self-signature must verify, so the caller holds the private key). Only the public key is taken from
+    /// the request: the subject is <c>CN=NAME, O=</c><see cref="ClusterApiTls.AdminOrganization"/>, clientAuth only. The
+    /// private key never reaches the control plane. Returns the certificate (public).
+    /// </summary>
+    public X509Certificate2 IssueAdmin(ReadOnlySpan<byte> signingRequestDer, string clientName, TimeProvider? time = null)
+    {
+        NodeNames.Validate(clientName);
+        var publicKey = ReadAdminRequest(signingRequestDer);
+        var subject = new X500DistinguishedNameBuilder();
+        subject.AddOrganizationName(ClusterApiTls.AdminOrganization);
+        subject.AddCommonName(clientName);
+        var request = new CertificateRequest(subject.Build(), publicKey, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid(ClusterApiTls.ClientAuthOid) }, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(Certificate, true, false));
+        var now = (time ?? TimeProvider.System).GetUtcNow();
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] &= 0x7f;
+        using var leaf = request.Create(Certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(_key), now.AddMinutes(-5), now + LeafLifetime, serial);
+        return X509CertificateLoader.LoadCertificate(leaf.RawData);
+    }
+
+    /// <summary>
+    /// Checks an admin certificate request without issuing anything (so <c>init</c> can refuse a bad one before it
+    /// changes the node): size, DER, a verifying self-signature, an ECDSA P-256 key.
+    /// </summary>
+    public static void ValidateAdminRequest(ReadOnlySpan<byte> signingRequestDer) => ReadAdminRequest(signingRequestDer);
+
+    private static PublicKey ReadAdminRequest(ReadOnlySpan<byte> signingRequestDer)
+    {
+        if (signingRequestDer.Length is 0 or > MaxSigningRequestBytes)
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"the admin certificate request must be 1-{MaxSigningRequestBytes} bytes");
+        }
+        CertificateRequest parsed;
+        try
+        {
+            parsed = CertificateRequest.LoadSigningRequest(signingRequestDer, HashAlgorithmName.SHA256, out var consumed, CertificateRequestLoadOptions.Default);
+            if (consumed != signingRequestDer.Length)
+            {
+                throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "the admin certificate request has trailing bytes");
+            }
+        }
+        catch (CryptographicException e)
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "the admin certificate request is not a valid self-signed PKCS#10 request", e);
+        }
+        using var key = parsed.PublicKey.GetECDsaPublicKey();
+        if (key is null || key.KeySize != 256)
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "the admin certificate request must carry an ECDSA P-256 key");
+        }
+        return parsed.PublicKey;
+    }
 
     private TlsFiles Issue(string directory, string fileBase, string commonName, SubjectAlternativeNameBuilder? san, bool server, TimeProvider? time)
     {

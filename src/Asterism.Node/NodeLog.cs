@@ -220,9 +220,29 @@ internal static partial class NodeLog
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
 
-    /// <summary>The cluster API (port 6443) on control planes; it serves no gRPC and logs nothing of its own.</summary>
-    internal static class ClusterApi
+    /// <summary>The cluster API (port 6443) on control planes: mutual TLS, admin operations.</summary>
+    internal static partial class ClusterApi
     {
         public const string Category = "clusterApi";
+
+        [LoggerMessage(1700, LogLevel.Warning, "Refused cluster API call: not an admin certificate")]
+        public static partial void RefusedCaller(ILogger logger, string peer, string subject,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1701, LogLevel.Information, "Node revoked")]
+        public static partial void Revoked(ILogger logger, string node, string admin,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1702, LogLevel.Information, "Node removed")]
+        public static partial void Removed(ILogger logger, string node, string admin, bool etcdMember,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1703, LogLevel.Warning, "Cluster API not served: this control plane holds no cluster CA")]
+        public static partial void NoClusterCa(ILogger logger, string directory,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1704, LogLevel.Information, "Admin credential issued")]
+        public static partial void AdminIssued(ILogger logger, string admin, string serial,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
 }

@@ -33,6 +33,9 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     private readonly ILogger _setup = loggers.CreateLogger(NodeLog.SetupManager.Category);
     private readonly BootStatusTracker _status = new(options, time);
 
+    /// <summary>The etcd connection the cluster API's handlers use; attached once this node's etcd member runs.</summary>
+    private readonly ControlPlaneAccess _controlPlane = new();
+
     public static string Version => typeof(NodeRuntime).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
@@ -93,7 +96,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 {
                     // Boot flow 3: the state filesystem is mounted and PCR 15 extended; serve.
                     NodeLog.SetupManager.StateFilesystemMounted(_setup, directory.Kind, directory.Root, directory.RemoveLeftovers());
-                    return await RunServicesAsync(directory, state, secrets, metadata, attestation, started, cancellationToken);
+                    return await RunServicesAsync(directory, state, secrets, attestation, started, cancellationToken);
                 }
                 finally
                 {
@@ -301,8 +304,28 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
 
     private AttestedTicketClient AttestedTickets(NodeAttestation attestation) => new(attestation, options.RejoinTimeout, loggers, time);
 
+    /// <summary>
+    /// The cluster API (6443) with mutual TLS under the cluster CA, on a control plane that holds the CA; its operations
+    /// reach etcd through <see cref="_controlPlane"/> once the node attaches a connection.
+    /// </summary>
+    private async Task StartClusterApiAsync(List<WebApplication> hosts, NodeStateDirectory directory, CancellationToken cancellationToken)
+    {
+        var log = loggers.CreateLogger(NodeLog.ClusterApi.Category);
+        var credentials = ClusterApi.LoadServerCredentials(directory.Root, options.Name, options.Address);
+        if (credentials is not { } tls)
+        {
+            NodeLog.ClusterApi.NoClusterCa(log, directory.PathOf(ClusterApi.CaFolder));
+            return;
+        }
+        hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi, loggers, NodeLog.ClusterApi.Category,
+            listen => ClusterApi.UseMutualTls(listen, tls.Server, tls.Ca),
+            services => services.AddSingleton(new ClusterApiService(_controlPlane, options.Name, loggers)),
+            app => app.MapGrpcService<ClusterApiService>(),
+            cancellationToken));
+    }
+
     /// <summary>Boot flow 3: the workload API on every node; the JoinService and cluster API on control planes.</summary>
-    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, CancellationToken cancellationToken)
+    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, NodeAttestation attestation, long started, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
         try
@@ -324,11 +347,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     services => services.AddSingleton(new JoinApiService(secrets, loggers)),
                     app => app.MapGrpcService<JoinApiService>(),
                     cancellationToken));
-                hosts.Add(await Listeners.StartAsync(options.Address, Ports.ClusterApi, loggers, NodeLog.ClusterApi.Category,
-                    listen => listen.Protocols = HttpProtocols.Http1,
-                    _ => { },
-                    app => ClusterApi.Map(app, metadata, options.Name),
-                    cancellationToken));
+                await StartClusterApiAsync(hosts, directory, cancellationToken);
             }
             _status.Booted();
             var durationMs = (long)time.GetElapsedTime(started).TotalMilliseconds;

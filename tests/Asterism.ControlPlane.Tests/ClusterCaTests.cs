@@ -88,4 +88,49 @@ public sealed class ClusterCaTests : IDisposable
         Assert.False(NodeNames.IsValid("Upper"));
         Assert.False(NodeNames.IsValid(new string('a', 64)));
     }
+
+    [Fact]
+    public void IssueAdmin_SignedRequest_AdminCertificateForThatKeyOnly()
+    {
+        using var ca = ClusterCa.Create(Path.Combine(_root, "ca"), "demo");
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        // The request asks for more than it gets: its subject and extensions are ignored.
+        var request = new CertificateRequest("CN=root, O=evil", key, System.Security.Cryptography.HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        using var admin = ca.IssueAdmin(request.CreateSigningRequest(), "admin");
+        Assert.True(ClusterApiTls.ChainsTo(admin, ca.Certificate, ClusterApiTls.ClientAuthOid));
+        Assert.False(ClusterApiTls.ChainsTo(admin, ca.Certificate, ClusterApiTls.ServerAuthOid));
+        Assert.True(ClusterApiTls.IsAdmin(admin));
+        Assert.Equal("O=asterism-admins, CN=admin", admin.Subject);
+        Assert.False(Assert.Single(admin.Extensions.OfType<X509BasicConstraintsExtension>()).CertificateAuthority);
+        using var certified = admin.GetECDsaPublicKey()!;
+        Assert.Equal(key.ExportSubjectPublicKeyInfo(), certified.ExportSubjectPublicKeyInfo());
+        Assert.False(admin.HasPrivateKey);
+    }
+
+    [Fact]
+    public void IssueAdmin_BadRequests_Refused()
+    {
+        using var ca = ClusterCa.Create(Path.Combine(_root, "ca"), "demo");
+        using var key = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var good = new CertificateRequest("CN=admin", key, System.Security.Cryptography.HashAlgorithmName.SHA256).CreateSigningRequest();
+        var forged = (byte[])good.Clone();
+        forged[^5] ^= 1; // the self-signature no longer verifies: whoever sent it does not prove the key
+        using var rsa = System.Security.Cryptography.RSA.Create(2048);
+        var wrongKey = new CertificateRequest("CN=admin", rsa, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1).CreateSigningRequest();
+        foreach (var bad in new[] { forged, wrongKey, [], new byte[ClusterCa.MaxSigningRequestBytes + 1], [.. good, 0] })
+        {
+            var e = Assert.Throws<ControlPlaneException>(() => ca.IssueAdmin(bad, "admin"));
+            Assert.Equal(ControlPlaneError.InvalidRequest, e.Error);
+        }
+    }
+
+    [Fact]
+    public void IsAdmin_NodeClientCertificate_False()
+    {
+        using var ca = ClusterCa.Create(Path.Combine(_root, "ca"), "demo");
+        using var node = ca.IssueClient(Path.Combine(_root, "client"), "control-plane-1").LoadCertificate();
+        Assert.True(ClusterApiTls.ChainsTo(node, ca.Certificate, ClusterApiTls.ClientAuthOid));
+        Assert.False(ClusterApiTls.IsAdmin(node));
+    }
 }

@@ -15,7 +15,8 @@ namespace Asterism.Cli.Commands;
 
 /// <summary>
 /// <c>asterism init</c>: makes the master secret (file mode 0600), initializes the first control-plane node over
-/// server-attesting aTLS, waits until every node has joined, and records the cluster values in the state file.
+/// server-attesting aTLS, waits until every node has joined, and records the cluster values in the state file. It also
+/// makes the cluster API's admin key and writes the admin credential control-plane-0 signed (<see cref="AdminCredential"/>).
 /// </summary>
 public static class InitCommand
 {
@@ -101,10 +102,13 @@ public static class InitCommand
             var validator = new ExpectedPeerValidator(policy.ForKeyRelease().CreateValidator(loggers),
                 ExpectedPeerValidator.Identity(first.Name, NodeIdentity.ControlPlaneRole), loggers.CreateLogger("attestation"));
             progress.Report($"Initializing {first.Name} ({first.Address})...");
+            // The admin key is made here and stays in the workspace; control-plane-0 signs its request with the cluster CA.
+            var (adminKey, adminRequest) = AdminCredential.NewRequest();
+            using var adminKeyOwner = adminKey;
             InitResponse response;
             try
             {
-                response = await CallInitAsync(first.Address, validator, master, salt, initSecret, policy, state.Infrastructure.Name, loggers, cancellationToken);
+                response = await CallInitAsync(first.Address, validator, master, salt, initSecret, policy, state.Infrastructure.Name, adminRequest, loggers, cancellationToken);
             }
             finally
             {
@@ -125,6 +129,8 @@ public static class InitCommand
             state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(salt);
             state.Save(workspace.StatePath);
             await stdout.WriteLineAsync($"Initialized {first.Name}; cluster ID {state.ClusterValues.ClusterId}");
+            AdminCredential.Write(workspace.Directory, $"{cloud.State.LoadBalancer}:{Ports.ClusterApi}", response.ClusterCaCertificate.ToByteArray(), response.AdminCertificate.ToByteArray(), adminKey);
+            await stdout.WriteLineAsync($"The cluster API admin credential was written to \"{AdminCredential.PathIn(workspace.Directory)}\"");
             progress.Report("Waiting for every node to join...");
             var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
             if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken))
@@ -138,7 +144,7 @@ public static class InitCommand
     }
 
     private static async Task<InitResponse> CallInitAsync(string address, Asterism.Attestation.IAttestationValidator validator, MasterSecret master,
-        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, byte[] adminRequest, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow.AddSeconds(60);
         var key = master.Key.ToArray();
@@ -146,7 +152,7 @@ public static class InitCommand
         var secret = initSecret.ToArray();
         try
         {
-            return await CallInitLoopAsync(address, validator, key, masterSalt, salt, secret, policy, clusterName, loggers, deadline, cancellationToken);
+            return await CallInitLoopAsync(address, validator, key, masterSalt, salt, secret, policy, clusterName, adminRequest, loggers, deadline, cancellationToken);
         }
         finally
         {
@@ -158,7 +164,7 @@ public static class InitCommand
     }
 
     private static async Task<InitResponse> CallInitLoopAsync(string address, Asterism.Attestation.IAttestationValidator validator, byte[] key, byte[] masterSalt,
-        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, ILoggerFactory loggers, DateTime deadline, CancellationToken cancellationToken)
+        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, byte[] adminRequest, ILoggerFactory loggers, DateTime deadline, CancellationToken cancellationToken)
     {
         while (true)
         {
@@ -175,6 +181,7 @@ public static class InitCommand
                     AttestationConfig = ByteString.CopyFrom(policy.ToJson()),
                     ClusterName = clusterName,
                     InitSecret = SecretFields.Wrap(initSecret),
+                    AdminCsr = ByteString.CopyFrom(adminRequest),
                 }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
             }
             catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)

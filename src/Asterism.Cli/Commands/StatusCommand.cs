@@ -21,6 +21,9 @@ public static class StatusCommand
 
     public sealed record ClusterView(IReadOnlyList<NodeView> Nodes, bool ClusterApiHealthy)
     {
+        /// <summary>What the cluster API said about etcd ("etcd: 2 of 3 members up, quorum needs 2"), empty when it did not answer.</summary>
+        public string Quorum { get; init; } = "";
+
         public IEnumerable<NodeView> WaitingControlPlanes => Nodes.Where(n => n.Role == CloudNames.ControlPlane && n.Phase == BootPhases.WaitingForKey);
 
         /// <summary>Control-plane nodes wait and no JoinService answers: only the operator can help.</summary>
@@ -45,8 +48,9 @@ public static class StatusCommand
                 Identity = workspace is null ? "" : IdentityOf(workspace, authority, i),
             };
         }));
-        var healthy = await NodeProbe.ClusterApiHealthyAsync(cloud.State.LoadBalancer, cancellationToken);
-        return new ClusterView(views, healthy);
+        // The health call needs the admin credential: without a workspace the API counts as unreachable.
+        var health = workspace is null ? null : await NodeProbe.ClusterApiHealthAsync(workspace.Directory, cancellationToken);
+        return new ClusterView(views, health is not null) { Quorum = health?.Quorum ?? "" };
     }
 
     private static IdentityAuthority? AuthorityOf(Workspace workspace)
@@ -145,7 +149,7 @@ public static class StatusCommand
             };
             stdout.WriteLine($"{n.Name.PadRight(width)}  {n.Role,-14} {n.Address,-15} {n.Power,-8} {n.Identity.PadRight(identityWidth)}  {phase}");
         }
-        stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}");
+        stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}{(view.Quorum.Length > 0 ? " (" + view.Quorum + ")" : "")}");
         var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);
         if (variant is not null)
         {
