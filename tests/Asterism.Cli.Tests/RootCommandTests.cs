@@ -49,7 +49,7 @@ public class RootCommandTests
     [InlineData("Error: unknown command 'inspec'; did you mean 'inspect'?", "disk", "inspec", "x.img")]
     [InlineData("Error: unknown command 'reco'; did you mean 'recover'?", "reco")]
     [InlineData("Error: unknown option '--master-secrt'; did you mean '--master-secret'?", "recover", "--master-secrt", "x")]
-    [InlineData("Error: unknown command 'frobnicate'; commands: version, demo, create, init, status, recover, secret, power, logs, provider, terminate, config, disk, tpm", "frobnicate")]
+    [InlineData("Error: unknown command 'frobnicate'; commands: version, demo, create, init, status, node, audit, recover, secret, power, logs, provider, terminate, config, disk, tpm", "frobnicate")]
     public async Task Typo_FirstLineSuggestsTheNearestName(string firstLine, params string[] args)
     {
         var (code, stdout, stderr) = await CliHarness.RunAsync(args);
