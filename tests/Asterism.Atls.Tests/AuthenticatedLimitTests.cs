@@ -12,16 +12,11 @@ public sealed class AuthenticatedLimitTests : IDisposable
     private const int Cap = 4;
     private const int Hoarded = 12;
 
-    private readonly Node _server = new();
-    private readonly Node _client = new();
-    private readonly CollectingLoggerProvider _serverLogs = new();
-    private readonly CollectingLoggerProvider _clientLogs = new();
+    // One attesting node serves both directions: only one side attests in each.
+    private readonly Node _node = new();
+    private readonly CollectingLoggerProvider _logs = new();
 
-    public void Dispose()
-    {
-        _server.Dispose();
-        _client.Dispose();
-    }
+    public void Dispose() => _node.Dispose();
 
     [Theory]
     [InlineData("server")]
@@ -32,7 +27,7 @@ public sealed class AuthenticatedLimitTests : IDisposable
         var open = 0;
         void Configure(AtlsServerOptions o)
         {
-            o.LoggerFactory = _serverLogs.Factory();
+            o.LoggerFactory = _logs.Factory();
             o.MaxAuthenticatedConnections = Cap;
             o.BudgetCreated = b => budget = b;
         }
@@ -52,12 +47,12 @@ public sealed class AuthenticatedLimitTests : IDisposable
                 }
             });
             _ = direction == "server"
-                ? l.UseAtlsServer(_server.Issuer(), Configure)
-                : l.UseAtlsClientValidation(_client.Validator(_serverLogs), Configure);
-        }, _serverLogs);
+                ? l.UseAtlsServer(_node.Issuer(), Configure)
+                : l.UseAtlsClientValidation(_node.Validator(_logs), Configure);
+        }, _logs);
         HttpMessageHandler Handler() => direction == "server"
-            ? AtlsClient.CreateHandler(_server.Validator(_clientLogs))
-            : AtlsClient.CreateAttestingHandler(_client.Issuer());
+            ? AtlsClient.CreateHandler(_node.Validator(_logs))
+            : AtlsClient.CreateAttestingHandler(_node.Issuer());
 
         // The attacker: each channel authenticates once and keeps its HTTP/2 connection pooled and open.
         var hoard = new List<GrpcChannel>();
