@@ -67,6 +67,7 @@ public static class AtlsListenOptionsExtensions
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.ClientHelloTimeout, TimeSpan.Zero);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxPendingHandshakes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentAttestations, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxAuthenticatedConnections, 1);
         return options;
     }
 
@@ -196,6 +197,7 @@ public static class AtlsListenOptionsExtensions
                 return;
             }
             connection.Features.Set<IAtlsPeerFeature>(new AtlsPeerFeature(new AtlsPeer(verdict.Facts!, verdict.Warnings, peer)));
+            using var authenticated = budget.AdmitAuthenticated(() => connection.Abort(new ConnectionAbortedException("aTLS: authenticated connection shed")), peer);
             await next(connection).ConfigureAwait(false);
         });
         return listenOptions;

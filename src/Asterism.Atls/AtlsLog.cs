@@ -43,6 +43,11 @@ internal static partial class AtlsLog
     public static partial void HandshakeShed(ILogger logger, string action, string peer,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
+    /// <summary>Debug per connection, like <see cref="HandshakeShed"/>.</summary>
+    [LoggerMessage(4007, LogLevel.Debug, "Shed authenticated TLS connection")]
+    public static partial void AuthenticatedShed(ILogger logger, string peer,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
     [LoggerMessage(4006, LogLevel.Warning, "Reached pending TLS handshake limit")]
     public static partial void HandshakeBudgetExceeded(ILogger logger, int maxPending, long shedTotal, long refusedTotal,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);

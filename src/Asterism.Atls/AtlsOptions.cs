@@ -33,6 +33,14 @@ public sealed class AtlsServerOptions
     /// </summary>
     public int MaxConcurrentAttestations { get; set; } = 2;
 
+    /// <summary>
+    /// Connections this listener holds after they have authenticated. Where only the server attests anyone can
+    /// authenticate, so without this bound a local process could keep connections open without limit. A newcomer
+    /// beyond it closes the oldest authenticated connection (never refused), so the operator still gets in and an
+    /// attacker must keep paying for fresh handshakes, first come first served, to push it out.
+    /// </summary>
+    public int MaxAuthenticatedConnections { get; set; } = 128;
+
     public ILoggerFactory? LoggerFactory { get; set; }
 
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;

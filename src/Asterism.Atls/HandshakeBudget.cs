@@ -13,6 +13,8 @@ namespace Asterism.Atls;
 /// <item>at <see cref="AtlsServerOptions.MaxPendingHandshakes"/> a newcomer sheds the oldest connection still without
 /// a ClientHello; failing that, the one that has waited longest on its peer since the server's flight; only when every
 /// pending connection is queued for (or running) attestation work is the newcomer refused.</item>
+/// <item>authenticated connections are held at most <see cref="AtlsServerOptions.MaxAuthenticatedConnections"/>; a
+/// newcomer beyond it closes the oldest of them.</item>
 /// </list>
 /// </summary>
 internal sealed class HandshakeBudget
@@ -23,6 +25,8 @@ internal sealed class HandshakeBudget
     private readonly LinkedList<PendingHandshake> _awaitingHello = new();
     private readonly LinkedList<PendingHandshake> _awaitingPeer = new();
     private readonly LinkedList<TaskCompletionSource> _workQueue = new();
+    private readonly LinkedList<AuthenticatedConnection> _authenticated = new();
+    private readonly int _maxAuthenticated;
     private readonly int _maxPending;
     private readonly int _maxConcurrent;
     private readonly TimeProvider _time;
@@ -33,6 +37,7 @@ internal sealed class HandshakeBudget
     private long _shed;
     private long _refused;
     private long _helloTimeouts;
+    private long _authenticatedShed;
 
     public HandshakeBudget(AtlsServerOptions options, ILogger logger)
     {
@@ -42,6 +47,8 @@ internal sealed class HandshakeBudget
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.ClientHelloTimeout, TimeSpan.Zero);
         _maxPending = options.MaxPendingHandshakes;
         _maxConcurrent = options.MaxConcurrentAttestations;
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxAuthenticatedConnections, 1);
+        _maxAuthenticated = options.MaxAuthenticatedConnections;
         ClientHelloTimeout = options.ClientHelloTimeout;
         _time = options.TimeProvider;
         _logger = logger;
@@ -65,6 +72,77 @@ internal sealed class HandshakeBudget
     public long ClientHelloTimeouts => Interlocked.Read(ref _helloTimeouts);
 
     internal void CountClientHelloTimeout() => Interlocked.Increment(ref _helloTimeouts);
+
+    /// <summary>Authenticated connections held now.</summary>
+    public int Authenticated
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _authenticated.Count;
+            }
+        }
+    }
+
+    public int MaxObservedAuthenticated { get; private set; }
+
+    /// <summary>Authenticated connections closed to make room for a newer one.</summary>
+    public long AuthenticatedShed => Interlocked.Read(ref _authenticatedShed);
+
+    /// <summary>
+    /// Holds an authenticated connection until it closes (dispose the result). At the limit the oldest one is closed
+    /// with <c>abort</c> to make room: a newcomer is never refused, so a flood of connections that authenticated and
+    /// then idle cannot lock the operator out; it must keep completing handshakes (each queued for attestation work,
+    /// first come first served) to push a connection out.
+    /// </summary>
+    public IDisposable AdmitAuthenticated(Action abort, string peer)
+    {
+        ArgumentNullException.ThrowIfNull(abort);
+        AuthenticatedConnection? victim = null;
+        var admitted = new AuthenticatedConnection(this, abort, peer);
+        lock (_sync)
+        {
+            if (_authenticated.Count >= _maxAuthenticated && _authenticated.First is { } oldest)
+            {
+                victim = oldest.Value;
+                _authenticated.RemoveFirst();
+                victim.Node = null;
+                Interlocked.Increment(ref _authenticatedShed);
+                AtlsLog.AuthenticatedShed(_logger, victim.Peer);
+            }
+            admitted.Node = _authenticated.AddLast(admitted);
+            MaxObservedAuthenticated = Math.Max(MaxObservedAuthenticated, _authenticated.Count);
+        }
+        // Outside the lock: aborting runs the victim's cancellation callbacks.
+        victim?.Abort();
+        return admitted;
+    }
+
+    private void ReleaseAuthenticated(AuthenticatedConnection connection)
+    {
+        lock (_sync)
+        {
+            if (connection.Node?.List is { } list)
+            {
+                list.Remove(connection.Node);
+            }
+            connection.Node = null;
+        }
+    }
+
+    /// <summary>One authenticated connection's place; disposing it (the connection closed) frees the place.</summary>
+    private sealed class AuthenticatedConnection(HandshakeBudget budget, Action abort, string peer) : IDisposable
+    {
+        public string Peer { get; } = peer;
+
+        /// <summary>Under the budget's lock.</summary>
+        public LinkedListNode<AuthenticatedConnection>? Node { get; set; }
+
+        public void Abort() => abort();
+
+        public void Dispose() => budget.ReleaseAuthenticated(this);
+    }
 
     /// <summary>
     /// Admits a new connection; <paramref name="abort"/> closes it when it is shed or too slow with its ClientHello.

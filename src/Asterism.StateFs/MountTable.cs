@@ -7,7 +7,8 @@ namespace Asterism.StateFs;
 /// <param name="FileSystemType">e.g. ext4, fuse.asterism, fuse.fuse2fs.</param>
 /// <param name="Source">The mount source (e.g. /dev/loop3, asterism).</param>
 /// <param name="SuperOptions">Per-superblock options (e.g. user_id=0,group_id=0).</param>
-public sealed record MountEntry(string MountPoint, string FileSystemType, string Source, string SuperOptions);
+/// <param name="Device">The filesystem's device number as mountinfo gives it, <c>major:minor</c> (e.g. 0:52).</param>
+public sealed record MountEntry(string MountPoint, string FileSystemType, string Source, string SuperOptions, string Device = "");
 
 /// <summary>Reads the mount table and the loop devices (the cleanup path's view of what is left).</summary>
 public static class MountTable
@@ -24,7 +25,7 @@ public static class MountTable
             {
                 continue;
             }
-            list.Add(new MountEntry(Unescape(fields[4]), fields[dash + 1], Unescape(fields[dash + 2]), fields[dash + 3]));
+            list.Add(new MountEntry(Unescape(fields[4]), fields[dash + 1], Unescape(fields[dash + 2]), fields[dash + 3], fields[2]));
         }
         return list;
     }

@@ -16,8 +16,8 @@ public static partial class StateMountCleanup
     /// of the node blocked in fsync waits (uninterruptibly) on ext4 → loop → the FUSE block file, whose server is that
     /// same process; the kernel aborts the FUSE connection only when the process's last thread is gone, so without
     /// help the process never dies. As root every FUSE connection mounted below <paramref name="runtimeDirectory"/> is
-    /// aborted (umount2 with MNT_FORCE runs FUSE's umount_begin, which aborts even while the loop device holds the
-    /// file); as a user the node's fuse2fs (this user's, serving a file below the runtime directory) is killed, which
+    /// aborted: through fusectl where it is mounted, else by umount2 with MNT_FORCE (FUSE's umount_begin aborts even
+    /// while the loop device holds the file); as a user the node's fuse2fs (this user's, serving a file below the runtime directory) is killed, which
     /// ends the requests the node waits on. Returns one line per action; does nothing for a node that left nothing.
     /// </summary>
     public static IReadOnlyList<string> AbortServers(string runtimeDirectory)
@@ -27,8 +27,14 @@ public static partial class StateMountCleanup
         var actions = new List<string>();
         if (Environment.IsPrivilegedProcess)
         {
+            var fusectl = FuseControlMounted();
             foreach (var m in MountTable.Under(runtime).Where(m => m.FileSystemType.StartsWith("fuse", StringComparison.Ordinal)))
             {
+                if (fusectl && TryAbortThroughFusectl(m, out var connection))
+                {
+                    actions.Add($"aborted FUSE connection {m.MountPoint} (fusectl {connection})");
+                    continue;
+                }
                 // The unmount itself fails with EBUSY while the loop device holds the file; the abort has happened.
                 _ = umount2(m.MountPoint, MntForce);
                 actions.Add($"aborted FUSE connection {m.MountPoint}");
@@ -42,6 +48,42 @@ public static partial class StateMountCleanup
             }
         }
         return actions;
+    }
+
+    private const string FuseControlDirectory = "/sys/fs/fuse/connections";
+
+    private static bool FuseControlMounted() =>
+        MountTable.Read().Any(m => m.MountPoint == FuseControlDirectory && m.FileSystemType == "fusectl");
+
+    /// <summary>
+    /// Aborts the mount's FUSE connection the way the kernel documents for a hung server: "1" into
+    /// <c>/sys/fs/fuse/connections/N/abort</c>, N being the connection's device number (the kernel's
+    /// <c>major &lt;&lt; 20 | minor</c> of the mount's <c>major:minor</c> in mountinfo). Unlike umount2 with MNT_FORCE
+    /// it touches nothing but that connection. False when the number does not parse or the file is not there (the
+    /// caller falls back to MNT_FORCE).
+    /// </summary>
+    internal static bool TryAbortThroughFusectl(MountEntry mount, out string connection)
+    {
+        connection = string.Empty;
+        var parts = mount.Device.Split(':');
+        if (parts.Length != 2
+            || !uint.TryParse(parts[0], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var major)
+            || !uint.TryParse(parts[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var minor)
+            || major >= 1u << 12 || minor >= 1u << 20)
+        {
+            return false;
+        }
+        connection = ((major << 20) | minor).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var abort = Path.Combine(FuseControlDirectory, connection, "abort");
+        try
+        {
+            File.WriteAllText(abort, "1");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     /// <summary>fuse2fs processes of this user whose block file lies below <paramref name="runtime"/>.</summary>

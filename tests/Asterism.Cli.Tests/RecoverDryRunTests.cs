@@ -29,6 +29,19 @@ public sealed class RecoverDryRunTests : IDisposable
         Assert.StartsWith("Error: --dry-run checks every control plane at its own address; it cannot be combined with --endpoint", run.Stderr, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(PushOutcome.AttestationFailed, "attestation failed", "attestation failed")]
+    [InlineData(PushOutcome.KeyRejected, "key refused by the node", "the node would refuse the key")]
+    [InlineData(PushOutcome.Refused, "refused, no key sent", "a real run would refuse it and send no key")]
+    [InlineData(PushOutcome.Failed, "recovery failed", "a real run would fail")]
+    public void FailureLine_EveryOutcome_RealRunAndRehearsalShareTheShape(PushOutcome outcome, string real, string rehearsed)
+    {
+        var result = new PushResult("127.42.0.11:9999", outcome, "the detail");
+
+        Assert.Equal($"Error: node cp-0 (127.42.0.11:9999): {real}: the detail", Commands.RecoverCommand.FailureLine("cp-0", result));
+        Assert.Equal($"Error: node cp-0 (127.42.0.11:9999): {rehearsed}: the detail", RecoveryRehearsal.FailureLine("cp-0", result));
+    }
+
     [Fact]
     public void CheckSecret_TheClustersSecret_NoProblem_RecordLoaded()
     {

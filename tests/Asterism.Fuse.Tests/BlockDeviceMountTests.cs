@@ -92,6 +92,28 @@ public sealed class BlockDeviceMountTests
     }
 
     [RootFact]
+    public async Task AbortServers_FusectlMounted_AbortsOnlyTheConnectionThroughFusectl()
+    {
+        Assert.True(MountTable.Read().Any(m => m.FileSystemType == "fusectl"), "fusectl is not mounted at /sys/fs/fuse/connections");
+        await using var volume = TestVolume.Create();
+        var mountDir = volume.NewDirectory("run");
+        await using var host = await HostProcess.StartAsync(false, "block", volume.ImagePath, volume.PassphrasePath, mountDir);
+        var entry = MountTable.Under(mountDir).Single();
+
+        var actions = StateMountCleanup.AbortServers(volume.Runtime);
+
+        Assert.Contains(actions, a => a.Contains(mountDir, StringComparison.Ordinal) && a.Contains("fusectl", StringComparison.Ordinal));
+        // The server still runs, yet the connection is gone: the kernel answers ENOTCONN without asking it.
+        var refused = Assert.ThrowsAny<IOException>(() => File.ReadAllBytes(host.Ready));
+        Assert.Contains("not connected", refused.Message, StringComparison.OrdinalIgnoreCase);
+        // Aborted, not unmounted: MNT_FORCE would have taken the (unbusy) mount away as well.
+        Assert.Equal(entry, MountTable.Under(mountDir).Single());
+        await host.KillAsync();
+        await StateMountCleanup.CleanAsync(volume.Runtime, volume.StateDir, CancellationToken.None);
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [RootFact]
     public async Task Fsync_ThenServerKilled_AcknowledgedDataIsOnTheImageAndCleanupLeavesNothing()
     {
         await using var volume = TestVolume.Create();

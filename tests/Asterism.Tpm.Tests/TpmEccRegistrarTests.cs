@@ -1,51 +1,18 @@
-using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Asterism.Tpm.Tests;
 
 /// <summary>Two TPMs whose only certified EK is the TCG ECC P-256 one (NV 0x01C0000A), endorsement auth set on both.</summary>
-public sealed class EccManufacturedTpmsFixture : IAsyncLifetime
+public sealed class EccManufacturedTpmsFixture : ManufacturedTpmPair
 {
-    private string _dir = null!;
-
-    public SwtpmManufacturer Manufacturer { get; private set; } = null!;
-
-    public SwtpmProcess TpmA { get; private set; } = null!;
-
-    public SwtpmProcess TpmB { get; private set; } = null!;
-
-    public byte[] AuthA { get; } = TpmEndorsementAuth.Generate();
-
-    public byte[] AuthB { get; } = TpmEndorsementAuth.Generate();
-
-    public async Task InitializeAsync()
-    {
-        _dir = Directory.CreateTempSubdirectory("asterism-ecc-registrar-").FullName;
-        Manufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(_dir, "manufacturer"));
-        await Manufacturer.ManufactureAsync(Path.Combine(_dir, "a"), TpmEkType.Ecc, CancellationToken.None);
-        await Manufacturer.ManufactureAsync(Path.Combine(_dir, "b"), TpmEkType.Ecc, CancellationToken.None);
-        TpmA = await SwtpmProcess.StartAsync(Path.Combine(_dir, "a"), CancellationToken.None);
-        TpmB = await SwtpmProcess.StartAsync(Path.Combine(_dir, "b"), CancellationToken.None);
-        foreach (var (tpm, auth) in new[] { (TpmA, AuthA), (TpmB, AuthB) })
-        {
-            await using var client = await tpm.ConnectAsync(null, CancellationToken.None);
-            await client.HierarchyChangeAuthAsync(TpmHierarchy.Endorsement, default, auth, CancellationToken.None);
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        await TpmA.DisposeAsync();
-        await TpmB.DisposeAsync();
-        Directory.Delete(_dir, recursive: true);
-    }
+    protected override TpmEkType EkType => TpmEkType.Ecc;
 }
 
 /// <summary>AK certification against ECC P-256 endorsement keys: ECDH/KDFe MakeCredential, the TPM's refusals, tpm2-tools interop.</summary>
 public sealed class TpmEccRegistrarTests(EccManufacturedTpmsFixture tpms) : IClassFixture<EccManufacturedTpmsFixture>
 {
-    private int _certified;
+    private readonly CountingRegistrars _registrars = new();
 
     [Fact]
     public async Task Register_AkInTpmWithOnlyEccEkCertificate_Certified()
@@ -56,7 +23,7 @@ public sealed class TpmEccRegistrarTests(EccManufacturedTpmsFixture tpms) : ICla
         var result = await Registrar().RegisterAsync(client, ak, tpms.AuthA, CancellationToken.None);
 
         Assert.True(result.IsCertified, result.Reason);
-        Assert.Equal(1, _certified);
+        Assert.Equal(1, _registrars.Certified);
         using var identity = X509CertificateLoader.LoadCertificate(result.IdentityCertificate!);
         Assert.Equal(ak.PublicKey.ExportSubjectPublicKeyInfo(), identity.PublicKey.ExportSubjectPublicKeyInfo());
     }
@@ -120,7 +87,7 @@ public sealed class TpmEccRegistrarTests(EccManufacturedTpmsFixture tpms) : ICla
 
         Assert.Equal(TpmRegistrationStatus.ActivationFailed, result.Status);
         Assert.Contains("TPM_RC_INTEGRITY", result.Reason, StringComparison.Ordinal);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -160,12 +127,12 @@ public sealed class TpmEccRegistrarTests(EccManufacturedTpmsFixture tpms) : ICla
             var created = await client.CreatePrimaryAsync(TpmHierarchy.Endorsement, TpmCredential.EccEkTemplate(), tpms.AuthA, CancellationToken.None);
             try
             {
-                await File.WriteAllBytesAsync(Path.Combine(dir, "ek.pub"), Sized(created.PublicArea));
+                await File.WriteAllBytesAsync(Path.Combine(dir, "ek.pub"), ToolsCredentialFile.Sized(created.PublicArea));
                 var secret = RandomNumberGenerator.GetBytes(32);
                 await File.WriteAllBytesAsync(Path.Combine(dir, "secret"), secret);
                 await Tpm2Tools.RunOkAsync(null, "tpm2_makecredential", "-T", "none", "-u", Path.Combine(dir, "ek.pub"),
                     "-s", Path.Combine(dir, "secret"), "-n", Convert.ToHexString(ak.PublicKey.ComputeName()), "-o", Path.Combine(dir, "cred"));
-                var (blob, encryptedSecret) = ReadToolsCredential(await File.ReadAllBytesAsync(Path.Combine(dir, "cred")));
+                var (blob, encryptedSecret) = ToolsCredentialFile.Read(await File.ReadAllBytesAsync(Path.Combine(dir, "cred")));
 
                 var recovered = await TpmRegistrar.ActivateAsync(client, ak.Handle, created.Handle, tpms.AuthA,
                     new TpmMadeCredential(blob, encryptedSecret), CancellationToken.None);
@@ -205,29 +172,5 @@ public sealed class TpmEccRegistrarTests(EccManufacturedTpmsFixture tpms) : ICla
         return TpmEccPublicKey.Parse(created.PublicArea);
     }
 
-    private TpmRegistrar Registrar() =>
-        new(new X509Certificate2Collection(tpms.Manufacturer.Certificate), spki =>
-        {
-            _certified++;
-            return ThrowAwayCa.Issue(spki);
-        });
-
-    private static byte[] Sized(ReadOnlySpan<byte> data)
-    {
-        var result = new byte[2 + data.Length];
-        BinaryPrimitives.WriteUInt16BigEndian(result, (ushort)data.Length);
-        data.CopyTo(result.AsSpan(2));
-        return result;
-    }
-
-    private static (byte[] Blob, byte[] Secret) ReadToolsCredential(byte[] file)
-    {
-        Assert.Equal(0xBADCC0DEu, BinaryPrimitives.ReadUInt32BigEndian(file));
-        var blobSize = BinaryPrimitives.ReadUInt16BigEndian(file.AsSpan(8));
-        var blob = file.AsSpan(10, blobSize).ToArray();
-        var secretSize = BinaryPrimitives.ReadUInt16BigEndian(file.AsSpan(10 + blobSize));
-        var secret = file.AsSpan(12 + blobSize, secretSize).ToArray();
-        Assert.Equal(file.Length, 12 + blobSize + secretSize);
-        return (blob, secret);
-    }
+    private TpmRegistrar Registrar() => _registrars.Trusting(tpms.Manufacturer);
 }

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
@@ -7,54 +6,23 @@ using Xunit.Abstractions;
 namespace Asterism.Tpm.Tests;
 
 /// <summary>Two TPMs manufactured by one CA (EK certificates via swtpm_setup), endorsement auth set on both, and a second CA.</summary>
-public sealed class ManufacturedTpmsFixture : IAsyncLifetime
+public sealed class ManufacturedTpmsFixture : ManufacturedTpmPair
 {
-    private string _dir = null!;
-
-    public SwtpmManufacturer Manufacturer { get; private set; } = null!;
-
     public SwtpmManufacturer OtherManufacturer { get; private set; } = null!;
 
-    public SwtpmProcess TpmA { get; private set; } = null!;
+    protected override TpmEkType EkType => TpmEkType.Rsa;
 
-    public SwtpmProcess TpmB { get; private set; } = null!;
-
-    public byte[] AuthA { get; } = TpmEndorsementAuth.Generate();
-
-    public byte[] AuthB { get; } = TpmEndorsementAuth.Generate();
-
-    public TimeSpan ManufactureTime { get; private set; }
-
-    public async Task InitializeAsync()
+    public override async Task InitializeAsync()
     {
-        _dir = Directory.CreateTempSubdirectory("asterism-registrar-").FullName;
-        Manufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(_dir, "manufacturer"));
-        OtherManufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(_dir, "other-manufacturer"), "Someone else");
-        var watch = Stopwatch.StartNew();
-        await Manufacturer.ManufactureAsync(Path.Combine(_dir, "a"), CancellationToken.None);
-        ManufactureTime = watch.Elapsed;
-        await Manufacturer.ManufactureAsync(Path.Combine(_dir, "b"), CancellationToken.None);
-        TpmA = await SwtpmProcess.StartAsync(Path.Combine(_dir, "a"), CancellationToken.None);
-        TpmB = await SwtpmProcess.StartAsync(Path.Combine(_dir, "b"), CancellationToken.None);
-        foreach (var (tpm, auth) in new[] { (TpmA, AuthA), (TpmB, AuthB) })
-        {
-            await using var client = await tpm.ConnectAsync(null, CancellationToken.None);
-            await client.HierarchyChangeAuthAsync(TpmHierarchy.Endorsement, default, auth, CancellationToken.None);
-        }
-    }
-
-    public async Task DisposeAsync()
-    {
-        await TpmA.DisposeAsync();
-        await TpmB.DisposeAsync();
-        Directory.Delete(_dir, recursive: true);
+        await base.InitializeAsync();
+        OtherManufacturer = SwtpmManufacturer.LoadOrCreate(Path.Combine(Directory, "other-manufacturer"), "Someone else");
     }
 }
 
 /// <summary>AK certification by credential activation against real swtpms: the happy path, each refusal, and tpm2-tools interop.</summary>
 public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputHelper output) : IClassFixture<ManufacturedTpmsFixture>
 {
-    private int _certified;
+    private readonly CountingRegistrars _registrars = new();
 
     [Fact]
     public async Task Register_AkInManufacturedTpm_CertifiedWithAkAsSubjectKey()
@@ -68,7 +36,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
         watch.Stop();
 
         Assert.True(result.IsCertified, result.Reason);
-        Assert.Equal(1, _certified);
+        Assert.Equal(1, _registrars.Certified);
         using var identity = X509CertificateLoader.LoadCertificate(result.IdentityCertificate!);
         Assert.Equal(ak.PublicKey.ExportSubjectPublicKeyInfo(), identity.PublicKey.ExportSubjectPublicKeyInfo());
         output.WriteLine($"swtpm_setup {tpms.ManufactureTime.TotalMilliseconds:F0} ms; registration (NV read, chain, MakeCredential, activation) {watch.Elapsed.TotalMilliseconds:F1} ms");
@@ -84,7 +52,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
 
         Assert.Equal(TpmRegistrationStatus.EkCertificateUntrusted, result.Status);
         Assert.Null(result.IdentityCertificate);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -105,7 +73,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
 
         Assert.Equal(TpmRegistrationStatus.ActivationFailed, result.Status);
         Assert.Contains("TPM_RC_INTEGRITY", result.Reason, StringComparison.Ordinal);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -118,7 +86,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
             (_, _, _) => Task.FromResult(RandomNumberGenerator.GetBytes(32)), CancellationToken.None);
 
         Assert.Equal(TpmRegistrationStatus.SecretMismatch, result.Status);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -131,7 +99,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
 
         Assert.Equal(TpmRegistrationStatus.ActivationFailed, result.Status);
         Assert.Contains("TPM_RC_BAD_AUTH", result.Reason, StringComparison.Ordinal);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -144,7 +112,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
         var result = await Registrar(tpms.Manufacturer).RegisterAsync(client, ak, default, CancellationToken.None);
 
         Assert.Equal(TpmRegistrationStatus.EkCertificateMissing, result.Status);
-        Assert.Equal(0, _certified);
+        Assert.Equal(0, _registrars.Certified);
     }
 
     [Fact]
@@ -166,14 +134,14 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
             await using var client = await tpms.TpmA.ConnectAsync(null, CancellationToken.None);
             await using var ak = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, tpms.AuthA, CancellationToken.None);
             var ek = TpmRsaPublicKey.Parse((await client.ReadPublicAsync(TpmRegistrar.RsaEkHandle, CancellationToken.None)).PublicArea);
-            await File.WriteAllBytesAsync(Path.Combine(dir, "ek.pub"), [.. Sized(ek.PublicArea)]);
+            await File.WriteAllBytesAsync(Path.Combine(dir, "ek.pub"), [.. ToolsCredentialFile.Sized(ek.PublicArea)]);
             var secret = RandomNumberGenerator.GetBytes(32);
             await File.WriteAllBytesAsync(Path.Combine(dir, "secret"), secret);
 
             // -T none: tpm2-tools does MakeCredential in software, no TPM involved.
             await Tpm2Tools.RunOkAsync(null, "tpm2_makecredential", "-T", "none", "-u", Path.Combine(dir, "ek.pub"), "-s", Path.Combine(dir, "secret"),
                 "-n", Convert.ToHexString(ak.PublicKey.ComputeName()), "-o", Path.Combine(dir, "cred"));
-            var (blob, encryptedSecret) = ReadToolsCredential(await File.ReadAllBytesAsync(Path.Combine(dir, "cred")));
+            var (blob, encryptedSecret) = ToolsCredentialFile.Read(await File.ReadAllBytesAsync(Path.Combine(dir, "cred")));
 
             var recovered = await TpmRegistrar.ActivateAsync(client, ak.Handle, TpmRegistrar.RsaEkHandle, tpms.AuthA,
                 new TpmMadeCredential(blob, encryptedSecret), CancellationToken.None);
@@ -202,7 +170,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
                 await using var ak = await TpmAttestationKey.CreateAsync(client, TpmHierarchy.Endorsement, tpms.AuthA, CancellationToken.None);
                 credential = TpmCredential.Make(ek, ak.PublicKey.ComputeName(), secret);
             }
-            await File.WriteAllBytesAsync(F("cred"), ToolsCredential(credential));
+            await File.WriteAllBytesAsync(F("cred"), ToolsCredentialFile.Write(credential));
             var auth = "hex:" + Convert.ToHexString(tpms.AuthA);
             await Tpm2Tools.RunOkAsync(tcti, "tpm2_createprimary", "-Q", "-C", "e", "-P", auth, "-G", "ecc256:ecdsa-sha256:null", "-g", "sha256",
                 "-a", "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign|noda", "-c", F("ak.ctx"));
@@ -247,40 +215,7 @@ public sealed class TpmRegistrarTests(ManufacturedTpmsFixture tpms, ITestOutputH
         Assert.True(TpmCredential.IsStandardEndorsementKey(TpmRsaPublicKey.Parse(created.PublicArea)));
     }
 
-    private TpmRegistrar Registrar(SwtpmManufacturer trusted) =>
-        new(new X509Certificate2Collection(trusted.Certificate), spki =>
-        {
-            _certified++;
-            return ThrowAwayCa.Issue(spki);
-        });
-
-    private static byte[] Sized(ReadOnlySpan<byte> data)
-    {
-        var result = new byte[2 + data.Length];
-        BinaryPrimitives.WriteUInt16BigEndian(result, (ushort)data.Length);
-        data.CopyTo(result.AsSpan(2));
-        return result;
-    }
-
-    // tpm2-tools credential file: u32 0xBADCC0DE, u32 version 1, TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
-    private static byte[] ToolsCredential(TpmMadeCredential credential)
-    {
-        var header = new byte[8];
-        BinaryPrimitives.WriteUInt32BigEndian(header, 0xBADCC0DE);
-        BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(4), 1);
-        return [.. header, .. Sized(credential.CredentialBlob), .. Sized(credential.EncryptedSecret)];
-    }
-
-    private static (byte[] Blob, byte[] Secret) ReadToolsCredential(byte[] file)
-    {
-        Assert.Equal(0xBADCC0DEu, BinaryPrimitives.ReadUInt32BigEndian(file));
-        var blobSize = BinaryPrimitives.ReadUInt16BigEndian(file.AsSpan(8));
-        var blob = file.AsSpan(10, blobSize).ToArray();
-        var secretSize = BinaryPrimitives.ReadUInt16BigEndian(file.AsSpan(10 + blobSize));
-        var secret = file.AsSpan(12 + blobSize, secretSize).ToArray();
-        Assert.Equal(file.Length, 12 + blobSize + secretSize);
-        return (blob, secret);
-    }
+    private TpmRegistrar Registrar(SwtpmManufacturer trusted) => _registrars.Trusting(trusted);
 }
 
 /// <summary>A CA made in the test to stand in for the provider CA: certifies any SPKI it is given.</summary>

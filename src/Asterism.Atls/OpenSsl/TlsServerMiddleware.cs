@@ -99,8 +99,10 @@ internal static class TlsServerMiddleware
                         return;
                     }
                 }
-                // Authenticated (as far as this listener checks): from here Kestrel's own limits apply.
+                // Authenticated (as far as this listener checks): out of the pending budget, into the bounded set of
+                // authenticated connections; from here Kestrel's own limits apply too.
                 pending.Dispose();
+                using var authenticated = budget.AdmitAuthenticated(() => connection.Abort(new ConnectionAbortedException("aTLS: authenticated connection shed")), peer);
                 // gRPC needs HTTP/2; without ALPN Kestrel would fall back to HTTP/1.1 on a mixed endpoint. The
                 // ClientHello and ALPN callbacks already refuse such clients: this is the second lock on that door.
                 if (!stream.ApplicationProtocol.Span.SequenceEqual("h2"u8))

@@ -196,17 +196,8 @@ public static class RecoverCommand
     }
 
     /// <summary>The one stderr line naming a node that was not recovered, and why.</summary>
-    public static string FailureLine(string name, PushResult result)
-    {
-        var what = result.Outcome switch
-        {
-            PushOutcome.AttestationFailed => "attestation failed",
-            PushOutcome.KeyRejected => "key refused by the node",
-            PushOutcome.Refused => "refused, no key sent",
-            _ => "recovery failed",
-        };
-        return $"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}";
-    }
+    public static string FailureLine(string name, PushResult result) =>
+        result.FailureLine(name, keyRejected: "key refused by the node", refused: "refused, no key sent", otherwise: "recovery failed");
 
     private static int Summarize(IReadOnlyList<(string Name, PushResult Result)> results, TextWriter stdout, TextWriter stderr)
     {

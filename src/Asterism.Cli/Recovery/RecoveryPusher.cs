@@ -40,6 +40,23 @@ public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Det
 {
     /// <summary>Whether this failure is the "load balancer not ready" kind Constellation always retries.</summary>
     public bool LoadBalancerNotReady { get; init; }
+
+    /// <summary>
+    /// The one stderr line naming a node that was not (or, in a dry run, would not be) recovered:
+    /// <c>Error: node NAME (ENDPOINT): WHAT: DETAIL</c>. A failed attestation reads the same in both; the other
+    /// outcomes in the caller's words, so a real run and its rehearsal cannot drift apart in shape.
+    /// </summary>
+    public string FailureLine(string name, string keyRejected, string refused, string otherwise)
+    {
+        var what = Outcome switch
+        {
+            PushOutcome.AttestationFailed => "attestation failed",
+            PushOutcome.KeyRejected => keyRejected,
+            PushOutcome.Refused => refused,
+            _ => otherwise,
+        };
+        return $"Error: node {name} ({Endpoint}): {what}: {Detail}";
+    }
 }
 
 /// <summary>

@@ -60,17 +60,8 @@ public sealed class RecoveryRehearsal
         $"Would push to {name} ({endpoint}): the measurement secret and the disk key of disk {diskUuid} (HKDF of the master secret, \"{KeyDerivation.InfoPrefix}{diskUuid}\")";
 
     /// <summary>The stderr line naming a node a real run would not recover.</summary>
-    public static string FailureLine(string name, PushResult result)
-    {
-        var what = result.Outcome switch
-        {
-            PushOutcome.AttestationFailed => "attestation failed",
-            PushOutcome.KeyRejected => "the node would refuse the key",
-            PushOutcome.Refused => "a real run would refuse it and send no key",
-            _ => "a real run would fail",
-        };
-        return $"Error: node {name} ({result.Endpoint}): {what}: {result.Detail}";
-    }
+    public static string FailureLine(string name, PushResult result) =>
+        result.FailureLine(name, keyRejected: "the node would refuse the key", refused: "a real run would refuse it and send no key", otherwise: "a real run would fail");
 
     private static readonly RecoveryLines DryRunLines = new()
     {

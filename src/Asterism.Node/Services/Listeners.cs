@@ -18,6 +18,14 @@ public static class Listeners
     public const int MaxMessageSize = 64 * 1024;
 
     /// <summary>
+    /// Outer bound on the connections one listener holds, whatever its middleware does. The aTLS budgets keep a
+    /// listener at 256 pending and 128 authenticated connections by shedding (so the operator is never refused by
+    /// them); Kestrel refuses beyond this one, so it sits well above their sum to leave room for shed connections
+    /// that are still closing.
+    /// </summary>
+    public const int MaxConnections = 1024;
+
+    /// <summary>
     /// Starts a host for <paramref name="component"/> (its logger name): every gRPC call it serves is logged when it
     /// finishes, as <c>component.gRPC</c>.
     /// </summary>
@@ -38,6 +46,7 @@ public static class Listeners
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = 1024 * 1024;
+            kestrel.Limits.MaxConcurrentConnections = MaxConnections;
             kestrel.Listen(address, port, configureListen);
         });
         builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(2));

@@ -49,6 +49,32 @@ public sealed class StepLedgerTests
     }
 
     [Fact]
+    public void Passed_FailedAndSkippedSteps_OnlyStepsThatRanToTheirEnd()
+    {
+        var ledger = new StepLedger();
+        ledger.Record(new StepAttribute(1), "Init", failed: false);
+        ledger.Record(new StepAttribute(2), "Outage", failed: true);
+        ledger.Record(new StepAttribute(3), "Later", failed: false, ran: false);
+        ledger.Record(new StepAttribute(98) { AfterFailure = true }, "Leaks", failed: false);
+
+        Assert.True(ledger.Passed(1));
+        Assert.False(ledger.Passed(2));
+        Assert.False(ledger.Passed(3));
+        Assert.True(ledger.Passed(98));
+    }
+
+    [Fact]
+    public void Of_AfterStart_TheRunningClassesLedger()
+    {
+        var started = StepLedger.Start(typeof(StepLedgerTests));
+        started.Record(new StepAttribute(4), "Step", failed: false);
+
+        Assert.Same(started, StepLedger.Of(typeof(StepLedgerTests)));
+        Assert.NotSame(started, StepLedger.Start(typeof(StepLedgerTests)));
+        Assert.False(StepLedger.Of(typeof(StepLedgerTests)).Passed(4));
+    }
+
+    [Fact]
     public void Assembly_RunsWithTheStepFrameworkAndOrderer()
     {
         var assembly = typeof(StepLedgerTests).Assembly;

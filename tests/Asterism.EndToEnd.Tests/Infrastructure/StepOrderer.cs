@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Reflection;
 using Xunit.Abstractions;
 using Xunit.Sdk;
@@ -37,13 +38,28 @@ public sealed class StepOrderer : ITestCaseOrderer
 }
 
 /// <summary>
-/// What one scenario class's run has seen so far, in run order: the first step that failed. Every later step is
-/// skipped with a reason naming it, unless it runs <see cref="StepAttribute.AfterFailure"/>. Tests without a step
-/// are never skipped.
+/// What one scenario class's run has seen so far, in run order: the first step that failed, and the steps that passed.
+/// Every later step is skipped with a reason naming the failure, unless it runs <see cref="StepAttribute.AfterFailure"/>;
+/// such a step (the leak scan) asks <see cref="Passed"/> which earlier steps left their full artefacts behind. Tests
+/// without a step are never skipped.
 /// </summary>
 public sealed class StepLedger
 {
+    private static readonly ConcurrentDictionary<Type, StepLedger> ByClass = new();
+
+    private readonly ConcurrentDictionary<int, bool> _passed = new();
     private (int Order, string Name)? _firstFailure;
+
+    /// <summary>A fresh ledger for a run of <paramref name="testClass"/>; <see cref="Of"/> returns it from then on.</summary>
+    public static StepLedger Start(Type testClass)
+    {
+        var ledger = new StepLedger();
+        ByClass[testClass] = ledger;
+        return ledger;
+    }
+
+    /// <summary>The ledger of the running class (what its AfterFailure steps consult); empty outside the step framework.</summary>
+    public static StepLedger Of(Type testClass) => ByClass.GetOrAdd(testClass, _ => new StepLedger());
 
     /// <summary>Why <paramref name="step"/> must not run now, or null when it may.</summary>
     public string? SkipReason(StepAttribute? step) =>
@@ -51,14 +67,25 @@ public sealed class StepLedger
             ? null
             : $"skipped because step {failed.Order} ({failed.Name}) failed: this step needs the shared cluster that step left behind";
 
-    /// <summary>Records how a step ended (a skipped step counts as not failed).</summary>
-    public void Record(StepAttribute? step, string name, bool failed)
+    /// <summary>Records how a step ended; a skipped step (<paramref name="ran"/> false) counts as neither passed nor failed.</summary>
+    public void Record(StepAttribute? step, string name, bool failed, bool ran = true)
     {
-        if (step is not null && failed && _firstFailure is null)
+        if (step is null)
+        {
+            return;
+        }
+        if (failed && _firstFailure is null)
         {
             _firstFailure = (step.Order, name);
         }
+        if (ran && !failed)
+        {
+            _passed[step.Order] = true;
+        }
     }
+
+    /// <summary>Whether step <paramref name="order"/> ran to its end in this run (neither failed nor skipped).</summary>
+    public bool Passed(int order) => _passed.ContainsKey(order);
 }
 
 /// <summary>
@@ -99,14 +126,14 @@ public sealed class StepFramework(IMessageSink messageSink) : XunitTestFramework
     private sealed class ClassRunner(ITestClass testClass, IReflectionTypeInfo @class, IEnumerable<IXunitTestCase> testCases, IMessageSink diagnosticMessageSink, IMessageBus messageBus, ITestCaseOrderer testCaseOrderer, ExceptionAggregator aggregator, CancellationTokenSource cancellationTokenSource, IDictionary<Type, object> collectionFixtureMappings)
         : XunitTestClassRunner(testClass, @class, testCases, diagnosticMessageSink, messageBus, testCaseOrderer, aggregator, cancellationTokenSource, collectionFixtureMappings)
     {
-        private readonly StepLedger _ledger = new();
+        private readonly StepLedger _ledger = StepLedger.Start(@class.Type);
 
         protected override async Task<RunSummary> RunTestMethodAsync(ITestMethod testMethod, IReflectionMethodInfo method, IEnumerable<IXunitTestCase> testCases, object[] constructorArguments)
         {
             var step = StepAttribute.Of(method.MethodInfo);
             var runner = new MethodRunner(_ledger.SkipReason(step), testMethod, Class, method, testCases, DiagnosticMessageSink, MessageBus, new ExceptionAggregator(Aggregator), CancellationTokenSource, constructorArguments);
             var summary = await runner.RunAsync();
-            _ledger.Record(step, method.Name, summary.Failed > 0);
+            _ledger.Record(step, method.Name, summary.Failed > 0, ran: summary.Skipped < summary.Total);
             return summary;
         }
     }

@@ -1,5 +1,6 @@
 using Asterism.Cloud;
 using Asterism.EndToEnd.Tests.Infrastructure;
+using Asterism.Fuse;
 using Asterism.Tests;
 using StateFs = Asterism.StateFs;
 
@@ -24,6 +25,7 @@ public sealed class NonRootOperatorTests
         var environment = new Dictionary<string, string> { ["HOME"] = home, ["DOTNET_CLI_HOME"] = home, ["DOTNET_NOLOGO"] = "1" };
         async Task<OtherUser.Result> Asterism(params string[] args) =>
             await OtherUser.RunAsync([dotnet, cli, .. args, "-C", workspace], environment, TimeSpan.FromMinutes(4));
+        string? leftBehind = null;
         try
         {
             var created = await Asterism("create", "--control-planes", "1", "--workers", "0");
@@ -61,18 +63,57 @@ public sealed class NonRootOperatorTests
         }
         finally
         {
-            foreach (var proc in Processes.Matching(workspace))
-            {
-                Processes.Kill(proc.Pid);
-            }
-            await Processes.WaitGoneAsync(workspace, TimeSpan.FromSeconds(10));
-            // A failed step may leave the node's mounts: never let the recursive delete walk into them.
-            if (Directory.Exists(workspace))
+            leftBehind = await ReleaseAsync(home, workspace);
+        }
+        // Checked after the run, so that it never hides the failure of the run itself.
+        Assert.True(leftBehind is null, leftBehind);
+    }
+
+    /// <summary>
+    /// Leaves nothing of a run behind, however far it got: kills every process (node, fuse2fs) whose command line names
+    /// the test's home by PID, lets the provider's cleanup take the nodes' mounts, then unmounts whatever is still
+    /// mounted below the home itself (deepest first; lazily when busy or when its FUSE server is gone) even when that
+    /// cleanup threw, and deletes the home only once nothing is mounted below it, so the recursive delete never walks
+    /// into a mount. A failed run used to leave fuse2fs mounts in /tmp/asterism-nonroot-*. Returns what it could not
+    /// release, or null.
+    /// </summary>
+    private static async Task<string?> ReleaseAsync(string home, string workspace)
+    {
+        foreach (var proc in Processes.Matching(home))
+        {
+            Processes.Kill(proc.Pid);
+        }
+        await Processes.WaitGoneAsync(home, TimeSpan.FromSeconds(10));
+        Exception? cleanupFailed = null;
+        if (Directory.Exists(workspace))
+        {
+            try
             {
                 await NodeMounts.CleanAllAsync(new CloudWorkspace(workspace), CancellationToken.None);
             }
-            Directory.Delete(home, recursive: true);
+            catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException)
+            {
+                cleanupFailed = e;
+            }
         }
+        foreach (var mount in StateFs.MountTable.Under(home))
+        {
+            try
+            {
+                FuseMount.Unmount(mount.MountPoint, FuseMountMethod.Kernel, lazy: false);
+            }
+            catch (IOException)
+            {
+                FuseMount.Unmount(mount.MountPoint, FuseMountMethod.Kernel, lazy: true);
+            }
+        }
+        var left = StateFs.MountTable.Under(home);
+        if (left.Count > 0)
+        {
+            return $"mounts left below {home}: {string.Join(", ", left.Select(m => m.MountPoint))}; provider cleanup: {cleanupFailed?.Message ?? "ok"}";
+        }
+        Directory.Delete(home, recursive: true);
+        return null;
     }
 
     private static void Chown(string path)
