@@ -100,9 +100,13 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
             }
             if (driver == Ext4Driver.LoopDevice)
             {
-                mount.Loop = (await CommandRunner.CheckedAsync("losetup", LosetupArguments(file, readOnly), cancellationToken)).Trim();
+                // The system calls losetup and mount would make, from this process (LoopAttach says why); losetup only
+                // on a kernel without LOOP_CONFIGURE.
+                mount.Loop = LoopAttach.TryAttach(file, readOnly)
+                    ?? (await CommandRunner.CheckedAsync("losetup", LosetupArguments(file, readOnly), cancellationToken)).Trim();
                 mount.BlockPath = mount.Loop;
-                await CommandRunner.CheckedAsync("mount", ["-t", "ext4", "-o", MountOptions(readOnly), mount.Loop, request.MountPoint], cancellationToken);
+                cancellationToken.ThrowIfCancellationRequested();
+                LoopAttach.MountExt4(mount.Loop, Path.GetFullPath(request.MountPoint), readOnly);
             }
             else
             {
