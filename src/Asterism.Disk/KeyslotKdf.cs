@@ -24,27 +24,36 @@ internal static class KeyslotKdf
                 break;
             case "argon2i":
             case "argon2id":
-                {
-                    var password = passphrase.ToArray();
-                    try
-                    {
-                        using Argon2 argon = kdf.Type == "argon2id" ? new Argon2id(password) : new Argon2i(password);
-                        argon.Salt = kdf.Salt;
-                        argon.Iterations = kdf.Iterations;
-                        argon.MemorySize = kdf.MemoryKiB;
-                        argon.DegreeOfParallelism = kdf.Parallelism;
-                        var derived = argon.GetBytes(output.Length);
-                        derived.CopyTo(output);
-                        CryptographicOperations.ZeroMemory(derived);
-                    }
-                    finally
-                    {
-                        CryptographicOperations.ZeroMemory(password);
-                    }
-                    break;
-                }
+                DeriveArgon2(kdf, passphrase, output);
+                break;
             default:
                 throw new Luks2HeaderException(Luks2HeaderError.UnsupportedKdf, "unsupported KDF");
+        }
+    }
+
+    /// <summary>
+    /// Apart from <see cref="Derive"/> and never inlined: preparing a method loads the assemblies its body names, and
+    /// the PBKDF2 slots of machine-generated keys (a node unlocking its disk while the operator waits) need not load
+    /// and initialise the Argon2 library.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void DeriveArgon2(Luks2Kdf kdf, ReadOnlySpan<byte> passphrase, Span<byte> output)
+    {
+        var password = passphrase.ToArray();
+        try
+        {
+            using Argon2 argon = kdf.Type == "argon2id" ? new Argon2id(password) : new Argon2i(password);
+            argon.Salt = kdf.Salt;
+            argon.Iterations = kdf.Iterations;
+            argon.MemorySize = kdf.MemoryKiB;
+            argon.DegreeOfParallelism = kdf.Parallelism;
+            var derived = argon.GetBytes(output.Length);
+            derived.CopyTo(output);
+            CryptographicOperations.ZeroMemory(derived);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(password);
         }
     }
 }

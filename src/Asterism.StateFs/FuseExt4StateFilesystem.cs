@@ -41,8 +41,9 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
         }
         if (driver == Ext4Driver.LoopDevice)
         {
-            list.Add("losetup " + string.Join(' ', LosetupArguments(file, request.ReadOnly)));
-            list.Add($"mount -t ext4 -o {MountOptions(request.ReadOnly)} LOOP {request.MountPoint}");
+            // Made as system calls by LoopAttach (losetup only on a kernel without LOOP_CONFIGURE); these are the equivalents.
+            list.Add("losetup " + string.Join(' ', LosetupArguments(file, request.ReadOnly)) + "   (as LOOP_CTL_GET_FREE + LOOP_CONFIGURE)");
+            list.Add($"mount -t ext4 -o {MountOptions(request.ReadOnly)} LOOP {request.MountPoint}   (as mount(2))");
         }
         else
         {
@@ -100,9 +101,13 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
             }
             if (driver == Ext4Driver.LoopDevice)
             {
-                mount.Loop = (await CommandRunner.CheckedAsync("losetup", LosetupArguments(file, readOnly), cancellationToken)).Trim();
+                // The system calls losetup and mount would make, from this process (LoopAttach says why); losetup only
+                // on a kernel without LOOP_CONFIGURE.
+                mount.Loop = LoopAttach.TryAttach(file, readOnly)
+                    ?? (await CommandRunner.CheckedAsync("losetup", LosetupArguments(file, readOnly), cancellationToken)).Trim();
                 mount.BlockPath = mount.Loop;
-                await CommandRunner.CheckedAsync("mount", ["-t", "ext4", "-o", MountOptions(readOnly), mount.Loop, request.MountPoint], cancellationToken);
+                cancellationToken.ThrowIfCancellationRequested();
+                LoopAttach.MountExt4(mount.Loop, Path.GetFullPath(request.MountPoint), readOnly);
             }
             else
             {

@@ -34,6 +34,48 @@ public sealed class StateFilesystemTests
     }
 
     [RootFact]
+    public async Task LoopExt4_AttachedBySystemCalls_LoopAndMountCarryLosetupsAndMountsFlags()
+    {
+        // The loop device and the mount are made with ioctl/mount(2) from this process, not losetup and mount(8):
+        // they must come out as those commands made them (4 KiB blocks, backed by the FUSE file, nosuid,nodev, and
+        // read-only all the way down for a read-only request).
+        await using var volume = TestVolume.Create();
+        var fs = new FuseExt4StateFilesystem(Ext4Driver.LoopDevice);
+        var request = new StateMountRequest { ImagePath = volume.ImagePath, RuntimeDirectory = volume.Runtime, MountPoint = volume.StateDir, FormatIfNoFilesystem = true };
+        await using (var mount = await fs.MountAsync(request, volume.Passphrase, CancellationToken.None))
+        {
+            var loop = Path.GetFileName(mount.BlockPath);
+            Assert.Equal("4096", File.ReadAllText($"/sys/block/{loop}/queue/logical_block_size").Trim());
+            Assert.Equal("0", File.ReadAllText($"/sys/block/{loop}/ro").Trim());
+            Assert.Equal(FuseExt4StateFilesystem.BlockFile(request), File.ReadAllText($"/sys/block/{loop}/loop/backing_file").Trim());
+            var options = MountOptionsOf(volume.StateDir);
+            Assert.Contains("rw", options);
+            Assert.Contains("nosuid", options);
+            Assert.Contains("nodev", options);
+            await File.WriteAllTextAsync(Path.Combine(volume.StateDir, "kept.txt"), "kept");
+        }
+        await using (var mount = await fs.MountAsync(request with { FormatIfNoFilesystem = false, ReadOnly = true }, volume.Passphrase, CancellationToken.None))
+        {
+            var loop = Path.GetFileName(mount.BlockPath);
+            Assert.Equal("1", File.ReadAllText($"/sys/block/{loop}/ro").Trim());
+            var options = MountOptionsOf(volume.StateDir);
+            Assert.Contains("ro", options);
+            Assert.Contains("nosuid", options);
+            Assert.Equal("kept", await File.ReadAllTextAsync(Path.Combine(volume.StateDir, "kept.txt")));
+            var write = Record.Exception(() => File.WriteAllText(Path.Combine(volume.StateDir, "refused.txt"), "x"));
+            Assert.True(write is IOException or UnauthorizedAccessException, $"a write on the read-only mount gave {write?.GetType().Name ?? "no error"}");
+        }
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    private static string[] MountOptionsOf(string mountPoint)
+    {
+        var target = Path.GetFullPath(mountPoint).TrimEnd('/');
+        var line = File.ReadAllLines("/proc/self/mounts").Select(l => l.Split(' ')).Last(f => f.Length > 3 && f[1] == target);
+        return line[3].Split(',');
+    }
+
+    [RootFact]
     public async Task LoopExt4_Mounted_NobodyReadsNeitherLoopDeviceNorPayloadNorMountNorRuntime()
     {
         // The node's default path as the attacker sees it: the volume's directory is world-traversable (0755), so
