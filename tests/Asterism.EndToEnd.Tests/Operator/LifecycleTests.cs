@@ -83,6 +83,10 @@ public sealed class LifecycleTests(TwoControlPlaneCluster cluster) : IClassFixtu
         var node = cluster.ControlPlaneNodes[1];
         await cluster.Cli.RunOkAsync("power", "reboot", node.Name);
         Assert.False(Processes.IsAlive(before.Single(i => i.Name == node.Name).Pid!.Value));
+        // Two etcd members: with one rebooting the other has no quorum and releases no key (issue #15), so the
+        // rebooted control plane waits for the operator.
+        await cluster.WaitForPhaseAsync([node], BootPhases.WaitingForKey);
+        await cluster.Cli.RunOkAsync("recover");
         await cluster.WaitForPhaseAsync(cluster.Instances, BootPhases.Booted);
     }
 
