@@ -94,7 +94,7 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
         var crashed = new[] { Cp(1), Cp(2) };
         await cluster.Cli.RunOkAsync("power", "crash", Cp(1).Name, Cp(2).Name);
         // Their etcd members died with them.
-        Assert.Empty(Processes.Matching("/usr/bin/etcd").Where(p => crashed.Any(n => p.CommandLine.Contains($"https://{n.Address}:2379", StringComparison.Ordinal))));
+        Assert.DoesNotContain(Processes.Matching("/usr/bin/etcd"), p => crashed.Any(n => p.CommandLine.Contains($"https://{n.Address}:2379", StringComparison.Ordinal)));
         await cluster.Cli.RunOkAsync("power", "start", Cp(1).Name, Cp(2).Name);
         await cluster.Cli.RunOkAsync("power", "reboot", Worker.Name);
         await cluster.WaitForPhaseAsync([Cp(1), Cp(2), Worker], BootPhases.WaitingForKey);
