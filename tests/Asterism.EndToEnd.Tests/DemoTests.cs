@@ -1,25 +1,24 @@
-using System.Diagnostics;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace Asterism.EndToEnd.Tests;
 
-/// <summary>`asterism demo`, the README's first command: the whole story, exit 0, in under 2 minutes once built.</summary>
+/// <summary>
+/// `asterism demo`, the README's first command: the whole story, exit 0, no process left. No time limit here (a
+/// functional test on shared cores must not fail on speed): the demo prints its duration, and `macro recover` measures.
+/// </summary>
 public sealed class DemoTests(ITestOutputHelper output)
 {
     [Fact]
-    public async Task Demo_WholeStory_Exit0UnderTwoMinutes_NoProcessLeft()
+    public async Task Demo_WholeStory_Exit0_NoProcessLeft()
     {
         // The demo's provider and nodes run this build's asterism-cloud.dll and asterism-node.dll on a fresh
         // asterism-demo-* workspace.
         var ours = AppContext.BaseDirectory;
         var before = Processes.Matching(ours).Where(p => p.CommandLine.Contains("asterism-demo-", StringComparison.Ordinal)).Select(p => p.Pid).ToHashSet();
-        var watch = Stopwatch.StartNew();
         var result = await CliDriver.RunRawAsync("demo");
-        watch.Stop();
         output.WriteLine(result.ToString());
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.True(watch.Elapsed < TimeSpan.FromMinutes(2), $"demo took {watch.Elapsed.TotalSeconds:0.0} s");
         foreach (var step in Enumerable.Range(1, 5))
         {
             Assert.Contains($"==> Step {step} ", result.Stdout, StringComparison.Ordinal);

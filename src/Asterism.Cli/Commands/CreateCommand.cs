@@ -10,8 +10,12 @@ namespace Asterism.Cli.Commands;
 /// <summary><c>asterism create</c>: writes the workspace files, starts the local provider and its instances.</summary>
 public static class CreateCommand
 {
-    /// <summary>Node arguments for local clusters: rejoin rounds every 2 s (Constellation's 30 s suits clouds, not one machine).</summary>
-    public static readonly string[] LocalNodeArgs = ["--rejoin-interval", "2s", "--rejoin-timeout", "2s"];
+    /// <summary>
+    /// Node arguments for local clusters: rejoin rounds every 2 s (Constellation's 30 s suits clouds, not one machine).
+    /// Each call may take 10 s: a mutual aTLS handshake with swtpm quotes on both ends took more than 2 s on two shared
+    /// cores at load 50, every time, and a rebooted control plane then never rejoined beside two healthy ones.
+    /// </summary>
+    public static readonly string[] LocalNodeArgs = ["--rejoin-interval", "2s", "--rejoin-timeout", "10s"];
 
     public static string MetadataUrl(CloudSubnet subnet) => $"http://{subnet.ProviderAddress}:{Ports.Metadata}";
 
