@@ -231,11 +231,11 @@ internal static partial class NodeLog
     {
         public const string Category = "etcd";
 
-        [LoggerMessage(1700, LogLevel.Error, "etcd member failed to start")]
+        [LoggerMessage(1700, LogLevel.Error, "Etcd member failed to start")]
         public static partial void StartFailed(ILogger logger, string member, string error,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1701, LogLevel.Information, "etcd member running")]
+        [LoggerMessage(1701, LogLevel.Information, "Etcd member running")]
         public static partial void Running(ILogger logger, string member, string state, long durationMs,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
@@ -251,7 +251,7 @@ internal static partial class NodeLog
         public static partial void WriteFailed(ILogger logger, string what, string error,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1705, LogLevel.Information, "etcd member stopped")]
+        [LoggerMessage(1705, LogLevel.Information, "Etcd member stopped")]
         public static partial void Stopped(ILogger logger, string member,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }

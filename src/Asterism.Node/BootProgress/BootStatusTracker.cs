@@ -24,7 +24,11 @@ public sealed class BootStatusTracker(NodeOptions options, TimeProvider time)
         }
     }
 
-    /// <summary>The snapshot plus, on a control plane, its etcd member's view of the quorum (bounded to 2 s).</summary>
+    /// <summary>
+    /// The snapshot plus, on a control plane, its etcd member's view of the quorum, bounded to 1 s: callers (the CLI's
+    /// status probe) give up after 2 s, and a member without quorum — exactly when the operator asks — would otherwise
+    /// use up the whole deadline and the node would show as not answering at all.
+    /// </summary>
     public async Task<BootStatus> SnapshotWithEtcdAsync(CancellationToken cancellationToken)
     {
         var status = Snapshot();
@@ -36,7 +40,7 @@ public sealed class BootStatusTracker(NodeOptions options, TimeProvider time)
         if (probe is not null)
         {
             using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            bounded.CancelAfter(TimeSpan.FromSeconds(2));
+            bounded.CancelAfter(TimeSpan.FromSeconds(1));
             var quorum = await probe(bounded.Token);
             status.Etcd = quorum?.Message ?? "etcd: member not answering";
             status.EtcdHasQuorum = quorum?.HasQuorum ?? false;

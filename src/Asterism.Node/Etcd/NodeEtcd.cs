@@ -164,7 +164,7 @@ public sealed class NodeEtcd : IAsyncDisposable
     {
         try
         {
-            return await new EtcdMembership(Connection).QuorumStatusAsync(TimeSpan.FromSeconds(1), cancellationToken);
+            return await new EtcdMembership(Connection).QuorumStatusAsync(TimeSpan.FromMilliseconds(500), cancellationToken);
         }
         catch (Exception e) when (e is ControlPlaneException or Grpc.Core.RpcException or OperationCanceledException)
         {
