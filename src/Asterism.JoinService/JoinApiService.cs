@@ -1,6 +1,7 @@
 using Asterism.Atls;
 using Asterism.Attestation;
 using Asterism.Attestation.Identities;
+using Asterism.ControlPlane;
 using Asterism.Crypto;
 using Asterism.Protocol;
 using Asterism.Protocol.Join;
@@ -17,27 +18,34 @@ namespace Asterism.JoinService;
 /// the request: a disk key goes only to the identity that owns the disk UUID, control-plane material only to a
 /// certified control plane. Refusals are PermissionDenied with a generic text; the log names both sides.
 /// </summary>
-public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers) : API.APIBase
+/// <para>With a <see cref="KeyReleaseGate"/> (every control plane with an etcd member), no key leaves before the node
+/// registry allowed it and the release is in the audit log; without a quorum the call is Unavailable "control plane
+/// has no quorum" and the node retries.</para>
+public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers, KeyReleaseGate? gate = null) : API.APIBase
 {
     private readonly ILogger _log = loggers.CreateLogger(JoinServiceLog.Category);
 
-    public override Task<IssueRejoinTicketResponse> IssueRejoinTicket(IssueRejoinTicketRequest request, ServerCallContext context)
+    public override async Task<IssueRejoinTicketResponse> IssueRejoinTicket(IssueRejoinTicketRequest request, ServerCallContext context)
     {
         var (identity, facts) = PeerOf(context, "IssueRejoinTicket");
         JoinServiceLog.RejoinTicketCalled(_log, context.Peer, facts.Variant.Name, facts.AttestationKeyFingerprint, identity.Name, identity.Role);
         CheckUuid(request.DiskUuid, "IssueRejoinTicket");
         CheckOwner(identity, request.DiskUuid, "IssueRejoinTicket", context);
+        if (gate is not null)
+        {
+            await GatedAsync("IssueRejoinTicket", identity, () => gate.ReleaseRejoinAsync(identity, request.DiskUuid, context.CancellationToken));
+        }
         var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
         var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
         JoinServiceLog.RejoinTicketIssued(_log, request.DiskUuid);
-        return Task.FromResult(new IssueRejoinTicketResponse
+        return new IssueRejoinTicketResponse
         {
             StateDiskKey = SecretFields.Wrap(diskKey),
             MeasurementSecret = SecretFields.Wrap(measurementSecret),
-        });
+        };
     }
 
-    public override Task<IssueJoinTicketResponse> IssueJoinTicket(IssueJoinTicketRequest request, ServerCallContext context)
+    public override async Task<IssueJoinTicketResponse> IssueJoinTicket(IssueJoinTicketRequest request, ServerCallContext context)
     {
         var (identity, facts) = PeerOf(context, "IssueJoinTicket");
         JoinServiceLog.JoinTicketCalled(_log, context.Peer, request.NodeName, request.IsControlPlane,
@@ -49,6 +57,11 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
             JoinServiceLog.RefusedOtherRoleOrName(_log, "IssueJoinTicket", context.Peer, identity.Name, identity.Role,
                 request.NodeName, request.IsControlPlane);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "request does not match the caller's certified identity"));
+        }
+        ControlPlaneTicket? controlPlane = null;
+        if (gate is not null)
+        {
+            controlPlane = await GatedAsync("IssueJoinTicket", identity, () => gate.ReleaseJoinAsync(identity, request.DiskUuid, context.CancellationToken));
         }
         var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
         var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
@@ -63,10 +76,46 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
             response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Key.ToArray()));
             response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
             response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
+            if (controlPlane is not null)
+            {
+                response.EtcdCaKey = SecretFields.Wrap(ZeroAfterResponse(context, controlPlane.CaKeyPem));
+                response.EtcdCaCertificate = ByteString.CopyFrom(controlPlane.CaCertificatePem);
+                response.EtcdInitialCluster.AddRange(controlPlane.InitialCluster);
+                // The learner is promoted once the response is out and the joiner's member caught up; removed if the
+                // response never left.
+                var http = context.GetHttpContext();
+                http.Response.OnCompleted(() =>
+                {
+                    gate!.JoinTicketSent(!http.RequestAborted.IsCancellationRequested);
+                    return Task.CompletedTask;
+                });
+            }
         }
         JoinServiceLog.JoinTicketIssued(_log, request.DiskUuid, request.NodeName);
-        return Task.FromResult(response);
+        return response;
     }
+
+    /// <summary>Runs a gate step; a lost quorum (or any other control-plane failure) becomes Unavailable, so the node retries.</summary>
+    private async Task<T> GatedAsync<T>(string call, NodeIdentity identity, Func<Task<T>> step)
+    {
+        try
+        {
+            return await step();
+        }
+        catch (ControlPlaneException e)
+        {
+            JoinServiceLog.RefusedNoQuorum(_log, call, identity.Name, e.Message);
+            throw new RpcException(new Status(StatusCode.Unavailable,
+                e.Error == ControlPlaneError.NoQuorum ? ControlPlaneException.NoQuorumMessage : "control plane cannot release keys now"));
+        }
+    }
+
+    private async Task GatedAsync(string call, NodeIdentity identity, Func<Task> step) =>
+        await GatedAsync(call, identity, async () =>
+        {
+            await step();
+            return true;
+        });
 
     private void CheckUuid(string uuid, string call)
     {

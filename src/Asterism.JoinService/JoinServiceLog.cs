@@ -53,4 +53,16 @@ public static partial class JoinServiceLog
     [LoggerMessage(2008, LogLevel.Warning, "Refused ticket request without a certified identity")]
     internal static partial void RefusedWithoutIdentity(ILogger logger, string call, string peerAddress, string attestationKey,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+    [LoggerMessage(2009, LogLevel.Warning, "Refused key release by the node registry")]
+    internal static partial void RefusedByRegistry(ILogger logger, string identity, string identityFingerprint, string diskUuid, string reason,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+    [LoggerMessage(2010, LogLevel.Warning, "Control plane join did not complete")]
+    internal static partial void ControlPlaneJoinFailed(ILogger logger, string identity, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+    [LoggerMessage(2011, LogLevel.Warning, "Refused key release without control-plane quorum")]
+    internal static partial void RefusedNoQuorum(ILogger logger, string call, string identity, string error,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 }

@@ -245,4 +245,34 @@ internal static partial class NodeLog
         public static partial void AdminIssued(ILogger logger, string admin, string serial,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
+
+    /// <summary>The control plane's etcd member (issue #15).</summary>
+    internal static partial class Etcd
+    {
+        public const string Category = "etcd";
+
+        [LoggerMessage(1700, LogLevel.Error, "Etcd member failed to start")]
+        public static partial void StartFailed(ILogger logger, string member, string error,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1701, LogLevel.Information, "Etcd member running")]
+        public static partial void Running(ILogger logger, string member, string state, long durationMs,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1702, LogLevel.Information, "Registered in the node registry")]
+        public static partial void Registered(ILogger logger, string member,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1703, LogLevel.Information, "Recorded how the node was unlocked")]
+        public static partial void RecoveryRecorded(ILogger logger, string path,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1704, LogLevel.Warning, "Could not write to the control plane")]
+        public static partial void WriteFailed(ILogger logger, string what, string error,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1705, LogLevel.Information, "Etcd member stopped")]
+        public static partial void Stopped(ILogger logger, string member,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+    }
 }

@@ -38,8 +38,17 @@ public sealed class NodeOptions
     /// <summary>Per-call timeout of a rejoin or join request (Constellation: 30 s).</summary>
     public TimeSpan RejoinTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Size of a newly formatted state disk.</summary>
+    /// <summary>Size of a newly formatted state disk (default: <see cref="DefaultDiskSize"/> of the role).</summary>
     public long DiskSize { get; init; } = 32L * 1024 * 1024;
+
+    /// <summary>
+    /// A control plane's disk holds an etcd member: etcd 3.4 preallocates each 64 MB WAL segment (and the next one
+    /// ahead of need) and keeps snapshots beside its database, so 32 MiB cannot even start it; 256 MiB leaves room for
+    /// two segments, the database and the journal. Workers keep 32 MiB: whole-image hashes in tests and backups of
+    /// images stay small. The image is sparse (fallocate makes unwritten extents, mkfs initializes lazily), so the size
+    /// costs host disk only where something was written.
+    /// </summary>
+    public static long DefaultDiskSize(NodeRole role) => role == NodeRole.ControlPlane ? 256L * 1024 * 1024 : 32L * 1024 * 1024;
 
     public bool Debug { get; init; }
 }

@@ -7,6 +7,7 @@ using Asterism.Disk;
 using Asterism.JoinService;
 using Asterism.Logging;
 using Asterism.Node.Boot;
+using Asterism.Node.Etcd;
 using Asterism.Node.BootProgress;
 using Asterism.Node.Recovery;
 using Asterism.Node.Rejoin;
@@ -66,13 +67,14 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             NodeState state;
             ClusterSecrets? secrets;
             NodeStateDirectory directory;
+            string unlockedBy;
             switch (probe.Kind)
             {
                 case StateDiskKind.Initialized:
                     disk = StateDisk.Open(options.DiskPath);
                     try
                     {
-                        (state, secrets, directory) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
+                        (state, secrets, directory, unlockedBy) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
                     }
                     catch
                     {
@@ -87,6 +89,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     return 1;
                 default:
                     (disk, state, secrets, directory) = await FirstBootAsync(endpoints, attestation, cancellationToken);
+                    unlockedBy = "first boot";
                     break;
             }
             using (disk)
@@ -96,7 +99,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 {
                     // Boot flow 3: the state filesystem is mounted and PCR 15 extended; serve.
                     NodeLog.SetupManager.StateFilesystemMounted(_setup, directory.Kind, directory.Root, directory.RemoveLeftovers());
-                    return await RunServicesAsync(directory, state, secrets, attestation, started, cancellationToken);
+                    return await RunServicesAsync(directory, state, secrets, metadata, attestation, started, unlockedBy, cancellationToken);
                 }
                 finally
                 {
@@ -209,7 +212,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     /// Boot flow 2, reboot: the RecoveryServer (control planes) and the RejoinClient offer keys to one
     /// <see cref="KeyRace"/>, whose winner unlocked the disk; then PCR 15 is extended.
     /// </summary>
-    private async Task<(NodeState, ClusterSecrets?, NodeStateDirectory)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    private async Task<(NodeState, ClusterSecrets?, NodeStateDirectory, string UnlockedBy)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
         NodeLog.SetupManager.PreparingExistingStateDisk(_setup, disk.Uuid);
@@ -264,7 +267,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     var clusterId = state.ClusterId;
                     await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
                     var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(directory, state) : null;
-                    return (state, secrets, directory);
+                    return (state, secrets, directory, keys.Source);
                 }
             }
             catch
@@ -325,9 +328,12 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     }
 
     /// <summary>Boot flow 3: the workload API on every node; the JoinService and cluster API on control planes.</summary>
-    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, NodeAttestation attestation, long started, CancellationToken cancellationToken)
+    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, string unlockedBy, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
+        NodeEtcd? etcd = null;
+        KeyReleaseGate? gate = null;
+        var etcdLog = loggers.CreateLogger(NodeLog.Etcd.Category);
         try
         {
             var bootCount = WorkloadApi.CountBoot(directory);
@@ -341,10 +347,15 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 cancellationToken));
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {
+                etcd = await StartEtcdAsync(directory, attestation, unlockedBy, etcdLog, cancellationToken);
+                gate = new KeyReleaseGate(etcd.Connection, directory.PathOf(NodeEtcd.CaFolder), loggers, time)
+                {
+                    PeerAddressResolver = async (name, ct) => (await metadata.ListAsync(ct)).FirstOrDefault(i => i.Name == name && i.Role == "control-plane")?.Address,
+                };
                 var validator = secrets.Policy.ForKeyRelease().CreateValidator(loggers);
                 hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService, loggers, JoinServiceLog.Category,
                     listen => listen.UseAtlsMutual(attestation.Issuer, validator, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new JoinApiService(secrets, loggers)),
+                    services => services.AddSingleton(new JoinApiService(secrets, loggers, gate)),
                     app => app.MapGrpcService<JoinApiService>(),
                     cancellationToken));
                 await StartClusterApiAsync(hosts, directory, cancellationToken);
@@ -360,6 +371,82 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             foreach (var host in hosts)
             {
                 await Listeners.StopAsync(host);
+            }
+            if (etcd is not null)
+            {
+                // Before the state filesystem is unmounted (the caller's finally): etcd's data lives on it.
+                _status.SetEtcd(null);
+                await etcd.DisposeAsync();
+                NodeLog.Etcd.Stopped(etcdLog, options.Name);
+            }
+            gate?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Starts this control plane's etcd member (issue #15). Init and join wait for it (a one-member cluster, or a learner
+    /// the JoinService promotes); a reboot does not — with the others down the member waits for them, and the node's
+    /// services (and its "no quorum" answers) must run meanwhile. Init registers the node and audits the new member; a
+    /// rebooted control plane records in the audit log which path unlocked it, once etcd has a quorum.
+    /// </summary>
+    private async Task<NodeEtcd> StartEtcdAsync(NodeStateDirectory directory, NodeAttestation attestation, string unlockedBy, ILogger etcdLog, CancellationToken cancellationToken)
+    {
+        var etcdStarted = time.GetTimestamp();
+        var etcd = await NodeEtcd.StartAsync(directory, options.Name, options.Address, waitHealthy: unlockedBy == "first boot", etcdLog, cancellationToken);
+        try
+        {
+            _status.SetEtcd(etcd.QuorumAsync);
+            if (etcd.State == Asterism.ControlPlane.ClusterState.New)
+            {
+                var identity = attestation.Identity;
+                var registry = new Asterism.ControlPlane.NodeRegistry(etcd.Connection);
+                if (await registry.GetAsync(options.Name, cancellationToken) is null)
+                {
+                    var audit = new Asterism.ControlPlane.AuditLog(etcd.Connection, time);
+                    await audit.AppendAsync(Asterism.ControlPlane.AuditKind.MembershipChange, options.Name, "init: one-member etcd cluster at " + options.Address, cancellationToken);
+                    await registry.RegisterAsync(new Asterism.ControlPlane.NodeRecord(options.Name, Asterism.ControlPlane.NodeRole.ControlPlane, Guid.Parse(identity.DiskUuid),
+                        Convert.FromHexString(identity.CertificateFingerprint), time.GetUtcNow()), cancellationToken);
+                    NodeLog.Etcd.Registered(etcdLog, options.Name);
+                }
+            }
+            _ = ReportRunningAsync(etcd, unlockedBy, etcdStarted, etcdLog);
+            return etcd;
+        }
+        catch
+        {
+            _status.SetEtcd(null);
+            await etcd.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Logs when the member is healthy; after a reboot appends a <c>Recovery</c> audit entry naming the unlock path.</summary>
+    private async Task ReportRunningAsync(NodeEtcd etcd, string unlockedBy, long etcdStarted, ILogger etcdLog)
+    {
+        if (await etcd.Member is not { } member)
+        {
+            return;
+        }
+        NodeLog.Etcd.Running(etcdLog, options.Name, etcd.State.ToString(), (long)time.GetElapsedTime(etcdStarted).TotalMilliseconds);
+        if (unlockedBy == "first boot")
+        {
+            return;
+        }
+        var path = unlockedBy == "recovery" ? "operator recovery" : "rejoin";
+        var audit = new Asterism.ControlPlane.AuditLog(etcd.Connection, time);
+        // The member is healthy, so a quorum answered a moment ago; a few tries cover a leader change meanwhile.
+        for (var attempt = 0; attempt < 5 && !member.HasExited; attempt++)
+        {
+            try
+            {
+                await audit.AppendAsync(Asterism.ControlPlane.AuditKind.Recovery, options.Name, "unlocked by " + path);
+                NodeLog.Etcd.RecoveryRecorded(etcdLog, path);
+                return;
+            }
+            catch (Exception e) when (e is Asterism.ControlPlane.ControlPlaneException or Grpc.Core.RpcException or ObjectDisposedException)
+            {
+                NodeLog.Etcd.WriteFailed(etcdLog, "recovery audit entry", e.Message);
+                await Task.Delay(TimeSpan.FromSeconds(1), time);
             }
         }
     }

@@ -23,7 +23,7 @@ public static class Program
         var tpm = new Option<string?>("--tpm") { Description = "swtpm command socket, unix:/abs/path (tpm variant; TCP is refused)" };
         var interval = new Option<string>("--rejoin-interval") { Description = "Pause between rejoin rounds, e.g. 2s", DefaultValueFactory = _ => "30s" };
         var timeout = new Option<string>("--rejoin-timeout") { Description = "Per-call timeout of rejoin requests, e.g. 2s", DefaultValueFactory = _ => "30s" };
-        var diskSize = new Option<string>("--disk-size") { Description = "Size of a newly formatted state disk, e.g. 32MiB", DefaultValueFactory = _ => "32MiB" };
+        var diskSize = new Option<string?>("--disk-size") { Description = "Size of a newly formatted state disk, e.g. 32MiB (default: 256MiB on control planes, 32MiB on workers)" };
         var debug = new Option<bool>("--debug") { Description = "Debug logging" };
         var root = new RootCommand("asterism-node: a node of an Asterism cluster (state-disk boot flow and node services)")
         {
@@ -78,7 +78,7 @@ public static class Program
 
     private static NodeOptions BuildOptions(ParseResult parsed, Option<string> name, Option<string> role, Option<string> address,
         Option<string> disk, Option<string> nodeDir, Option<string> metadata, Option<string> variant, Option<string?> tpm,
-        Option<string> interval, Option<string> timeout, Option<string> diskSize, Option<bool> debug)
+        Option<string> interval, Option<string> timeout, Option<string?> diskSize, Option<bool> debug)
     {
         if (!NodeRoles.TryParse(parsed.GetValue(role), out var nodeRole))
         {
@@ -110,7 +110,7 @@ public static class Program
             TpmEndpoint = parsed.GetValue(tpm),
             RejoinInterval = Durations.Parse(parsed.GetValue(interval)!, "--rejoin-interval"),
             RejoinTimeout = Durations.Parse(parsed.GetValue(timeout)!, "--rejoin-timeout"),
-            DiskSize = Durations.ParseSize(parsed.GetValue(diskSize)!, "--disk-size"),
+            DiskSize = parsed.GetValue(diskSize) is { } size ? Durations.ParseSize(size, "--disk-size") : NodeOptions.DefaultDiskSize(nodeRole),
             Debug = parsed.GetValue(debug),
         };
     }

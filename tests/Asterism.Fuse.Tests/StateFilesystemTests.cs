@@ -240,7 +240,7 @@ public sealed class StateFilesystemTests
         var commands = new DmCryptStateFilesystem().DescribeCommands(request);
         Assert.Equal($"cryptsetup open --type luks2 --key-file - --key-slot 0 /n/state.img {name}", commands[0]);
         Assert.StartsWith($"mkfs.ext4 -q -F -b 4096 -E root_owner=", commands[1], StringComparison.Ordinal);
-        Assert.EndsWith($",nodiscard /dev/mapper/{name}   (only when no ext4 superblock)", commands[1], StringComparison.Ordinal);
+        Assert.EndsWith($",nodiscard,lazy_itable_init=1,lazy_journal_init=1 /dev/mapper/{name}   (only when no ext4 superblock)", commands[1], StringComparison.Ordinal);
         Assert.Equal($"mount -t ext4 -o nosuid,nodev /dev/mapper/{name} /n/state", commands[2]);
         Assert.Equal([$"umount /n/state", $"cryptsetup close {name}"], DmCryptStateFilesystem.DescribeUnmountCommands(request));
     }

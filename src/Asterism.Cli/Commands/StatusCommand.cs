@@ -17,6 +17,12 @@ public static class StatusCommand
     {
         /// <summary>The identity the provider certified for this instance: role and certificate fingerprint, or why there is none.</summary>
         public string Identity { get; init; } = "";
+
+        /// <summary>A booted control plane's view of the etcd quorum ("etcd: 1 of 3 members up, quorum needs 2"), or "".</summary>
+        public string Etcd { get; init; } = "";
+
+        /// <summary>Whether that control plane's etcd member sees a quorum.</summary>
+        public bool EtcdHasQuorum { get; init; }
     }
 
     public sealed record ClusterView(IReadOnlyList<NodeView> Nodes, bool ClusterApiHealthy)
@@ -28,6 +34,13 @@ public static class StatusCommand
 
         /// <summary>Control-plane nodes wait and no JoinService answers: only the operator can help.</summary>
         public bool RecoveryNeeded => WaitingControlPlanes.Any() && !Nodes.Any(n => n.Role == CloudNames.ControlPlane && n.Phase == BootPhases.Booted);
+
+        /// <summary>
+        /// The etcd quorum as the booted control planes see it: one with a quorum wins (its view is current); otherwise
+        /// the first one's view, which then says why nobody releases keys. Null when no control plane reports etcd.
+        /// </summary>
+        public NodeView? EtcdReporter =>
+            Nodes.Where(n => n.Etcd.Length > 0).OrderByDescending(n => n.EtcdHasQuorum).FirstOrDefault();
     }
 
     public static async Task<ClusterView> GatherAsync(LocalCloudClient cloud, CancellationToken cancellationToken) =>
@@ -46,6 +59,8 @@ public static class StatusCommand
             return new NodeView(i.Name, i.Role, i.Address, i.Power, i.IsRunning ? phase : "-", since, status?.LastError ?? "", status?.RejoinAttempts ?? 0, status?.Variant ?? "")
             {
                 Identity = workspace is null ? "" : IdentityOf(workspace, authority, i),
+                Etcd = status?.Etcd ?? "",
+                EtcdHasQuorum = status?.EtcdHasQuorum ?? false,
             };
         }));
         // The health call needs the admin credential: without a workspace the API counts as unreachable.
@@ -149,7 +164,12 @@ public static class StatusCommand
             };
             stdout.WriteLine($"{n.Name.PadRight(width)}  {n.Role,-14} {n.Address,-15} {n.Power,-8} {n.Identity.PadRight(identityWidth)}  {phase}");
         }
-        stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}{(view.Quorum.Length > 0 ? " (" + view.Quorum + ")" : "")}");
+        stdout.WriteLine($"Cluster API: {(view.ClusterApiHealthy ? "healthy" : "unreachable")}{(view.EtcdReporter is null && view.Quorum.Length > 0 ? " (" + view.Quorum + ")" : "")}");
+        if (view.EtcdReporter is { } etcd)
+        {
+            // Without a quorum no JoinService releases a key: the waiting nodes need the operator.
+            stdout.WriteLine(etcd.EtcdHasQuorum ? etcd.Etcd : $"{etcd.Etcd} — run 'asterism recover'");
+        }
         var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);
         if (variant is not null)
         {

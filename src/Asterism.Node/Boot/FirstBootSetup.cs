@@ -4,6 +4,7 @@ using Asterism.Crypto;
 using Asterism.Disk;
 using Asterism.JoinService;
 using Asterism.Logging;
+using Asterism.Node.Etcd;
 using Asterism.Node.State;
 using Microsoft.Extensions.Logging;
 
@@ -21,12 +22,22 @@ public sealed class FirstBootKeys : IDisposable
     /// <summary>Control-plane nodes only.</summary>
     public ClusterSecrets? ClusterSecrets { get; init; }
 
+    /// <summary>A joining control plane: the cluster CA's key (PEM) from its ticket; null at init, which makes the CA.</summary>
+    public SecretBytes? EtcdCaKey { get; init; }
+
+    /// <summary>A joining control plane: the cluster CA's certificate (PEM).</summary>
+    public byte[]? EtcdCaCertificate { get; init; }
+
+    /// <summary>A joining control plane: the etcd membership its learner starts with.</summary>
+    public IReadOnlyList<string> EtcdInitialCluster { get; init; } = [];
+
     public override string ToString() => "[redacted]";
 
     public void Dispose()
     {
         DiskKey.Dispose();
         MeasurementSecret.Dispose();
+        EtcdCaKey?.Dispose();
     }
 }
 
@@ -108,6 +119,16 @@ public sealed class FirstBootSetup(StateDisk disk, IStateVolume volume, byte[] i
             if (keys.ClusterSecrets is not null)
             {
                 NodeState.WriteClusterSecrets(directory, keys.ClusterSecrets);
+                // The etcd cluster CA lives beside the master secret: made here at init (before init answers, so the
+                // cluster API can issue the admin credential from it), received in the ticket by a joining control plane.
+                if (keys.EtcdCaKey is null || keys.EtcdCaCertificate is null)
+                {
+                    NodeEtcd.CreateCa(directory, Convert.ToHexStringLower(clusterId.AsSpan(0, 8)));
+                }
+                else
+                {
+                    NodeEtcd.StoreFromTicket(directory, keys.EtcdCaKey.Span, keys.EtcdCaCertificate, keys.EtcdInitialCluster);
+                }
             }
             state.WriteTo(directory);
             disk.SetInitialized(true);

@@ -43,7 +43,7 @@ public sealed class JoinClient(
         }
         finally
         {
-            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret, response.MasterKey, response.MasterSalt);
+            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret, response.MasterKey, response.MasterSalt, response.EtcdCaKey);
         }
     }
 
@@ -73,6 +73,8 @@ public sealed class JoinClient(
     {
     }
 
+    private const int MaxPemLength = 16 * 1024;
+
     private static FirstBootKeys ToKeys(IssueJoinTicketResponse response, bool isControlPlane)
     {
         if (response.StateDiskKey.Length != KeyDerivation.KeyLength || response.MeasurementSecret.Length != KeyDerivation.KeyLength
@@ -83,6 +85,13 @@ public sealed class JoinClient(
         ClusterSecrets? secrets = null;
         if (isControlPlane)
         {
+            if (response.EtcdCaKey.IsEmpty || response.EtcdCaCertificate.IsEmpty || response.EtcdInitialCluster.Count == 0
+                || response.EtcdCaKey.Length > MaxPemLength || response.EtcdCaCertificate.Length > MaxPemLength)
+            {
+                // Every JoinService hands a control plane the cluster CA and its etcd membership; without them it
+                // could never run its member.
+                throw new InvalidDataException("join ticket lacks the cluster CA or the etcd membership");
+            }
             try
             {
                 var policy = AttestationPolicy.FromJson(response.AttestationConfig.Span);
@@ -103,6 +112,9 @@ public sealed class JoinClient(
             MeasurementSecret = SecretBytes.CopyOf(response.MeasurementSecret.Span),
             MeasurementSalt = response.MeasurementSalt.ToByteArray(),
             ClusterSecrets = secrets,
+            EtcdCaKey = isControlPlane ? SecretBytes.CopyOf(response.EtcdCaKey.Span) : null,
+            EtcdCaCertificate = isControlPlane ? response.EtcdCaCertificate.ToByteArray() : null,
+            EtcdInitialCluster = isControlPlane ? [.. response.EtcdInitialCluster] : [],
         };
     }
 }

@@ -13,6 +13,40 @@ public sealed class BootStatusTracker(NodeOptions options, TimeProvider time)
     private int _rejoinAttempts;
     private string _lastError = "";
     private string _diskUuid = "";
+    private Func<CancellationToken, Task<Asterism.ControlPlane.QuorumStatus?>>? _etcd;
+
+    /// <summary>A control plane's quorum probe while its etcd member runs; null removes it.</summary>
+    public void SetEtcd(Func<CancellationToken, Task<Asterism.ControlPlane.QuorumStatus?>>? probe)
+    {
+        lock (_lock)
+        {
+            _etcd = probe;
+        }
+    }
+
+    /// <summary>
+    /// The snapshot plus, on a control plane, its etcd member's view of the quorum, bounded to 1 s: callers (the CLI's
+    /// status probe) give up after 2 s, and a member without quorum — exactly when the operator asks — would otherwise
+    /// use up the whole deadline and the node would show as not answering at all.
+    /// </summary>
+    public async Task<BootStatus> SnapshotWithEtcdAsync(CancellationToken cancellationToken)
+    {
+        var status = Snapshot();
+        Func<CancellationToken, Task<Asterism.ControlPlane.QuorumStatus?>>? probe;
+        lock (_lock)
+        {
+            probe = _etcd;
+        }
+        if (probe is not null)
+        {
+            using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            bounded.CancelAfter(TimeSpan.FromSeconds(1));
+            var quorum = await probe(bounded.Token);
+            status.Etcd = quorum?.Message ?? "etcd: member not answering";
+            status.EtcdHasQuorum = quorum?.HasQuorum ?? false;
+        }
+        return status;
+    }
 
     public void SetDiskUuid(string uuid)
     {

@@ -7,5 +7,5 @@ namespace Asterism.Node.BootProgress;
 public sealed class StatusService(BootStatusTracker tracker) : API.APIBase
 {
     public override Task<BootStatus> GetBootStatus(GetBootStatusRequest request, ServerCallContext context) =>
-        Task.FromResult(tracker.Snapshot());
+        tracker.SnapshotWithEtcdAsync(context.CancellationToken);
 }

@@ -70,7 +70,7 @@ public abstract class ClusterFixture : IAsyncLifetime
 
     public string MasterSecretPath => Path.Combine(Workspace, MasterSecret.DefaultFileName);
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         Workspace = Directory.CreateTempSubdirectory("asterism-e2e-").FullName;
         Cli = new CliDriver(Workspace);

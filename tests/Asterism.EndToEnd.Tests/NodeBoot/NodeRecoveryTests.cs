@@ -298,7 +298,8 @@ public abstract class NodeRecoveryTests<TCluster>(TCluster cluster, ITestOutputH
     public async Task Terminate_StopsEveryProcess()
     {
         var before = Cluster.LiveProcesses();
-        Assert.Equal(1 + Cluster.Instances.Count, before.Count);
+        // The provider, every node, and each control plane's etcd member (its data directory is in the workspace).
+        Assert.Equal(1 + Cluster.Instances.Count + Cluster.ControlPlaneNodes.Count, before.Count);
         var result = await Cluster.Cli.RunOkAsync("terminate");
         Assert.Contains("Terminated.", result.Stdout, StringComparison.Ordinal);
         Assert.Empty(await Processes.WaitGoneAsync(Cluster.Workspace, TimeSpan.FromSeconds(10)));

@@ -56,8 +56,11 @@ public sealed class LifecycleTests(TwoControlPlaneCluster cluster) : IClassFixtu
         Assert.Equal([RecoverCommandLines.Pushed, RecoverCommandLines.Recovered(1)], recover.StdoutLines);
         Assert.Contains(recover.StderrLines, l => l.Contains($"control plane {stopped.Name} is stopped", StringComparison.Ordinal)
             && l.Contains($"asterism power start {stopped.Name}", StringComparison.Ordinal));
-        // Started now, it rejoins through the recovered one.
+        // Started now, it cannot rejoin through the recovered one: that one's etcd member is 1 of 2, no quorum, so it
+        // releases no key (issue #15). The operator recovers it too.
         await cluster.Cli.RunOkAsync("power", "start", stopped.Name);
+        await cluster.WaitForPhaseAsync([stopped], BootPhases.WaitingForKey);
+        await cluster.Cli.RunOkAsync("recover");
         await cluster.WaitForPhaseAsync(cluster.Instances, BootPhases.Booted);
     }
 
@@ -83,6 +86,10 @@ public sealed class LifecycleTests(TwoControlPlaneCluster cluster) : IClassFixtu
         var node = cluster.ControlPlaneNodes[1];
         await cluster.Cli.RunOkAsync("power", "reboot", node.Name);
         Assert.False(Processes.IsAlive(before.Single(i => i.Name == node.Name).Pid!.Value));
+        // Two etcd members: with one rebooting the other has no quorum and releases no key (issue #15), so the
+        // rebooted control plane waits for the operator.
+        await cluster.WaitForPhaseAsync([node], BootPhases.WaitingForKey);
+        await cluster.Cli.RunOkAsync("recover");
         await cluster.WaitForPhaseAsync(cluster.Instances, BootPhases.Booted);
     }
 

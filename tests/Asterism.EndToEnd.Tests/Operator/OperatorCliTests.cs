@@ -232,7 +232,8 @@ public abstract class OperatorCliTests<TCluster>(TCluster cluster, ITestOutputHe
     [Step(99, AfterFailure = true)]
     public async Task Terminate_StopsEverything_LaterCommandsExplain()
     {
-        Assert.Equal(1 + Cluster.Instances.Count, Cluster.LiveProcesses().Count);
+        // The provider, every node, and each control plane's etcd member (its data directory is in the workspace).
+        Assert.Equal(1 + Cluster.Instances.Count + Cluster.ControlPlaneNodes.Count, Cluster.LiveProcesses().Count);
         var result = await Cluster.Cli.RunOkAsync("terminate");
         Assert.Contains("Terminated.", result.Stdout, StringComparison.Ordinal);
         Assert.Empty(await Processes.WaitGoneAsync(Cluster.Workspace, TimeSpan.FromSeconds(10)));

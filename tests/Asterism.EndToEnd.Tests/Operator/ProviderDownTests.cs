@@ -65,7 +65,9 @@ public sealed class ProviderDownTests(SmallSimulatedCluster cluster) : IClassFix
     [Step(99, AfterFailure = true)]
     public async Task Terminate_ProviderGone_StopsOrphanedNodes()
     {
-        Assert.Single(cluster.LiveProcesses());
+        // The orphaned node and its etcd member (the control plane's data directory is in the workspace).
+        Assert.Equal(2, cluster.LiveProcesses().Count);
+        Assert.Single(cluster.LiveProcesses(), p => p.CommandLine.Contains("asterism-node.dll", StringComparison.Ordinal));
         var result = await cluster.Cli.RunOkAsync("terminate");
         Assert.Contains("Terminated.", result.Stdout, StringComparison.Ordinal);
         Assert.Empty(await Processes.WaitGoneAsync(cluster.Workspace, TimeSpan.FromSeconds(10)));

@@ -1,0 +1,270 @@
+using System.Security.Cryptography;
+using Asterism.Attestation.Identities;
+using Asterism.ControlPlane;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.JoinService;
+
+/// <summary>What a joining control plane needs for its etcd member: the cluster CA (PEM) and the membership to start with.</summary>
+public sealed class ControlPlaneTicket(byte[] caKeyPem, byte[] caCertificatePem, IReadOnlyList<string> initialCluster) : IDisposable
+{
+    /// <summary>The CA's PKCS#8 key as PEM; the caller zeroes it once sent (<see cref="Dispose"/>).</summary>
+    public byte[] CaKeyPem { get; } = caKeyPem;
+
+    /// <summary>The CA certificate as PEM.</summary>
+    public byte[] CaCertificatePem { get; } = caCertificatePem;
+
+    /// <summary>"name=https://address:2380" per member, the joiner included.</summary>
+    public IReadOnlyList<string> InitialCluster { get; } = initialCluster;
+
+    /// <inheritdoc />
+    public override string ToString() => "[redacted]";
+
+    /// <inheritdoc />
+    public void Dispose() => CryptographicOperations.ZeroMemory(CaKeyPem);
+}
+
+/// <summary>
+/// The control plane's say over every key release (issue #15 items 2–3): before a disk key leaves the JoinService the
+/// node registry in etcd is read linearizably, a revoked node or one whose certified identity or disk UUID differs
+/// from its record is refused (and a <see cref="AuditKind.RefusedRelease"/> entry appended), and a
+/// <see cref="AuditKind.Release"/> entry is appended — no audit entry, no key. A first join registers the node. A
+/// control plane joining is added to etcd as a learner (after a <see cref="AuditKind.MembershipChange"/> entry) and
+/// promoted once its member has caught up; one control-plane join at a time, because etcd 3.4 allows one learner.
+/// Without a quorum every call fails with <see cref="ControlPlaneError.NoQuorum"/>, which the JoinService answers
+/// Unavailable "control plane has no quorum" so the node keeps retrying.
+/// </summary>
+public sealed class KeyReleaseGate : IDisposable
+{
+    /// <summary>How long a learner may take to start and catch up before it is removed again.</summary>
+    public static readonly TimeSpan PromoteTimeout = TimeSpan.FromSeconds(120);
+
+    private readonly NodeRegistry _registry;
+    private readonly AuditLog _audit;
+    private readonly EtcdMembership _membership;
+    private readonly string _caDirectory;
+    private readonly ILogger _log;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _controlPlaneJoin = new(1, 1);
+    private ulong _pendingPromotion;
+    private string _pendingName = "";
+
+    /// <summary>A gate over <paramref name="connection"/>; <paramref name="caDirectory"/> holds the cluster CA handed to joining control planes.</summary>
+    public KeyReleaseGate(EtcdConnection connection, string caDirectory, ILoggerFactory loggers, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(loggers);
+        _time = time ?? TimeProvider.System;
+        _registry = new NodeRegistry(connection);
+        _audit = new AuditLog(connection, _time);
+        _membership = new EtcdMembership(connection, loggers.CreateLogger(JoinServiceLog.Category), _time);
+        _caDirectory = caDirectory;
+        _log = loggers.CreateLogger(JoinServiceLog.Category);
+    }
+
+    /// <summary>The registry the gate reads.</summary>
+    public NodeRegistry Registry => _registry;
+
+    /// <summary>The audit log the gate appends to.</summary>
+    public AuditLog Audit => _audit;
+
+    /// <summary>Rejoin: the node must be registered, not revoked, and match its record; then the release is audited.</summary>
+    public async Task ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        var record = await _registry.GetAsync(identity.Name, cancellationToken);
+        if (record is null)
+        {
+            await RefuseAsync(identity, diskUuid, "not in the node registry", cancellationToken);
+        }
+        await CheckRecordAsync(record!, identity, diskUuid, cancellationToken);
+        await _audit.AppendAsync(AuditKind.Release, identity.Name, $"rejoin: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
+    }
+
+    /// <summary>
+    /// Join: registers the node (or checks it against the record a previous, interrupted join made), adds a control
+    /// plane to etcd as a learner, audits the release. Returns what a control plane needs for its member, null for a
+    /// worker. The caller must call <see cref="JoinTicketSent"/> once the response is out (or failed) for a control plane.
+    /// </summary>
+    public async Task<ControlPlaneTicket?> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(identity);
+        var record = await _registry.GetAsync(identity.Name, cancellationToken);
+        if (record is null)
+        {
+            record = new NodeRecord(identity.Name, identity.IsControlPlane ? NodeRole.ControlPlane : NodeRole.Worker, Guid.Parse(diskUuid),
+                Convert.FromHexString(identity.CertificateFingerprint), _time.GetUtcNow());
+            try
+            {
+                await _registry.RegisterAsync(record, cancellationToken);
+            }
+            catch (ControlPlaneException e) when (e.Error == ControlPlaneError.InvalidRequest)
+            {
+                // Registered meanwhile by another JoinService: judge the caller by that record.
+                record = await _registry.GetAsync(identity.Name, cancellationToken)
+                    ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
+            }
+        }
+        await CheckRecordAsync(record, identity, diskUuid, cancellationToken);
+        if (!identity.IsControlPlane)
+        {
+            await _audit.AppendAsync(AuditKind.Release, identity.Name, $"join: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
+            return null;
+        }
+        return await AddControlPlaneAsync(identity, diskUuid, cancellationToken);
+    }
+
+    private async Task<ControlPlaneTicket> AddControlPlaneAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    {
+        // Held until the learner is promoted (or given up): etcd 3.4 takes one learner at a time.
+        if (!await _controlPlaneJoin.WaitAsync(TimeSpan.Zero, cancellationToken))
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, "another control plane is joining; try again"));
+        }
+        ulong? added = null;
+        try
+        {
+            var members = await _membership.ListAsync(cancellationToken);
+            if (members.Any(m => m.Name == identity.Name))
+            {
+                // A previous attempt of this node got as far as MemberAdd (its ticket or its start was lost): start over.
+                await _membership.RemoveAsync(identity.Name, cancellationToken);
+            }
+            var peerUrl = await PeerUrlOfAsync(identity, cancellationToken);
+            await _audit.AppendAsync(AuditKind.MembershipChange, identity.Name, $"etcd learner added at {peerUrl}", cancellationToken);
+            var member = await _membership.AddAsync(identity.Name, peerUrl, asLearner: true, cancellationToken: cancellationToken);
+            added = member.Id;
+            var ticket = new ControlPlaneTicket(
+                File.ReadAllBytes(Path.Combine(_caDirectory, ClusterCa.KeyFile)),
+                File.ReadAllBytes(Path.Combine(_caDirectory, ClusterCa.CertificateFile)),
+                [.. member.InitialCluster.Select(m => $"{m.Name}={m.PeerUrl.ToString().TrimEnd('/')}")]);
+            try
+            {
+                await _audit.AppendAsync(AuditKind.Release, identity.Name, $"join: disk key of {diskUuid}, master secret and cluster CA to control plane {identity.CertificateFingerprint}", cancellationToken);
+            }
+            catch
+            {
+                ticket.Dispose();
+                throw;
+            }
+            _pendingPromotion = member.Id;
+            _pendingName = identity.Name;
+            return ticket;
+        }
+        catch (Exception e)
+        {
+            if (added is not null)
+            {
+                await TryRemoveAsync(identity.Name);
+            }
+            _controlPlaneJoin.Release();
+            if (e is RpcException { StatusCode: StatusCode.FailedPrecondition or StatusCode.ResourceExhausted or StatusCode.Unknown } rpc)
+            {
+                // etcd refused the learner (e.g. another JoinService's learner is still joining): the joiner retries.
+                JoinServiceLog.ControlPlaneJoinFailed(_log, identity.Name, rpc.Status.Detail);
+                throw new RpcException(new Status(StatusCode.Unavailable, "control plane cannot add a member now; try again"));
+            }
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// After a control plane's ticket was sent (<paramref name="sent"/>) or not: promote its learner in the background
+    /// once it has caught up, or remove it; the next control-plane join waits for this.
+    /// </summary>
+    public void JoinTicketSent(bool sent)
+    {
+        var id = _pendingPromotion;
+        var name = _pendingName;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                if (!sent)
+                {
+                    await TryRemoveAsync(name);
+                    return;
+                }
+                try
+                {
+                    await _membership.PromoteAsync(id, PromoteTimeout);
+                }
+                catch (Exception e) when (e is ControlPlaneException or RpcException)
+                {
+                    JoinServiceLog.ControlPlaneJoinFailed(_log, name, "promotion failed: " + e.Message);
+                    await TryRemoveAsync(name);
+                }
+            }
+            finally
+            {
+                _controlPlaneJoin.Release();
+            }
+        });
+    }
+
+    private async Task TryRemoveAsync(string name)
+    {
+        try
+        {
+            await _membership.RemoveAsync(name);
+        }
+        catch (Exception e) when (e is ControlPlaneException or RpcException)
+        {
+            JoinServiceLog.ControlPlaneJoinFailed(_log, name, "removing the learner failed: " + e.Message);
+        }
+    }
+
+    /// <summary>The joiner's peer URL: its address comes from the metadata the provider serves, looked up by name.</summary>
+    private async Task<Uri> PeerUrlOfAsync(NodeIdentity identity, CancellationToken cancellationToken)
+    {
+        var address = PeerAddressResolver is null ? null : await PeerAddressResolver(identity.Name, cancellationToken);
+        return address is not null && System.Net.IPAddress.TryParse(address, out var ip) && System.Net.IPAddress.IsLoopback(ip)
+            ? new Uri($"https://{address}:{EtcdMemberOptions.DefaultPeerPort}")
+            : throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"no loopback address known for control plane {identity.Name}");
+    }
+
+    /// <summary>
+    /// Maps a control plane's certified name to its 127.x address. The node sets it to a lookup in the provider's
+    /// metadata (trusted: the provider plays the cloud); the connection's source address cannot serve, Linux sends
+    /// from 127.0.0.1 to every 127.x.
+    /// </summary>
+    public Func<string, CancellationToken, Task<string?>>? PeerAddressResolver { get; set; }
+
+    private async Task CheckRecordAsync(NodeRecord record, NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    {
+        if (record.Revoked)
+        {
+            await RefuseAsync(identity, diskUuid, "revoked", cancellationToken);
+        }
+        var fingerprint = Convert.FromHexString(identity.CertificateFingerprint);
+        if (!CryptographicOperations.FixedTimeEquals(record.Identity, fingerprint))
+        {
+            await RefuseAsync(identity, diskUuid, "certified identity differs from the registry", cancellationToken);
+        }
+        if (!Guid.TryParse(diskUuid, out var uuid) || uuid != record.DiskUuid)
+        {
+            await RefuseAsync(identity, diskUuid, "disk UUID differs from the registry", cancellationToken);
+        }
+        if ((record.Role == NodeRole.ControlPlane) != identity.IsControlPlane)
+        {
+            await RefuseAsync(identity, diskUuid, "role differs from the registry", cancellationToken);
+        }
+    }
+
+    private async Task RefuseAsync(NodeIdentity identity, string diskUuid, string reason, CancellationToken cancellationToken)
+    {
+        JoinServiceLog.RefusedByRegistry(_log, identity.Name, identity.CertificateFingerprint, diskUuid, reason);
+        try
+        {
+            await _audit.AppendAsync(AuditKind.RefusedRelease, identity.Name, $"{reason}: disk {diskUuid}, identity {identity.CertificateFingerprint}", cancellationToken);
+        }
+        catch (ControlPlaneException)
+        {
+            // Refused either way; the log line above still records it.
+        }
+        throw new RpcException(new Status(StatusCode.PermissionDenied, "the node registry refuses this node"));
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _controlPlaneJoin.Dispose();
+}

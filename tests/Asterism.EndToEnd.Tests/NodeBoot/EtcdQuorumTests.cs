@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using Asterism.Cloud;
+using Asterism.ControlPlane;
+using Asterism.EndToEnd.Tests.Infrastructure;
+using Asterism.Protocol;
+using Xunit.Abstractions;
+
+namespace Asterism.EndToEnd.Tests.NodeBoot;
+
+/// <summary>3 control planes + 1 worker; the first boot (create + init + every node booted) is timed.</summary>
+public sealed class EtcdQuorumCluster : ClusterFixture
+{
+    public override string Variant => "simulated";
+
+    public override int Workers => 1;
+
+    /// <summary>How long create + init + every node booted took.</summary>
+    public TimeSpan FirstBoot { get; private set; }
+
+    public override async Task InitializeAsync()
+    {
+        var watch = Stopwatch.StartNew();
+        await base.InitializeAsync();
+        await EnsureAllBootedAsync();
+        FirstBoot = watch.Elapsed;
+    }
+
+    /// <summary>A connection to the etcd cluster with a control plane's own client certificate from its mounted state filesystem.</summary>
+    public EtcdConnection Etcd(InstanceInfo controlPlane, params InstanceInfo[] members)
+    {
+        var client = Path.Combine(Files.NodeStateDir(controlPlane.Name), "etcd", "client");
+        var tls = new TlsFiles(Path.Combine(client, "client.crt"), Path.Combine(client, "client.key"), Path.Combine(client, "ca.crt"));
+        return new EtcdConnection(members.Select(m => new Uri($"https://{m.Address}:2379")), tls, TimeSpan.FromSeconds(3));
+    }
+}
+
+/// <summary>
+/// Issue #15 items 1–4 with real etcd members started by the nodes: init makes a one-member cluster and the joining
+/// control planes are added (learner, promoted); the registry lists every node and the audit log every release; one
+/// control plane rebooting rejoins on its own; two of three crashing leave the survivor without quorum — it releases
+/// no key, the nodes wait and `status` says so — until `recover`, after which quorum returns, the worker rejoins and
+/// files and etcd keys written before read back.
+/// </summary>
+public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper output) : IClassFixture<EtcdQuorumCluster>
+{
+    private InstanceInfo Cp(int i) => cluster.ControlPlaneNodes[i];
+
+    private InstanceInfo Worker => cluster.WorkerNodes[0];
+
+    [Fact]
+    [Step(1)]
+    public async Task FirstBoot_EveryControlPlaneIsAVotingMember_RegistryAndAuditListEveryNode()
+    {
+        output.WriteLine($"first boot of 3 control planes + 1 worker (create, init, all booted): {cluster.FirstBoot.TotalSeconds:F1} s");
+        var status = await cluster.Cli.RunOkAsync("status");
+        Assert.Contains("etcd: 3 of 3 members up, quorum needs 2", status.Stdout, StringComparison.Ordinal);
+        using var etcd = cluster.Etcd(Cp(0), Cp(0), Cp(1), Cp(2));
+        var members = await new EtcdMembership(etcd).ListAsync();
+        Assert.Equal(cluster.ControlPlaneNodes.Select(n => n.Name).Order(), members.Select(m => m.Name).Order());
+        Assert.All(members, m => Assert.False(m.IsLearner, $"{m.Name} is still a learner"));
+        var records = await new NodeRegistry(etcd).ListAsync();
+        Assert.Equal(cluster.Instances.Select(n => n.Name).Order(), records.Select(r => r.Name).Order());
+        Assert.All(records, r => Assert.Equal(Guid.Parse(cluster.DiskUuid(cluster.Node(r.Name))), r.DiskUuid));
+        var audit = new AuditLog(etcd);
+        Assert.True((await audit.VerifyAsync()).Intact);
+        var entries = await ToListAsync(audit.ReadAsync());
+        Assert.Contains(entries, e => e.Kind == AuditKind.MembershipChange && e.Node == Cp(0).Name);
+        foreach (var node in cluster.Instances.Where(n => n != Cp(0)))
+        {
+            Assert.Contains(entries, e => e.Kind == AuditKind.Release && e.Node == node.Name);
+        }
+        // A key in etcd and a file on every node, to read back after the outage.
+        await etcd.CallAsync((c, d, ct) => c.PutAsync(new Etcdserverpb.PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/test/before"), Value = Google.Protobuf.ByteString.CopyFromUtf8("kept") }, deadline: d, cancellationToken: ct), CancellationToken.None);
+        await cluster.WriteDataEverywhereAsync("before-outage");
+    }
+
+    [Fact]
+    [Step(2)]
+    public async Task OneControlPlaneReboots_RejoinsWithoutRecovery_AuditSaysRejoin()
+    {
+        await cluster.Cli.RunOkAsync("power", "reboot", Cp(2).Name);
+        await cluster.WaitForPhaseAsync([Cp(2)], BootPhases.Booted);
+        using var etcd = cluster.Etcd(Cp(0), Cp(0), Cp(1));
+        var audit = new AuditLog(etcd);
+        await WaitUntilAsync(async () => (await ToListAsync(audit.ReadAsync())).Any(e => e.Kind == AuditKind.Recovery && e.Node == Cp(2).Name && e.Detail == "unlocked by rejoin"),
+            "control-plane-2's Recovery audit entry");
+        await WaitUntilAsync(async () => (await cluster.Cli.RunOkAsync("status")).Stdout.Contains("etcd: 3 of 3 members up", StringComparison.Ordinal), "3 of 3 members up");
+    }
+
+    [Fact]
+    [Step(3)]
+    public async Task TwoOfThreeCrash_SurvivorReleasesNoKey_NodesWait_StatusSaysRunRecover()
+    {
+        var crashed = new[] { Cp(1), Cp(2) };
+        await cluster.Cli.RunOkAsync("power", "crash", Cp(1).Name, Cp(2).Name);
+        // Their etcd members died with them.
+        Assert.DoesNotContain(Processes.Matching("/usr/bin/etcd"), p => crashed.Any(n => p.CommandLine.Contains($"https://{n.Address}:2379", StringComparison.Ordinal)));
+        await cluster.Cli.RunOkAsync("power", "start", Cp(1).Name, Cp(2).Name);
+        await cluster.Cli.RunOkAsync("power", "reboot", Worker.Name);
+        await cluster.WaitForPhaseAsync([Cp(1), Cp(2), Worker], BootPhases.WaitingForKey);
+        await WaitUntilAsync(async () => (await cluster.StatusAsync(Worker))?.LastError.Contains(ControlPlaneException.NoQuorumMessage, StringComparison.Ordinal) == true,
+            "the worker's rejoin error naming the lost quorum");
+        var status = await cluster.Cli.RunOkAsync("status");
+        Assert.Contains("etcd: 1 of 3 members up, quorum needs 2 — run 'asterism recover'", status.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Refused key release without control-plane quorum", File.ReadAllText(cluster.Files.ConsoleLogPath(Cp(0).Name)), StringComparison.Ordinal);
+        Assert.Equal(BootPhases.WaitingForKey, (await cluster.StatusAsync(Worker))?.Phase);
+    }
+
+    [Fact]
+    [Step(4)]
+    public async Task Recover_QuorumReturns_WorkerRejoins_FilesAndEtcdKeysIntact()
+    {
+        var recover = await cluster.Cli.RunAsync("recover");
+        Assert.True(recover.ExitCode == 0, recover.ToString());
+        await cluster.WaitForPhaseAsync(cluster.Instances, BootPhases.Booted);
+        await cluster.AssertDataIntactAsync();
+        using var etcd = cluster.Etcd(Cp(0), Cp(0), Cp(1), Cp(2));
+        var kept = await etcd.CallAsync((c, d, ct) => c.GetAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/test/before") }, deadline: d, cancellationToken: ct), CancellationToken.None);
+        Assert.Equal("kept", Assert.Single(kept.Kvs).Value.ToStringUtf8());
+        Assert.Equal(4, (await new NodeRegistry(etcd).ListAsync()).Count);
+        var audit = new AuditLog(etcd);
+        await WaitUntilAsync(async () => (await ToListAsync(audit.ReadAsync())).Count(e => e.Kind == AuditKind.Recovery && e.Detail == "unlocked by operator recovery") == 2,
+            "both recovered control planes' Recovery audit entries");
+        Assert.True((await audit.VerifyAsync()).Intact);
+        var status = await cluster.Cli.RunOkAsync("status");
+        Assert.Contains("etcd: 3 of 3 members up, quorum needs 2", status.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [Step(99, AfterFailure = true)]
+    public async Task Terminate_LeavesNoProcess()
+    {
+        await cluster.Cli.RunOkAsync("terminate");
+        Assert.Empty(cluster.LiveProcesses());
+    }
+
+    private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> items)
+    {
+        var list = new List<T>();
+        await foreach (var item in items)
+        {
+            list.Add(item);
+        }
+        return list;
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds, up to the fixture's boot timeout.</summary>
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
+    {
+        var watch = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            Assert.True(watch.Elapsed < ClusterFixture.BootTimeout, $"timed out waiting for {what}");
+            await Task.Delay(200);
+        }
+    }
+}
