@@ -348,6 +348,8 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {
                 etcd = await StartEtcdAsync(directory, attestation, unlockedBy, etcdLog, cancellationToken);
+                // The cluster API's registry, revoke, remove and audit operations go through this node's etcd client.
+                _controlPlane.Attach(etcd.Connection);
                 gate = new KeyReleaseGate(etcd.Connection, directory.PathOf(NodeEtcd.CaFolder), loggers, time)
                 {
                     PeerAddressResolver = async (name, ct) => (await metadata.ListAsync(ct)).FirstOrDefault(i => i.Name == name && i.Role == "control-plane")?.Address,
@@ -376,6 +378,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 // Before the state filesystem is unmounted (the caller's finally): etcd's data lives on it.
                 _status.SetEtcd(null);
+                _controlPlane.Detach();
                 await etcd.DisposeAsync();
                 NodeLog.Etcd.Stopped(etcdLog, options.Name);
             }
