@@ -126,12 +126,86 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
         Assert.Contains("etcd: 3 of 3 members up, quorum needs 2", status.Stdout, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Issue #15 items 4 and 6 through the real CLI and the cluster API on 6443: a call without a client certificate is
+    /// refused (anyone can reach the port); the admin lists and revokes the worker; its next rejoin is refused and the
+    /// audit log shows the revocation, the refused release and an intact chain. Revoking an unknown node is one line.
+    /// </summary>
+    [Fact]
+    [Step(5)]
+    public async Task Revoke_WorkerRejoinRefused_AuditShowsIt_UnauthenticatedApiCallsRefused()
+    {
+        // The attacker: any local process, no credential, certificate checks switched off on its side.
+        using (var anonymous = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, _, _, _) => true } }) { Timeout = TimeSpan.FromSeconds(20) })
+        {
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => anonymous.GetAsync($"https://{Cp(0).Address}:{Ports.ClusterApi}/clusterapi.ClusterApi/ListNodes"));
+            await Assert.ThrowsAnyAsync<HttpRequestException>(() => anonymous.GetAsync($"http://{Cp(0).Address}:{Ports.ClusterApi}/healthz"));
+        }
+
+        var list = await cluster.Cli.RunOkAsync("node", "list");
+        Assert.All(cluster.Instances, n => Assert.Contains(n.Name, list.Stdout, StringComparison.Ordinal));
+        var unknown = await cluster.Cli.RunAsync("node", "revoke", "no-such-node");
+        Assert.True(unknown.ExitCode != 0, unknown.ToString());
+        Assert.Single(unknown.StderrLines, l => l.StartsWith("Error:", StringComparison.Ordinal));
+
+        var revoked = await cluster.Cli.RunOkAsync("node", "revoke", Worker.Name);
+        Assert.Contains($"Revoked {Worker.Name}", revoked.Stdout, StringComparison.Ordinal);
+        await cluster.Cli.RunOkAsync("power", "reboot", Worker.Name);
+        await cluster.WaitForPhaseAsync([Worker], BootPhases.WaitingForKey);
+        CliResult audit = null!;
+        await WaitUntilAsync(async () =>
+        {
+            audit = await cluster.Cli.RunOkAsync("audit");
+            return audit.StdoutLines.Any(l => l.Contains("RefusedRelease", StringComparison.Ordinal) && l.Contains(Worker.Name, StringComparison.Ordinal));
+        }, "a RefusedRelease audit entry for the revoked worker");
+        output.WriteLine(audit.Stdout);
+        Assert.Contains(audit.StdoutLines, l => l.Contains("Revocation", StringComparison.Ordinal) && l.Contains(Worker.Name, StringComparison.Ordinal));
+        Assert.StartsWith("audit chain intact", audit.StdoutLines[^1], StringComparison.Ordinal);
+        Assert.Equal(BootPhases.WaitingForKey, (await cluster.StatusAsync(Worker))?.Phase);
+    }
+
+    /// <summary>Issue #15 item 5: an audit entry edited with etcdctl (a control plane's client certificate) is named by `asterism audit`.</summary>
+    [Fact]
+    [Step(6)]
+    public async Task AuditEntryEditedWithEtcdctl_AuditNamesTheBrokenLink_Exit1()
+    {
+        var client = Path.Combine(cluster.Files.NodeStateDir(Cp(0).Name), "etcd", "client");
+        string[] tls = ["--endpoints", $"https://{Cp(0).Address}:2379", "--cacert", Path.Combine(client, "ca.crt"),
+            "--cert", Path.Combine(client, "client.crt"), "--key", Path.Combine(client, "client.key"), "--command-timeout", "10s"];
+        var key = "/asterism/audit/entries/" + 2.ToString("D20", System.Globalization.CultureInfo.InvariantCulture);
+        var (code, value) = await EtcdctlAsync([.. tls, "get", key, "--print-value-only"]);
+        Assert.True(code == 0 && value.Contains("\"detail\":\"", StringComparison.Ordinal), value);
+        var edited = value.Trim().Replace("\"detail\":\"", "\"detail\":\"edited: ", StringComparison.Ordinal);
+        (code, var put) = await EtcdctlAsync([.. tls, "put", key, edited]);
+        Assert.True(code == 0, put);
+
+        var audit = await cluster.Cli.RunAsync("audit");
+        output.WriteLine(audit.ToString());
+        Assert.Equal(1, audit.ExitCode);
+        Assert.Contains("audit chain broken at entry 2", audit.Stdout + audit.Stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     [Step(99, AfterFailure = true)]
     public async Task Terminate_LeavesNoProcess()
     {
         await cluster.Cli.RunOkAsync("terminate");
         Assert.Empty(cluster.LiveProcesses());
+    }
+
+    private static async Task<(int ExitCode, string Output)> EtcdctlAsync(string[] args)
+    {
+        var psi = new ProcessStartInfo("etcdctl") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.Environment["ETCDCTL_API"] = "3";
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        return (process.ExitCode, await stdout + await stderr);
     }
 
     private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> items)
