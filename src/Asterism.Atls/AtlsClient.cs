@@ -49,6 +49,7 @@ public static class AtlsClient
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 // The attestation document, checked below before the stream is handed out, decides trust.
                 RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
+                CertificateChainPolicy = AtlsChainPolicy.NoDownloads(),
             }, cancellationToken).ConfigureAwait(false);
             var certificate = ssl.RemoteCertificate as X509Certificate2;
             var (verdict, variant) = await verifier.VerifyAsync(certificate, nonce, cancellationToken).ConfigureAwait(false);
@@ -114,6 +115,7 @@ public static class AtlsClient
         AllowTlsResume = allowResume,
         CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
         RemoteCertificateValidationCallback = static (_, certificate, _, _) => certificate is not null,
+        CertificateChainPolicy = AtlsChainPolicy.NoDownloads(),
         LocalCertificateSelectionCallback = (_, _, _, remoteCertificate, acceptableIssuers) => attestation.Select(remoteCertificate, acceptableIssuers),
     };
 

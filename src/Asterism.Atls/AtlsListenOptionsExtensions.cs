@@ -154,6 +154,7 @@ public static class AtlsListenOptionsExtensions
                     // The attestation document, not a chain, decides: checked right after the handshake (a missing
                     // certificate too, so that refusal is logged with its reason).
                     RemoteCertificateValidationCallback = static (_, _, _, _) => true,
+                    CertificateChainPolicy = AtlsChainPolicy.NoDownloads(),
                     EnabledSslProtocols = SslProtocols.Tls13,
                     AllowTlsResume = false,
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,

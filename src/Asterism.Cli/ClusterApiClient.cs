@@ -33,6 +33,7 @@ public sealed class ClusterApiClient : IDisposable
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                 ClientCertificates = new X509CertificateCollection { credential.Client },
                 RemoteCertificateValidationCallback = (_, certificate, _, _) => ClusterApiTls.ChainsTo(certificate, ca, ClusterApiTls.ServerAuthOid),
+                CertificateChainPolicy = ClusterApiTls.NoDownloadsPolicy(),
             },
         };
         _channel = GrpcChannel.ForAddress($"https://{credential.Server}", new GrpcChannelOptions

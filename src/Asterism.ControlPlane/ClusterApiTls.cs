@@ -46,6 +46,18 @@ public static class ClusterApiTls
         return ok;
     }
 
+    /// <summary>
+    /// The chain policy for every TLS stream that sees a peer's certificate (as <c>CertificateChainPolicy</c>): SslStream
+    /// builds a chain before any validation callback runs, and by default it downloads a missing issuer from the
+    /// Authority Information Access address in the peer's certificate — an address the peer chooses, off loopback.
+    /// Nothing is trusted through this policy (the callbacks decide); it only forbids the downloads.
+    /// </summary>
+    public static X509ChainPolicy NoDownloadsPolicy() => new()
+    {
+        DisableCertificateDownloads = true,
+        RevocationMode = X509RevocationMode.NoCheck,
+    };
+
     /// <summary>Whether the certificate's subject names the admin organization (checked after <see cref="ChainsTo"/>).</summary>
     public static bool IsAdmin(X509Certificate2? certificate)
     {

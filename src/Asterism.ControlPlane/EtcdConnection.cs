@@ -142,6 +142,9 @@ public sealed class EtcdConnection : IDisposable
                 EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                 ClientCertificates = clientCertificate is null ? null : new X509CertificateCollection { clientCertificate },
                 RemoteCertificateValidationCallback = (_, certificate, _, errors) => ValidateServer(certificate, errors, ca),
+                // SslStream builds its own chain before the callback: without this it downloads a missing issuer from
+                // the address the served certificate names (AiaFetchAttackTests).
+                CertificateChainPolicy = ClusterApiTls.NoDownloadsPolicy(),
             },
         };
         var channel = GrpcChannel.ForAddress(url, new GrpcChannelOptions
@@ -155,22 +158,12 @@ public sealed class EtcdConnection : IDisposable
 
     /// <summary>
     /// The server must name the address we dialled (the TLS stack's name check) and chain to the cluster CA alone: the
-    /// machine's trust store plays no part.
+    /// machine's trust store plays no part, and no issuer certificate is ever downloaded (a served certificate's AIA
+    /// address would otherwise be dialled, off loopback) — <see cref="ClusterApiTls.ChainsTo"/>, shared with 6443.
     /// </summary>
-    private static bool ValidateServer(X509Certificate? certificate, SslPolicyErrors errors, X509Certificate2 ca)
-    {
-        if (certificate is null || (errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) != 0)
-        {
-            return false;
-        }
-        using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(ca);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.ApplicationPolicy.Add(new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1"));
-        return chain.Build(leaf);
-    }
+    private static bool ValidateServer(X509Certificate? certificate, SslPolicyErrors errors, X509Certificate2 ca) =>
+        (errors & (SslPolicyErrors.RemoteCertificateNameMismatch | SslPolicyErrors.RemoteCertificateNotAvailable)) == 0
+        && ClusterApiTls.ChainsTo(certificate, ca, ClusterApiTls.ServerAuthOid);
 
     /// <inheritdoc />
     public void Dispose()

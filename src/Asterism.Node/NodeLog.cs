@@ -251,27 +251,27 @@ internal static partial class NodeLog
     {
         public const string Category = "etcd";
 
-        [LoggerMessage(1700, LogLevel.Error, "Etcd member failed to start")]
+        [LoggerMessage(1800, LogLevel.Error, "Etcd member failed to start")]
         public static partial void StartFailed(ILogger logger, string member, string error,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1701, LogLevel.Information, "Etcd member running")]
+        [LoggerMessage(1801, LogLevel.Information, "Etcd member running")]
         public static partial void Running(ILogger logger, string member, string state, long durationMs,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1702, LogLevel.Information, "Registered in the node registry")]
+        [LoggerMessage(1802, LogLevel.Information, "Registered in the node registry")]
         public static partial void Registered(ILogger logger, string member,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1703, LogLevel.Information, "Recorded how the node was unlocked")]
+        [LoggerMessage(1803, LogLevel.Information, "Recorded how the node was unlocked")]
         public static partial void RecoveryRecorded(ILogger logger, string path,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1704, LogLevel.Warning, "Could not write to the control plane")]
+        [LoggerMessage(1804, LogLevel.Warning, "Could not write to the control plane")]
         public static partial void WriteFailed(ILogger logger, string what, string error,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
-        [LoggerMessage(1705, LogLevel.Information, "Etcd member stopped")]
+        [LoggerMessage(1805, LogLevel.Information, "Etcd member stopped")]
         public static partial void Stopped(ILogger logger, string member,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }

@@ -63,6 +63,9 @@ public static class ClusterApi
             // Replaces the default check entirely: the chain must end in the cluster CA, whatever the machine trusts.
             ClientCertificateValidation = (certificate, _, _) => ClusterApiTls.ChainsTo(certificate, ca, ClusterApiTls.ClientAuthOid),
             HandshakeTimeout = TimeSpan.FromSeconds(10),
+            // SslStream's own chain build of the client's certificate runs first: no issuer download from the address
+            // a caller's certificate names (anyone can present one).
+            OnAuthenticate = (_, ssl) => ssl.CertificateChainPolicy = ClusterApiTls.NoDownloadsPolicy(),
         });
     }
 }
