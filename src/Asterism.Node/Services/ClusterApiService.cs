@@ -93,13 +93,20 @@ public sealed class ClusterApiService(ControlPlaneAccess access, string nodeName
             {
                 throw new RpcException(new Status(StatusCode.FailedPrecondition, $"{name} is the last etcd member; removing it would destroy the cluster"));
             }
+            // A revoked node's record is its deny entry: deleting it would let the same certified identity join afresh
+            // (the gate registers unknown names) and receive the same derived disk key. Only its etcd membership goes.
+            var keepRecord = record is { Revoked: true };
+            if (keepRecord && !isMember)
+            {
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, $"{name} is revoked; its registry entry stays so that it can never join again"));
+            }
             await new AuditLog(connection, _time).AppendAsync(AuditKind.MembershipChange, name,
-                $"removed by {admin} via the cluster API on {nodeName}" + (isMember ? " (etcd member and registry entry)" : " (registry entry)"), context.CancellationToken);
+                $"removed by {admin} via the cluster API on {nodeName}" + (isMember ? (keepRecord ? " (etcd member; revoked registry entry kept)" : " (etcd member and registry entry)") : " (registry entry)"), context.CancellationToken);
             if (isMember)
             {
                 await membership.RemoveAsync(name, context.CancellationToken);
             }
-            if (record is not null)
+            if (record is not null && !keepRecord)
             {
                 await registry.RemoveAsync(name, context.CancellationToken);
             }

@@ -191,6 +191,25 @@ public sealed class ClusterApiTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task RemoveNode_RevokedWorker_FailedPreconditionRevocationKept()
+    {
+        // Attack: remove erased the revoked record, and the gate registers an unknown name on its first join, so the
+        // same certified identity could join again and receive the same derived disk key.
+        await StartEtcdAsync();
+        await new NodeRegistry(_connection!).RegisterAsync(Record("worker-1", RegistryRole.Worker));
+        using var admin = Admin(_ca);
+        var client = Client(admin);
+        await client.RevokeNodeAsync(new RevokeNodeRequest { Name = "worker-1" }, deadline: Deadline());
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.RemoveNodeAsync(new RemoveNodeRequest { Name = "worker-1" }, deadline: Deadline()));
+
+        Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+        Assert.Contains("revoked", e.Status.Detail, StringComparison.Ordinal);
+        Assert.True((await new NodeRegistry(_connection!).GetAsync("worker-1"))!.Revoked);
+        Assert.Single((await AuditAsync(client)).Entries);
+    }
+
+    [Fact]
     public async Task Audit_EditedEntry_NamesBrokenLink()
     {
         await StartEtcdAsync();
