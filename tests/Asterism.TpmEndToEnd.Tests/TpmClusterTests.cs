@@ -52,7 +52,7 @@ public sealed class TpmClusterTests : IAsyncLifetime
         // 1. Create and init: the expected values written by create (= fetch-measurements) match what every swtpm quotes.
         var created = await _cli.RunOkAsync("create", "--control-planes", "3", "--workers", "1", "--variant", "tpm");
         Assert.Contains("(tpm attestation)", created.Stdout, StringComparison.Ordinal);
-        await _cli.RunOkAsync("init");
+        await _cli.RunOkAsync("init", "--timeout", "10m");
         var nodes = await StatusAsync();
         Assert.Equal(4, nodes.Count);
         var cps = nodes.Where(n => n.Role == "control-plane").Select(n => n.Name).ToList();

@@ -24,14 +24,24 @@ public sealed class NonRootOperatorTests
         Chown(home);
         var environment = new Dictionary<string, string> { ["HOME"] = home, ["DOTNET_CLI_HOME"] = home, ["DOTNET_NOLOGO"] = "1" };
         async Task<OtherUser.Result> Asterism(params string[] args) =>
-            await OtherUser.RunAsync([dotnet, cli, .. args, "-C", workspace], environment, TimeSpan.FromMinutes(4));
+            await OtherUser.RunAsync([dotnet, cli, .. args, "-C", workspace], environment, TimeSpan.FromMinutes(12));
+        // What the nodes said, for a failure message: a step that timed out under load names the boot step it hung in.
+        string Consoles(OtherUser.Result failed)
+        {
+            var instances = Path.Combine(workspace, ".asterism", "cloud", "instances");
+            var consoles = Directory.Exists(instances) ? Directory.GetFiles(instances, "console.log", SearchOption.AllDirectories) : [];
+            return failed + string.Concat(consoles.Select(c => $"\n--- {c} (tail)\n" + string.Join('\n', File.ReadLines(c).TakeLast(40))));
+        }
         string? leftBehind = null;
         try
         {
             var created = await Asterism("create", "--control-planes", "1", "--workers", "0");
             Assert.True(created.ExitCode == 0, "create as nobody: " + created);
-            var initialized = await Asterism("init");
-            Assert.True(initialized.ExitCode == 0, "init as nobody: " + initialized);
+            // The product's default waits (120 s for init) are for an operator's machine; on two shared cores at load 40
+            // a boot as nobody (our FUSE block file under fuse2fs, etcd on it) took longer. This test asks whether the
+            // CLI works as nobody, not how fast: timing lives in the benchmarks.
+            var initialized = await Asterism("init", "--timeout", "10m");
+            Assert.True(initialized.ExitCode == 0, "init as nobody: " + (initialized.ExitCode == 0 ? "" : Consoles(initialized)));
             var status = await Asterism("status");
             Assert.True(status.ExitCode == 0, "status as nobody: " + status);
             Assert.Contains("booted", status.Stdout, StringComparison.Ordinal);
@@ -45,8 +55,8 @@ public sealed class NonRootOperatorTests
             Assert.DoesNotContain(Processes.Matching(workspace), p => p.CommandLine.StartsWith("fuse2fs ", StringComparison.Ordinal) || p.CommandLine.Contains(" --node-dir ", StringComparison.Ordinal));
             Assert.Empty(StateFs.MountTable.Under(workspace));
             Assert.True((await Asterism("power", "start", "--all")).ExitCode == 0);
-            var recovered = await Asterism("recover");
-            Assert.True(recovered.ExitCode == 0, "recover as nobody: " + recovered);
+            var recovered = await Asterism("recover", "--timeout", "2m", "--boot-wait", "8m");
+            Assert.True(recovered.ExitCode == 0, "recover as nobody: " + (recovered.ExitCode == 0 ? "" : Consoles(recovered)));
             // recover returns once the key is pushed; the node then mounts and starts its services.
             await Poll.RequireAsync(async () => (await Asterism("status")).Stdout.Contains("booted", StringComparison.Ordinal), Poll.Hang, "the node booted after recover");
             Assert.NotEmpty(StateFs.MountTable.Under(workspace));
