@@ -101,7 +101,22 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
     /// <summary>Appends an entry at the head of the chain and returns it.</summary>
-    public async Task<AuditEntry> AppendAsync(AuditKind kind, string node, string detail, CancellationToken cancellationToken = default)
+    public async Task<AuditEntry> AppendAsync(AuditKind kind, string node, string detail, CancellationToken cancellationToken = default) =>
+        (await AppendCoreAsync(kind, node, detail, null, cancellationToken))!;
+
+    /// <summary>
+    /// Appends an entry about <paramref name="record"/>'s node only if its registry record is unchanged since it was read
+    /// (its mod revision compared in the same transaction that writes the entry); null, and nothing appended, when the
+    /// record changed or vanished meanwhile. A release audited this way cannot slip past a revocation that landed after
+    /// the caller's read: the caller re-reads and decides again.
+    /// </summary>
+    public Task<AuditEntry?> AppendIfUnchangedAsync(AuditKind kind, VersionedNodeRecord record, string detail, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(record);
+        return AppendCoreAsync(kind, record.Record.Name, detail, record, cancellationToken);
+    }
+
+    private async Task<AuditEntry?> AppendCoreAsync(AuditKind kind, string node, string detail, VersionedNodeRecord? unchanged, CancellationToken cancellationToken)
     {
         NodeNames.Validate(node);
         ArgumentNullException.ThrowIfNull(detail);
@@ -109,6 +124,7 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
         {
             throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"audit detail is longer than {MaxDetailLength} characters");
         }
+        var recordKey = EtcdKeys.NodesPrefix + node;
         for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
         {
             var (head, headRevision) = await ReadHeadAsync(cancellationToken);
@@ -120,6 +136,12 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
             // No head yet: it must still be absent; otherwise it must be unchanged since we read it.
             txn.Compare.Add(headRevision == 0 ? EtcdKeys.Absent(EtcdKeys.AuditHead) : EtcdKeys.ModifiedAt(EtcdKeys.AuditHead, headRevision));
             txn.Compare.Add(EtcdKeys.Absent(EtcdKeys.AuditEntry(sequence)));
+            if (unchanged is not null)
+            {
+                txn.Compare.Add(EtcdKeys.ModifiedAt(recordKey, unchanged.ModRevision));
+                // On failure, read the record back in the same transaction to tell "record changed" from "head moved".
+                txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = EtcdKeys.Bytes(recordKey), KeysOnly = true } });
+            }
             txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditEntry(sequence), JsonSerializer.SerializeToUtf8Bytes(entry, Json)));
             txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditHead, JsonSerializer.SerializeToUtf8Bytes(new Head(sequence, hash), Json)));
             var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
@@ -127,8 +149,18 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
             {
                 return entry;
             }
+            if (unchanged is not null && RecordChanged(response, unchanged.ModRevision))
+            {
+                return null;
+            }
         }
         throw new ControlPlaneException(ControlPlaneError.Conflict, "the audit head kept moving under concurrent writers");
+    }
+
+    private static bool RecordChanged(TxnResponse response, long modRevision)
+    {
+        var kvs = response.Responses.Count == 1 ? response.Responses[0].ResponseRange?.Kvs : null;
+        return kvs is null || kvs.Count == 0 || kvs[0].ModRevision != modRevision;
     }
 
     /// <summary>Reads entries in order, from <paramref name="fromSequence"/> on (linearizable, paged).</summary>

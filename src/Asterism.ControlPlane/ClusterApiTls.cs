@@ -50,7 +50,10 @@ public static class ClusterApiTls
     /// The chain policy for every TLS stream that sees a peer's certificate (as <c>CertificateChainPolicy</c>): SslStream
     /// builds a chain before any validation callback runs, and by default it downloads a missing issuer from the
     /// Authority Information Access address in the peer's certificate — an address the peer chooses, off loopback.
-    /// Nothing is trusted through this policy (the callbacks decide); it only forbids the downloads.
+    /// Nothing is trusted through this policy (the callbacks decide); it only forbids the downloads. Asterism.Atls's
+    /// <c>AtlsChainPolicy.NoDownloads</c> says the same for aTLS streams: neither project references the other (the
+    /// ControlPlane library depends on no Asterism project, Atls on Attestation), and a new reference for two
+    /// properties would couple etcd to attestation or the reverse, so the rule lives twice, tested on both sides.
     /// </summary>
     public static X509ChainPolicy NoDownloadsPolicy() => new()
     {

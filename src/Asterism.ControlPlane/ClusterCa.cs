@@ -13,9 +13,23 @@ public sealed record TlsFiles(string CertificatePath, string KeyPath, string CaP
     /// <summary>Loads the certificate with its key, for <see cref="EtcdConnection"/>.</summary>
     public X509Certificate2 LoadCertificate()
     {
-        using var pem = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(CertificatePath), SecureFiles.ReadPrivate(KeyPath));
-        // Round trip through PKCS#12 so the key is a persisted one, which SslStream wants for client certificates.
-        return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+        var keyPem = SecureFiles.ReadPrivateKeyPem(KeyPath);
+        byte[]? pkcs12 = null;
+        try
+        {
+            using var pem = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(CertificatePath), keyPem);
+            // Round trip through PKCS#12 so the key is a persisted one, which SslStream wants for client certificates.
+            pkcs12 = pem.Export(X509ContentType.Pkcs12);
+            return X509CertificateLoader.LoadPkcs12(pkcs12, null);
+        }
+        finally
+        {
+            Array.Clear(keyPem);
+            if (pkcs12 is not null)
+            {
+                CryptographicOperations.ZeroMemory(pkcs12);
+            }
+        }
     }
 
     /// <summary>Loads the CA certificate the peer's chain must end in.</summary>
@@ -24,9 +38,11 @@ public sealed record TlsFiles(string CertificatePath, string KeyPath, string CaP
 
 /// <summary>
 /// The cluster CA made at <c>init</c>: ECDSA P-256, self-signed, its key in <c>ca.key</c> (0600) in a 0700 directory the
-/// caller chooses (the node: its encrypted state filesystem). It issues each etcd member one certificate used for both
-/// client-facing and peer TLS (serverAuth + clientAuth, naming the member's 127.x address) and client certificates
-/// (clientAuth only). Dispose zeroes nothing itself but drops the key object.
+/// caller chooses (the node: its encrypted state filesystem). It issues the cluster API's certificates (servers and the
+/// admin). Its <see cref="ForEtcd"/> twin — the same key under another name, <c>etcd-ca.crt</c> — issues each etcd
+/// member one certificate used for both client-facing and peer TLS (serverAuth + clientAuth, naming the member's 127.x
+/// address) and etcd client certificates (clientAuth only); etcd trusts only the twin, so nothing the cluster CA itself
+/// signs (the admin credential above all) chains to what etcd trusts. Dispose drops the key object.
 /// </summary>
 public sealed class ClusterCa : IDisposable
 {
@@ -36,6 +52,9 @@ public sealed class ClusterCa : IDisposable
     /// <summary>File name of the CA key in the CA directory.</summary>
     public const string KeyFile = "ca.key";
 
+    /// <summary>File name of the etcd CA certificate (same key, another subject) in the CA directory.</summary>
+    public const string EtcdCertificateFile = "etcd-ca.crt";
+
     private static readonly TimeSpan CaLifetime = TimeSpan.FromDays(3650);
     /// <summary>An admin certificate request larger than this is refused before parsing.</summary>
     public const int MaxSigningRequestBytes = 4096;
@@ -43,13 +62,18 @@ public sealed class ClusterCa : IDisposable
     private static readonly TimeSpan LeafLifetime = TimeSpan.FromDays(825);
 
     private readonly ECDsa _key;
+    private readonly string _certificateFile;
 
-    private ClusterCa(X509Certificate2 certificate, ECDsa key, string directory)
+    private ClusterCa(X509Certificate2 certificate, ECDsa key, string directory, string certificateFile = CertificateFile)
     {
         Certificate = certificate;
         _key = key;
         Directory = directory;
+        _certificateFile = certificateFile;
     }
+
+    /// <summary>Whether this is the etcd twin (<see cref="ForEtcd"/>).</summary>
+    public bool IsEtcdCa => _certificateFile == EtcdCertificateFile;
 
     /// <summary>The CA certificate (public).</summary>
     public X509Certificate2 Certificate { get; }
@@ -58,7 +82,7 @@ public sealed class ClusterCa : IDisposable
     public string Directory { get; }
 
     /// <summary>Path of the CA certificate PEM.</summary>
-    public string CertificatePath => Path.Combine(Directory, CertificateFile);
+    public string CertificatePath => Path.Combine(Directory, _certificateFile);
 
     /// <summary>Makes a new CA in <paramref name="directory"/> (0700); refuses to overwrite an existing one.</summary>
     public static ClusterCa Create(string directory, string clusterName, TimeProvider? time = null)
@@ -78,7 +102,7 @@ public sealed class ClusterCa : IDisposable
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         using var selfSigned = request.CreateSelfSigned(now.AddMinutes(-5), now + CaLifetime);
         var certificate = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
-        SecureFiles.WritePrivate(Path.Combine(directory, KeyFile), key.ExportPkcs8PrivateKeyPem());
+        WriteKey(Path.Combine(directory, KeyFile), key);
         SecureFiles.WritePrivate(Path.Combine(directory, CertificateFile), certificate.ExportCertificatePem());
         return new ClusterCa(certificate, key, directory);
     }
@@ -89,14 +113,19 @@ public sealed class ClusterCa : IDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         var certificate = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(Path.Combine(directory, CertificateFile)));
         var key = ECDsa.Create();
+        var keyPem = SecureFiles.ReadPrivateKeyPem(Path.Combine(directory, KeyFile));
         try
         {
-            key.ImportFromPem(SecureFiles.ReadPrivate(Path.Combine(directory, KeyFile)));
+            key.ImportFromPem(keyPem);
         }
         catch (CryptographicException e)
         {
             key.Dispose();
             throw new ControlPlaneException(ControlPlaneError.Files, $"{Path.Combine(directory, KeyFile)} is not an EC private key", e);
+        }
+        finally
+        {
+            Array.Clear(keyPem);
         }
         using var pub = certificate.GetECDsaPublicKey();
         if (pub is null || !pub.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(key.ExportSubjectPublicKeyInfo()))
@@ -106,6 +135,63 @@ public sealed class ClusterCa : IDisposable
         }
         return new ClusterCa(certificate, key, directory);
     }
+
+    /// <summary>
+    /// The etcd CA: the same key under its own subject (<c>CN=asterism etcd CA</c> + the key's identifier), self-signed
+    /// with this CA's validity, kept as <c>etcd-ca.crt</c> next to <c>ca.crt</c> (made on first use, so a control plane
+    /// that received only the cluster CA in its join ticket makes an equivalent one). X.509 chains by issuer name, so a
+    /// certificate the cluster CA signs (issuer "asterism cluster CA …") never chains to the etcd CA, although the key is
+    /// the same; only a holder of the key — a control plane — can issue under the etcd name. Why the same key and not
+    /// a second one: the join ticket already carries this key to every control plane, and a second key would have to
+    /// travel the same way to the same places without adding a boundary.
+    /// </summary>
+    public ClusterCa ForEtcd()
+    {
+        if (IsEtcdCa)
+        {
+            throw new InvalidOperationException("this is already the etcd CA");
+        }
+        var subject = new X500DistinguishedName($"CN=asterism etcd CA {EtcdNameSuffix()}");
+        var path = Path.Combine(Directory, EtcdCertificateFile);
+        X509Certificate2? certificate = null;
+        if (File.Exists(path))
+        {
+            certificate = X509Certificate2.CreateFromPem(SecureFiles.ReadPrivate(path));
+            using var pub = certificate.GetECDsaPublicKey();
+            if (pub is null || !certificate.SubjectName.RawData.AsSpan().SequenceEqual(subject.RawData)
+                || !pub.ExportSubjectPublicKeyInfo().AsSpan().SequenceEqual(_key.ExportSubjectPublicKeyInfo()))
+            {
+                certificate.Dispose();
+                throw new ControlPlaneException(ControlPlaneError.Files, $"{path} is not this cluster's etcd CA");
+            }
+        }
+        else
+        {
+            var request = new CertificateRequest(subject, _key, HashAlgorithmName.SHA256);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+            request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+            request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+            // Serial and validity follow from the cluster CA, so every control plane's copy says the same thing.
+            var serial = SHA256.HashData(Certificate.RawData)[..16];
+            serial[0] &= 0x7f;
+            using var signed = request.Create(subject, X509SignatureGenerator.CreateForECDsa(_key), Certificate.NotBefore, Certificate.NotAfter, serial);
+            certificate = X509CertificateLoader.LoadCertificate(signed.RawData);
+            SecureFiles.WritePrivate(path, certificate.ExportCertificatePem());
+        }
+        var key = ECDsa.Create();
+        var pkcs8 = _key.ExportPkcs8PrivateKey();
+        try
+        {
+            key.ImportPkcs8PrivateKey(pkcs8, out _);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(pkcs8);
+        }
+        return new ClusterCa(certificate, key, Directory, EtcdCertificateFile);
+    }
+
+    private string EtcdNameSuffix() => Convert.ToHexStringLower(SHA256.HashData(_key.ExportSubjectPublicKeyInfo()))[..16];
 
     /// <summary>
     /// Issues the certificate of an etcd member listening on <paramref name="address"/> (used for client and peer TLS
@@ -143,6 +229,11 @@ public sealed class ClusterCa : IDisposable
     /// </summary>
     public X509Certificate2 IssueAdmin(ReadOnlySpan<byte> signingRequestDer, string clientName, TimeProvider? time = null)
     {
+        if (IsEtcdCa)
+        {
+            // The admin must never hold a certificate etcd accepts (it would bypass the registry and the audit log).
+            throw new InvalidOperationException("the etcd CA does not issue admin credentials");
+        }
         NodeNames.Validate(clientName);
         var publicKey = ReadAdminRequest(signingRequestDer);
         var subject = new X500DistinguishedNameBuilder();
@@ -217,14 +308,37 @@ public sealed class ClusterCa : IDisposable
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7f;
         using var leaf = request.Create(Certificate.SubjectName, X509SignatureGenerator.CreateForECDsa(_key), now.AddMinutes(-5), now + LeafLifetime, serial);
-        var files = new TlsFiles(Path.Combine(directory, fileBase + ".crt"), Path.Combine(directory, fileBase + ".key"), Path.Combine(directory, CertificateFile));
-        SecureFiles.WritePrivate(files.KeyPath, key.ExportPkcs8PrivateKeyPem());
+        var inCaDirectory = string.Equals(Path.GetFullPath(directory), Path.GetFullPath(Directory), StringComparison.Ordinal);
+        var files = new TlsFiles(Path.Combine(directory, fileBase + ".crt"), Path.Combine(directory, fileBase + ".key"),
+            inCaDirectory ? CertificatePath : Path.Combine(directory, CertificateFile));
+        WriteKey(files.KeyPath, key);
         SecureFiles.WritePrivate(files.CertificatePath, leaf.ExportCertificatePem());
-        if (!string.Equals(Path.GetFullPath(directory), Path.GetFullPath(Directory), StringComparison.Ordinal))
+        if (!inCaDirectory)
         {
+            // The copy is always named ca.crt: for etcd's files it is the etcd CA, the only issuer etcd trusts.
             SecureFiles.WritePrivate(files.CaPath, Certificate.ExportCertificatePem());
         }
         return files;
+    }
+
+    /// <summary>Writes the key as PKCS#8 PEM (0600), zeroing the DER and PEM buffers afterwards.</summary>
+    private static void WriteKey(string path, ECDsa key)
+    {
+        var der = key.ExportPkcs8PrivateKey();
+        byte[]? pem = null;
+        try
+        {
+            pem = PemEncoding.WriteUtf8("PRIVATE KEY"u8, der);
+            SecureFiles.WritePrivate(path, pem);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(der);
+            if (pem is not null)
+            {
+                CryptographicOperations.ZeroMemory(pem);
+            }
+        }
     }
 
     /// <inheritdoc />

@@ -69,6 +69,7 @@ public sealed partial class EtcdMember : IAsyncDisposable
         var setpriv = ResolveTool("setpriv") ?? throw new ControlPlaneException(ControlPlaneError.NotInstalled,
             "setpriv is not installed (apt-get install util-linux); it ties etcd's life to its supervisor");
         SecureFiles.EnsurePrivateDirectory(options.DataDirectory);
+        EnsurePortsFree(options);
         var member = new EtcdMember(options, logger ?? NullLogger.Instance, time ?? TimeProvider.System);
         member.Launch(setpriv, etcd);
         try
@@ -82,6 +83,35 @@ public sealed partial class EtcdMember : IAsyncDisposable
         }
         ControlPlaneLog.MemberStarted(member._logger, options.Name, options.ClientUrl.ToString(), member._pid);
         return member;
+    }
+
+    /// <summary>
+    /// Refuses to start when another process holds the member's client or peer port on its address (a squatter that
+    /// bound them first, or a stale etcd): etcd would exit on the bind error anyway, but this says so in one line. A
+    /// squatter that binds in the moment between this check and etcd's bind makes etcd exit (StartFailed with its
+    /// output), and our client never trusts it meanwhile: its certificate does not chain to the etcd CA.
+    /// </summary>
+    private static void EnsurePortsFree(EtcdMemberOptions options)
+    {
+        foreach (var (port, what) in new[] { (options.ClientPort, "client"), (options.PeerPort, "peer") })
+        {
+            var probe = new System.Net.Sockets.TcpListener(options.Address, port);
+            try
+            {
+                // Connections of a previous etcd lingering in TIME_WAIT must not count: only a live listener does.
+                probe.Server.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.ReuseAddress, true);
+                probe.Start();
+            }
+            catch (System.Net.Sockets.SocketException e) when (e.SocketErrorCode == System.Net.Sockets.SocketError.AddressAlreadyInUse)
+            {
+                throw new ControlPlaneException(ControlPlaneError.StartFailed,
+                    $"etcd member {options.Name}: its {what} port {options.Address}:{port} is already taken by another process; not starting etcd there");
+            }
+            finally
+            {
+                probe.Dispose();
+            }
+        }
     }
 
     /// <summary>The etcd command line for these options (no secrets in it: only file paths).</summary>

@@ -39,6 +39,11 @@ public sealed record NodeRecord(
     public string IdentityPem => System.Security.Cryptography.PemEncoding.WriteString("CERTIFICATE", Identity);
 }
 
+/// <summary>A registry record with the etcd revision that last modified it: what a conditional audit append compares.</summary>
+/// <param name="Record">The record.</param>
+/// <param name="ModRevision">etcd's mod revision of the record's key when it was read.</param>
+public sealed record VersionedNodeRecord(NodeRecord Record, long ModRevision);
+
 /// <summary>
 /// The node registry in etcd under <c>/asterism/nodes/NAME</c>, one JSON record per node. Reads are linearizable
 /// (etcd's default range: the answering member confirms with a quorum that it is current), so a revoked node is never
@@ -72,6 +77,13 @@ public sealed class NodeRegistry(EtcdConnection connection)
     /// <summary>The node's record (linearizable read), or null when it is not registered.</summary>
     public async Task<NodeRecord?> GetAsync(string name, CancellationToken cancellationToken = default) =>
         (await GetWithRevisionAsync(name, cancellationToken))?.Record;
+
+    /// <summary>
+    /// The node's record with its mod revision (linearizable read), or null when it is not registered; hand it to
+    /// <see cref="AuditLog.AppendIfUnchangedAsync"/> so the entry commits only if the record is still this one.
+    /// </summary>
+    public async Task<VersionedNodeRecord?> GetVersionedAsync(string name, CancellationToken cancellationToken = default) =>
+        await GetWithRevisionAsync(name, cancellationToken) is { } read ? new VersionedNodeRecord(read.Record, read.ModRevision) : null;
 
     /// <summary>All nodes, by name (linearizable read).</summary>
     public async Task<IReadOnlyList<NodeRecord>> ListAsync(CancellationToken cancellationToken = default)

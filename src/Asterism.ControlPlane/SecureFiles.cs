@@ -30,19 +30,7 @@ internal static class SecureFiles
         var bytes = Encoding.UTF8.GetBytes(text);
         try
         {
-            var temp = path + ".tmp";
-            File.Delete(temp);
-            using (var stream = new FileStream(temp, new FileStreamOptions
-            {
-                Mode = FileMode.CreateNew,
-                Access = FileAccess.Write,
-                UnixCreateMode = PrivateFileMode,
-            }))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, path, overwrite: true);
+            WritePrivate(path, bytes);
         }
         finally
         {
@@ -51,8 +39,32 @@ internal static class SecureFiles
         }
     }
 
+    /// <summary>Writes <paramref name="bytes"/> to a 0600 temporary file next to the target, then renames it over it; the caller zeroes its buffer.</summary>
+    public static void WritePrivate(string path, ReadOnlySpan<byte> bytes)
+    {
+        var temp = path + ".tmp";
+        File.Delete(temp);
+        using (var stream = new FileStream(temp, new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            UnixCreateMode = PrivateFileMode,
+        }))
+        {
+            stream.Write(bytes);
+            stream.Flush(flushToDisk: true);
+        }
+        File.Move(temp, path, overwrite: true);
+    }
+
     /// <summary>Reads a file that must be private: refuses one that group or others can read.</summary>
     public static string ReadPrivate(string path)
+    {
+        CheckPrivate(path);
+        return File.ReadAllText(path);
+    }
+
+    private static void CheckPrivate(string path)
     {
         if (!File.Exists(path))
         {
@@ -62,6 +74,23 @@ internal static class SecureFiles
         {
             throw new ControlPlaneException(ControlPlaneError.Files, $"{path} is readable by others; expected mode 0600");
         }
-        return File.ReadAllText(path);
+    }
+
+    /// <summary>
+    /// Reads a private key's PEM file (which must be private) as characters the caller zeroes
+    /// (<see cref="Array.Clear(Array)"/>); a string could not be.
+    /// </summary>
+    public static char[] ReadPrivateKeyPem(string path)
+    {
+        CheckPrivate(path);
+        var bytes = File.ReadAllBytes(path);
+        try
+        {
+            return Encoding.UTF8.GetChars(bytes);
+        }
+        finally
+        {
+            Array.Clear(bytes);
+        }
     }
 }

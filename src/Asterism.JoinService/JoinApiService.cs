@@ -63,36 +63,51 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         {
             controlPlane = await GatedAsync("IssueJoinTicket", identity, () => gate.ReleaseJoinAsync(identity, request.DiskUuid, context.CancellationToken));
         }
-        var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
-        var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
-        var response = new IssueJoinTicketResponse
+        // The gate holds its one-control-plane-join lock and a learner for this ticket until JoinTicketSent; anything
+        // thrown before the response owns them must release both, or no control plane could ever join again.
+        var handedOver = controlPlane is null;
+        try
         {
-            StateDiskKey = SecretFields.Wrap(diskKey),
-            MeasurementSalt = ByteString.CopyFrom(secrets.MeasurementSalt),
-            MeasurementSecret = SecretFields.Wrap(measurementSecret),
-        };
-        if (identity.IsControlPlane)
-        {
-            response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Key.ToArray()));
-            response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
-            response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
-            if (controlPlane is not null)
+            var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
+            var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
+            var response = new IssueJoinTicketResponse
             {
-                response.EtcdCaKey = SecretFields.Wrap(ZeroAfterResponse(context, controlPlane.CaKeyPem));
-                response.EtcdCaCertificate = ByteString.CopyFrom(controlPlane.CaCertificatePem);
-                response.EtcdInitialCluster.AddRange(controlPlane.InitialCluster);
-                // The learner is promoted once the response is out and the joiner's member caught up; removed if the
-                // response never left.
-                var http = context.GetHttpContext();
-                http.Response.OnCompleted(() =>
+                StateDiskKey = SecretFields.Wrap(diskKey),
+                MeasurementSalt = ByteString.CopyFrom(secrets.MeasurementSalt),
+                MeasurementSecret = SecretFields.Wrap(measurementSecret),
+            };
+            if (identity.IsControlPlane)
+            {
+                response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Key.ToArray()));
+                response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
+                response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
+                if (controlPlane is not null)
                 {
-                    gate!.JoinTicketSent(!http.RequestAborted.IsCancellationRequested);
-                    return Task.CompletedTask;
-                });
+                    response.EtcdCaKey = SecretFields.Wrap(ZeroAfterResponse(context, controlPlane.CaKeyPem));
+                    response.EtcdCaCertificate = ByteString.CopyFrom(controlPlane.CaCertificatePem);
+                    response.EtcdInitialCluster.AddRange(controlPlane.InitialCluster);
+                    // The learner is promoted once the response is out and the joiner's member caught up; removed if the
+                    // response never left.
+                    var http = context.GetHttpContext();
+                    http.Response.OnCompleted(() =>
+                    {
+                        gate!.JoinTicketSent(!http.RequestAborted.IsCancellationRequested);
+                        return Task.CompletedTask;
+                    });
+                    handedOver = true;
+                }
+            }
+            JoinServiceLog.JoinTicketIssued(_log, request.DiskUuid, request.NodeName);
+            return response;
+        }
+        finally
+        {
+            if (!handedOver)
+            {
+                controlPlane!.Dispose();
+                gate!.JoinTicketSent(false);
             }
         }
-        JoinServiceLog.JoinTicketIssued(_log, request.DiskUuid, request.NodeName);
-        return response;
     }
 
     /// <summary>Runs a gate step; a lost quorum (or any other control-plane failure) becomes Unavailable, so the node retries.</summary>

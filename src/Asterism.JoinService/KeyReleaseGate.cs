@@ -40,6 +40,8 @@ public sealed class KeyReleaseGate : IDisposable
     /// <summary>How long a learner may take to start and catch up before it is removed again.</summary>
     public static readonly TimeSpan PromoteTimeout = TimeSpan.FromSeconds(120);
 
+    private const int MaxReleaseAttempts = 8;
+
     private readonly NodeRegistry _registry;
     private readonly AuditLog _audit;
     private readonly EtcdMembership _membership;
@@ -72,13 +74,13 @@ public sealed class KeyReleaseGate : IDisposable
     public async Task ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        var record = await _registry.GetAsync(identity.Name, cancellationToken);
-        if (record is null)
+        var read = await _registry.GetVersionedAsync(identity.Name, cancellationToken);
+        if (read is null)
         {
             await RefuseAsync(identity, diskUuid, "not in the node registry", cancellationToken);
         }
-        await CheckRecordAsync(record!, identity, diskUuid, cancellationToken);
-        await _audit.AppendAsync(AuditKind.Release, identity.Name, $"rejoin: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
+        await CheckRecordAsync(read!.Record, identity, diskUuid, cancellationToken);
+        await AuditReleaseAsync(read, identity, diskUuid, $"rejoin: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
     }
 
     /// <summary>
@@ -89,10 +91,10 @@ public sealed class KeyReleaseGate : IDisposable
     public async Task<ControlPlaneTicket?> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        var record = await _registry.GetAsync(identity.Name, cancellationToken);
-        if (record is null)
+        var read = await _registry.GetVersionedAsync(identity.Name, cancellationToken);
+        if (read is null)
         {
-            record = new NodeRecord(identity.Name, identity.IsControlPlane ? NodeRole.ControlPlane : NodeRole.Worker, Guid.Parse(diskUuid),
+            var record = new NodeRecord(identity.Name, identity.IsControlPlane ? NodeRole.ControlPlane : NodeRole.Worker, Guid.Parse(diskUuid),
                 Convert.FromHexString(identity.CertificateFingerprint), _time.GetUtcNow());
             try
             {
@@ -100,21 +102,58 @@ public sealed class KeyReleaseGate : IDisposable
             }
             catch (ControlPlaneException e) when (e.Error == ControlPlaneError.InvalidRequest)
             {
-                // Registered meanwhile by another JoinService: judge the caller by that record.
-                record = await _registry.GetAsync(identity.Name, cancellationToken)
-                    ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
+                // Registered meanwhile by another JoinService: the read below judges the caller by that record.
             }
+            read = await _registry.GetVersionedAsync(identity.Name, cancellationToken)
+                ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
         }
-        await CheckRecordAsync(record, identity, diskUuid, cancellationToken);
+        await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
         if (!identity.IsControlPlane)
         {
-            await _audit.AppendAsync(AuditKind.Release, identity.Name, $"join: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
+            await AuditReleaseAsync(read, identity, diskUuid, $"join: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
             return null;
         }
-        return await AddControlPlaneAsync(identity, diskUuid, cancellationToken);
+        return await AddControlPlaneAsync(identity, diskUuid, read, cancellationToken);
     }
 
-    private async Task<ControlPlaneTicket> AddControlPlaneAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    /// <summary>
+    /// Appends the Release entry only if the node's record is still the one the decision was made on (compared in the
+    /// same etcd transaction): a revocation that lands between the read and the append makes the append fail, and the
+    /// release is decided again on the new record, so it is refused. No entry, no key.
+    /// </summary>
+    private async Task AuditReleaseAsync(VersionedNodeRecord read, NodeIdentity identity, string diskUuid, string detail, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; attempt < MaxReleaseAttempts; attempt++)
+        {
+            if (BeforeReleaseAudit is { } hook)
+            {
+                await hook(identity.Name, cancellationToken);
+            }
+            if (await _audit.AppendIfUnchangedAsync(AuditKind.Release, read, detail, cancellationToken) is not null)
+            {
+                return;
+            }
+            var again = await _registry.GetVersionedAsync(identity.Name, cancellationToken);
+            if (again is null)
+            {
+                await RefuseAsync(identity, diskUuid, "not in the node registry", cancellationToken);
+            }
+            read = again!;
+            await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
+        }
+        throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {identity.Name} kept changing during its release");
+    }
+
+    /// <summary>
+    /// Test seam: runs after the registry was read and checked, right before each conditional Release append, so a test
+    /// can land a revocation exactly in the window the transaction must close.
+    /// </summary>
+    internal Func<string, CancellationToken, Task>? BeforeReleaseAudit { get; set; }
+
+    /// <summary>Whether a control plane's join holds the one-at-a-time lock (tests: it must not stay held after a failure).</summary>
+    internal bool ControlPlaneJoinInProgress => _controlPlaneJoin.CurrentCount == 0;
+
+    private async Task<ControlPlaneTicket> AddControlPlaneAsync(NodeIdentity identity, string diskUuid, VersionedNodeRecord read, CancellationToken cancellationToken)
     {
         // Held until the learner is promoted (or given up): etcd 3.4 takes one learner at a time.
         if (!await _controlPlaneJoin.WaitAsync(TimeSpan.Zero, cancellationToken))
@@ -140,7 +179,7 @@ public sealed class KeyReleaseGate : IDisposable
                 [.. member.InitialCluster.Select(m => $"{m.Name}={m.PeerUrl.ToString().TrimEnd('/')}")]);
             try
             {
-                await _audit.AppendAsync(AuditKind.Release, identity.Name, $"join: disk key of {diskUuid}, master secret and cluster CA to control plane {identity.CertificateFingerprint}", cancellationToken);
+                await AuditReleaseAsync(read, identity, diskUuid, $"join: disk key of {diskUuid}, master secret and cluster CA to control plane {identity.CertificateFingerprint}", cancellationToken);
             }
             catch
             {

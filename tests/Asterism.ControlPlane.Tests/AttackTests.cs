@@ -103,6 +103,39 @@ public sealed class AttackTests
         Assert.Equal(ControlPlaneError.StartFailed, e.Error);
     }
 
+    [Fact]
+    public async Task Call_AdminCredentialOfTheClusterCa_RefusedByEtcd()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        // The admin credential init issues (O=asterism-admins, signed by the cluster CA), key and all, as the operator
+        // holds it: it must not reach the registry or the audit log except through the cluster API.
+        using var adminKey = System.Security.Cryptography.ECDsa.Create(System.Security.Cryptography.ECCurve.NamedCurves.nistP256);
+        var csr = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=admin", adminKey, System.Security.Cryptography.HashAlgorithmName.SHA256).CreateSigningRequest();
+        using var issued = cluster.Ca.IssueAdmin(csr, "admin");
+        using var withKey = issued.CopyWithPrivateKey(adminKey);
+        using var admin = X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+        using var ca = cluster.ClientTls.LoadCa();
+        using var attacker = new EtcdConnection(cluster.ClientUrls, admin, ca, TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => ReadNodesAsync(attacker));
+        AssertRefusedInTransport(e);
+
+        // etcdctl with the admin's files, and with any other client certificate the cluster CA signs, is refused too.
+        var dir = Path.Combine(cluster.Root, "admin");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "admin.crt"), issued.ExportCertificatePem());
+        File.WriteAllText(Path.Combine(dir, "admin.key"), adminKey.ExportPkcs8PrivateKeyPem());
+        var other = cluster.Ca.IssueClient(Path.Combine(cluster.Root, "cluster-ca-client"), "cp0");
+        foreach (var (cert, key) in new[] { (Path.Combine(dir, "admin.crt"), Path.Combine(dir, "admin.key")), (other.CertificatePath, other.KeyPath) })
+        {
+            var (code, output) = await cluster.EtcdctlAsync("--cert", cert, "--key", key, "--dial-timeout", "3s", "--command-timeout", "3s", "get", "--prefix", "/asterism/nodes/");
+            Assert.NotEqual(0, code);
+            Assert.DoesNotContain("worker-0", output, StringComparison.Ordinal);
+        }
+        // The control: the node's own client certificate (the etcd CA's) is served.
+        var (ownCode, ownOutput) = await cluster.EtcdctlAsync("get", "--prefix", "--keys-only", "/asterism/nodes/");
+        Assert.True(ownCode == 0 && ownOutput.Contains("worker-0", StringComparison.Ordinal), ownOutput);
+    }
+
     /// <summary>GET on a member's peer port (where /members and the raft streams are served), as the attacker dials it.</summary>
     private static async Task<System.Net.HttpStatusCode> PeerGetAsync(Uri peerUrl, string path, X509Certificate2? clientCertificate)
     {

@@ -44,6 +44,26 @@ public sealed class AuditLogTests
     }
 
     [Fact]
+    public async Task AppendIfUnchangedAsync_RecordChangedSinceRead_NothingAppended()
+    {
+        await using var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var connection = cluster.Connect();
+        var registry = new NodeRegistry(connection);
+        var log = new AuditLog(connection);
+        await registry.RegisterAsync(new NodeRecord("worker-0", NodeRole.Worker, Guid.NewGuid(), [1], DateTimeOffset.UnixEpoch));
+        var read = (await registry.GetVersionedAsync("worker-0"))!;
+        await log.AppendAsync(AuditKind.Recovery, "worker-1", "moves the head: the append must still tell the two apart");
+        Assert.NotNull(await log.AppendIfUnchangedAsync(AuditKind.Release, read, "released"));
+
+        await registry.RevokeAsync("worker-0", DateTimeOffset.UnixEpoch);
+
+        Assert.Null(await log.AppendIfUnchangedAsync(AuditKind.Release, read, "must not be written"));
+        Assert.Equal(2, (await log.ReadAsync().ToListAsync()).Count);
+        Assert.True((await log.VerifyAsync()).Intact);
+    }
+
+    [Fact]
     public async Task VerifyAsync_EntryEditedWithEtcdctl_NamesThatEntry()
     {
         await using var cluster = TestCluster.Create();

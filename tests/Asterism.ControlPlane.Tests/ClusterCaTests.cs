@@ -45,6 +45,31 @@ public sealed class ClusterCaTests : IDisposable
     }
 
     [Fact]
+    public void ForEtcd_CopiesOnTwoControlPlanes_InteroperateButClusterCaLeavesDoNotChain()
+    {
+        using var ca = ClusterCa.Create(Path.Combine(_root, "ca"), "demo");
+        // A joined control plane holds only ca.key + ca.crt from its ticket and makes its own etcd-ca.crt.
+        var joined = Path.Combine(_root, "joined");
+        Directory.CreateDirectory(joined);
+        foreach (var file in new[] { ClusterCa.KeyFile, ClusterCa.CertificateFile })
+        {
+            File.Copy(Path.Combine(ca.Directory, file), Path.Combine(joined, file));
+        }
+        using var joinedCa = ClusterCa.Load(joined);
+        using var etcd = ca.ForEtcd();
+        using var joinedEtcd = joinedCa.ForEtcd();
+        using var member = joinedEtcd.IssueMember(Path.Combine(_root, "m"), "cp1", IPAddress.Parse("127.77.0.2")).LoadCertificate();
+        using var clusterLeaf = ca.IssueMember(Path.Combine(_root, "api"), "cp0", IPAddress.Parse("127.77.0.1")).LoadCertificate();
+
+        Assert.True(ClusterApiTls.ChainsTo(member, etcd.Certificate, ClusterApiTls.ServerAuthOid));
+        Assert.False(ClusterApiTls.ChainsTo(clusterLeaf, etcd.Certificate, ClusterApiTls.ClientAuthOid));
+        Assert.False(ClusterApiTls.ChainsTo(member, ca.Certificate, ClusterApiTls.ClientAuthOid));
+        Assert.NotEqual(ca.Certificate.SubjectName.Name, etcd.Certificate.SubjectName.Name);
+        Assert.Equal(etcd.Certificate.SubjectName.Name, joinedEtcd.Certificate.SubjectName.Name);
+        Assert.Throws<InvalidOperationException>(() => etcd.IssueAdmin([1], "admin"));
+    }
+
+    [Fact]
     public void IssueMember_NonLoopbackAddress_Refused()
     {
         using var ca = ClusterCa.Create(Path.Combine(_root, "ca"), "demo");

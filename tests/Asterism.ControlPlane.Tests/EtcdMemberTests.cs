@@ -35,6 +35,31 @@ public sealed class EtcdMemberTests
         Assert.False(Directory.Exists($"/proc/{pid}") && File.ReadAllText($"/proc/{pid}/cmdline").Contains("etcd", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task StartAsync_SquatterOnAPort_StartFailedNamingThePort(bool peerPort)
+    {
+        await using var cluster = TestCluster.Create();
+        var options = cluster.Options(0);
+        // Another local process bound the member's port first (it may bind any free 127/8 port).
+        var port = peerPort ? options.PeerPort : options.ClientPort;
+        var squatter = new System.Net.Sockets.TcpListener(options.Address, port);
+        squatter.Start();
+        try
+        {
+            var e = await Assert.ThrowsAsync<ControlPlaneException>(() => EtcdMember.StartAsync(options));
+
+            Assert.Equal(ControlPlaneError.StartFailed, e.Error);
+            Assert.Contains($"{options.Address}:{port} is already taken by another process", e.Message, StringComparison.Ordinal);
+            Assert.Empty(cluster.Members);
+        }
+        finally
+        {
+            squatter.Dispose();
+        }
+    }
+
     [Fact]
     public async Task StartAsync_EtcdMissing_ClearError()
     {

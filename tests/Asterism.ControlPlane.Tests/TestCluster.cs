@@ -19,12 +19,17 @@ internal sealed class TestCluster : IAsyncDisposable
     {
         Root = root;
         Ca = ClusterCa.Create(Path.Combine(root, "ca"), "test");
-        ClientTls = Ca.IssueClient(Path.Combine(root, "client"), "admin");
+        EtcdCa = Ca.ForEtcd();
+        ClientTls = EtcdCa.IssueClient(Path.Combine(root, "client"), "admin");
     }
 
     public string Root { get; }
 
+    /// <summary>The cluster CA (cluster API, admin credential); etcd does not trust it.</summary>
     public ClusterCa Ca { get; }
+
+    /// <summary>The CA etcd trusts (the cluster CA's twin), as the node uses it.</summary>
+    public ClusterCa EtcdCa { get; }
 
     public TlsFiles ClientTls { get; }
 
@@ -48,7 +53,7 @@ internal sealed class TestCluster : IAsyncDisposable
             DataDirectory = Path.Combine(dir, "data"),
             Tls = File.Exists(Path.Combine(dir, "tls", "member.crt"))
                 ? new TlsFiles(Path.Combine(dir, "tls", "member.crt"), Path.Combine(dir, "tls", "member.key"), Path.Combine(dir, "tls", "ca.crt"))
-                : Ca.IssueMember(Path.Combine(dir, "tls"), name, Address(index)),
+                : EtcdCa.IssueMember(Path.Combine(dir, "tls"), name, Address(index)),
             State = state,
             InitialCluster = initialCluster,
             IsLearner = learner,
@@ -100,6 +105,7 @@ internal sealed class TestCluster : IAsyncDisposable
                 await m.KillAsync();
             }
         }
+        EtcdCa.Dispose();
         Ca.Dispose();
         try
         {

@@ -64,12 +64,25 @@ public sealed class NodeEtcd : IAsyncDisposable
     {
         ParseInitialCluster(initialCluster);
         var caDirectory = directory.PathOf(CaFolder);
-        directory.Write(Path.Combine(CaFolder, ClusterCa.KeyFile), caKeyPem);
-        directory.Write(Path.Combine(CaFolder, ClusterCa.CertificateFile), caCertificatePem);
-        using (ClusterCa.Load(caDirectory))
+        try
         {
+            directory.Write(Path.Combine(CaFolder, ClusterCa.KeyFile), caKeyPem);
+            directory.Write(Path.Combine(CaFolder, ClusterCa.CertificateFile), caCertificatePem);
+            using (ClusterCa.Load(caDirectory))
+            {
+            }
+            directory.Write(InitialClusterFile, System.Text.Encoding.UTF8.GetBytes(string.Join('\n', initialCluster) + "\n"));
         }
-        directory.Write(InitialClusterFile, System.Text.Encoding.UTF8.GetBytes(string.Join('\n', initialCluster) + "\n"));
+        catch
+        {
+            // A ticket whose CA does not load leaves nothing behind: no stray key, and no half CA that a later boot or
+            // the cluster API would take for this control plane's own.
+            foreach (var file in new[] { Path.Combine(CaFolder, ClusterCa.KeyFile), Path.Combine(CaFolder, ClusterCa.CertificateFile), InitialClusterFile })
+            {
+                File.Delete(directory.PathOf(file));
+            }
+            throw;
+        }
     }
 
     /// <summary>Parses "name=https://127.x:2380" entries; refuses anything else (the list comes from a ticket).</summary>
@@ -100,13 +113,12 @@ public sealed class NodeEtcd : IAsyncDisposable
     /// </summary>
     public static async Task<NodeEtcd> StartAsync(NodeStateDirectory directory, string name, IPAddress address, bool waitHealthy, ILogger logger, CancellationToken cancellationToken)
     {
-        using var ca = ClusterCa.Load(directory.PathOf(CaFolder));
-        var memberTls = File.Exists(Path.Combine(directory.PathOf(TlsFolder), "member.crt"))
-            ? new TlsFiles(Path.Combine(directory.PathOf(TlsFolder), "member.crt"), Path.Combine(directory.PathOf(TlsFolder), "member.key"), Path.Combine(directory.PathOf(TlsFolder), ClusterCa.CertificateFile))
-            : ca.IssueMember(directory.PathOf(TlsFolder), name, address);
-        var clientTls = File.Exists(Path.Combine(directory.PathOf(ClientFolder), "client.crt"))
-            ? new TlsFiles(Path.Combine(directory.PathOf(ClientFolder), "client.crt"), Path.Combine(directory.PathOf(ClientFolder), "client.key"), Path.Combine(directory.PathOf(ClientFolder), ClusterCa.CertificateFile))
-            : ca.IssueClient(directory.PathOf(ClientFolder), name);
+        // etcd trusts the etcd CA only (the cluster CA's twin under another name): the admin credential and the cluster
+        // API's certificates, which the cluster CA signs, do not chain to it.
+        using var clusterCa = ClusterCa.Load(directory.PathOf(CaFolder));
+        using var ca = clusterCa.ForEtcd();
+        var memberTls = IssuedBy(ca, directory.PathOf(TlsFolder), "member") ?? ca.IssueMember(directory.PathOf(TlsFolder), name, address);
+        var clientTls = IssuedBy(ca, directory.PathOf(ClientFolder), "client") ?? ca.IssueClient(directory.PathOf(ClientFolder), name);
         var dataDirectory = directory.PathOf(DataFolder);
         var hasData = Directory.Exists(Path.Combine(dataDirectory, "member"));
         var initialCluster = directory.ReadOrNull(InitialClusterFile) is { } bytes
@@ -140,6 +152,21 @@ public sealed class NodeEtcd : IAsyncDisposable
             }
         }
         return etcd;
+    }
+
+    /// <summary>
+    /// The certificate files already in <paramref name="folder"/> when their CA copy is <paramref name="ca"/>'s; null
+    /// otherwise (none yet, or issued under the cluster CA by an earlier version: they are issued afresh).
+    /// </summary>
+    private static TlsFiles? IssuedBy(ClusterCa ca, string folder, string fileBase)
+    {
+        var files = new TlsFiles(Path.Combine(folder, fileBase + ".crt"), Path.Combine(folder, fileBase + ".key"), Path.Combine(folder, ClusterCa.CertificateFile));
+        if (!File.Exists(files.CertificatePath) || !File.Exists(files.KeyPath) || !File.Exists(files.CaPath))
+        {
+            return null;
+        }
+        using var copy = files.LoadCa();
+        return copy.SubjectName.RawData.AsSpan().SequenceEqual(ca.Certificate.SubjectName.RawData) ? files : null;
     }
 
     private static async Task<EtcdMember?> StartMemberAsync(EtcdMemberOptions options, ILogger logger, CancellationToken cancellationToken)

@@ -9,6 +9,7 @@ using Asterism.Crypto;
 using Asterism.JoinService;
 using Asterism.Node.Tests.Fakes;
 using Asterism.Protocol.Join;
+using Asterism.Tests;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -124,6 +125,85 @@ public sealed class KeyReleaseGateTests : IAsyncLifetime
             new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker)));
 
         await AssertRefusedAsync(error, "worker-0", "revoked");
+    }
+
+    [Fact]
+    public async Task IssueRejoinTicket_RevokedBetweenReadAndAudit_PermissionDeniedNoRelease()
+    {
+        var worker = Identity("worker-0", NodeIdentity.WorkerRole);
+        await _service.IssueJoinTicket(new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker));
+        // `node revoke` lands after the gate read the record (not revoked) and before it appends the Release entry.
+        var revoked = 0;
+        _gate.BeforeReleaseAudit = async (name, ct) =>
+        {
+            if (Interlocked.Exchange(ref revoked, 1) == 0)
+            {
+                await _gate.Registry.RevokeAsync(name, DateTimeOffset.UtcNow, ct);
+            }
+        };
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker)));
+
+        await AssertRefusedAsync(error, "worker-0", "revoked");
+        Assert.Equal([AuditKind.Release, AuditKind.RefusedRelease], (await EntriesAsync()).Select(e => e.Kind));
+    }
+
+    [Fact]
+    public async Task IssueJoinTicket_WorkerRevokedBetweenReadAndAudit_PermissionDeniedNoRelease()
+    {
+        var worker = Identity("worker-0", NodeIdentity.WorkerRole);
+        _gate.BeforeReleaseAudit = (name, ct) => _gate.Registry.RevokeAsync(name, DateTimeOffset.UtcNow, ct);
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => _service.IssueJoinTicket(
+            new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker)));
+
+        await AssertRefusedAsync(error, "worker-0", "revoked");
+        Assert.DoesNotContain(AuditKind.Release, (await EntriesAsync()).Select(e => e.Kind));
+    }
+
+    [Fact]
+    public async Task IssueRejoinTicket_RecordChangedButNotRevokedBetweenReadAndAudit_DecidedAgainAndReleased()
+    {
+        var worker = Identity("worker-0", NodeIdentity.WorkerRole);
+        await _service.IssueJoinTicket(new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker));
+        var changes = 0;
+        _gate.BeforeReleaseAudit = async (name, ct) =>
+        {
+            if (Interlocked.Increment(ref changes) == 1)
+            {
+                await _gate.Registry.UpdateAsync(name, r => r with { KeyGeneration = r.KeyGeneration + 1 }, ct);
+            }
+        };
+
+        var ticket = await _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker));
+
+        Assert.False(ticket.StateDiskKey.IsEmpty);
+        Assert.Equal(2, changes);
+        Assert.Equal([AuditKind.Release, AuditKind.Release], (await EntriesAsync()).Select(e => e.Kind));
+    }
+
+    [Fact]
+    public async Task IssueJoinTicket_ControlPlaneFailsAfterTheGate_JoinLockAndLearnerReleased()
+    {
+        var controlPlane = Identity("control-plane-1", NodeIdentity.ControlPlaneRole);
+        _gate.PeerAddressResolver = (_, _) => Task.FromResult<string?>(_cluster.Address(1).ToString());
+        // A service whose secrets vanish right after the gate decided: the response cannot be built, the call throws
+        // between the gate and the point where the response takes over the learner and the join lock.
+        var doomed = new ClusterSecrets(MasterSecret.Generate(), new byte[KeyDerivation.MeasurementSaltLength],
+            new AttestationPolicy { Variant = AttestationVariant.Simulated, Measurements = Measurements.Empty });
+        var service = new JoinApiService(doomed, NullLoggerFactory.Instance, _gate);
+        _gate.BeforeReleaseAudit = (_, _) =>
+        {
+            doomed.Dispose();
+            return Task.CompletedTask;
+        };
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => service.IssueJoinTicket(
+            new IssueJoinTicketRequest { DiskUuid = controlPlane.DiskUuid, NodeName = controlPlane.Name, IsControlPlane = true }, Call(controlPlane)));
+
+        await Poll.RequireAsync(() => !_gate.ControlPlaneJoinInProgress, Poll.Hang, "the control-plane join lock to be released");
+        var members = await new EtcdMembership(_connection).ListAsync();
+        Assert.DoesNotContain(members, m => m.Name == controlPlane.Name);
     }
 
     [Fact]
