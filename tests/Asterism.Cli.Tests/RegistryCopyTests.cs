@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using System.Text;
 using Asterism.Attestation;
 using Asterism.Cli.Commands;
 using Asterism.Cli.Recovery;
@@ -89,7 +90,9 @@ public sealed class RegistryCopyTests : IDisposable
         {
             var tampered = (byte[])bytes.Clone();
             tampered[i] ^= 0x01;
-            Assert.Throws<RegistryCopyException>(() => RegistryCopy.Parse(tampered, key.Span, Store.CopyPath));
+            var position = i;
+            var refused = Record.Exception(() => RegistryCopy.Parse(tampered, key.Span, Store.CopyPath));
+            Assert.True(refused is RegistryCopyException, $"byte {position} ({Encoding.UTF8.GetString(bytes, Math.Max(0, position - 20), Math.Min(40, bytes.Length - Math.Max(0, position - 20)))}) flipped: {refused?.GetType().Name ?? "accepted"}");
         }
     }
 
@@ -312,7 +315,7 @@ public sealed class RegistryCopyTests : IDisposable
     /// <summary>What init leaves: config, state with this test's cluster ID, node record and master secret.</summary>
     private string InitializedWorkspace()
     {
-        new ClusterConfig().Save(Path.Combine(_dir, ClusterConfig.FileName));
+        new ClusterConfig { Attestation = new AttestationSection { Variant = "simulated", TrustedKeys = [new string('a', 64)] } }.Save(Path.Combine(_dir, ClusterConfig.FileName));
         var state = new ClusterState();
         state.ClusterValues.ClusterId = _clusterId;
         state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength));

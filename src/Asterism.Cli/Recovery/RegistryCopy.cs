@@ -50,7 +50,9 @@ public sealed class RegistryCopy : IRecoveryDenyList
 
     internal const int MaxFileBytes = 1024 * 1024;
     private const int MaxHeadBytes = 4 * 1024;
-    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
+    // Unknown members are refused: a misspelt "revoked" would otherwise read as false and, on a node that was not
+    // revoked, still verify; strictness keeps "one changed byte = refused" simple to state and to test.
+    private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
 
     public RegistryCopy(string clusterId, long sequence, long writtenAtUnixMs, IReadOnlyList<CopiedNode> nodes, string path = FileName)
     {
@@ -274,9 +276,6 @@ public sealed class RegistryCopy : IRecoveryDenyList
         public List<CopiedNode?>? Nodes { get; set; }
 
         public string? Mac { get; set; }
-
-        [JsonExtensionData]
-        public Dictionary<string, JsonElement>? Unknown { get; set; }
     }
 
     private sealed class HeadFile
