@@ -26,11 +26,15 @@ public sealed class RegistryCopyTests : IDisposable
     private const string Cp2Disk = "0b8d2a47-8d5e-4b4e-9d56-5a8b7e0c1f22";
     private readonly string _dir = Directory.CreateTempSubdirectory("asterism-cli-registry-").FullName;
     private readonly MasterSecret _master = MasterSecret.Generate();
-    private readonly string _clusterId = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+    private readonly byte[] _salt = RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength);
+    private readonly string _clusterId;
 
     public RegistryCopyTests()
     {
         Store = new RegistryCopyStore(_dir);
+        // The ID the secret derives, as init records it: the dry run checks it before it reads the copy.
+        using var measurement = KeyDerivation.DeriveMeasurementSecret(_master);
+        _clusterId = Convert.ToHexStringLower(KeyDerivation.DeriveClusterId(measurement.Span, _salt));
     }
 
     private RegistryCopyStore Store { get; }
@@ -316,9 +320,19 @@ public sealed class RegistryCopyTests : IDisposable
     private string InitializedWorkspace()
     {
         new ClusterConfig { Attestation = new AttestationSection { Variant = "simulated", TrustedKeys = [new string('a', 64)] } }.Save(Path.Combine(_dir, ClusterConfig.FileName));
-        var state = new ClusterState();
+        var state = new ClusterState
+        {
+            Infrastructure = new InfrastructureSection
+            {
+                Uid = "1a2b3c4d",
+                Name = "asterism-1a2b3c4d",
+                ClusterEndpoint = "127.42.7.2",
+                InClusterEndpoint = "127.42.7.2",
+                Local = new LocalInfrastructure { Subnet = "127.42.7", MetadataEndpoint = "http://127.42.7.1:8080" },
+            },
+        };
         state.ClusterValues.ClusterId = _clusterId;
-        state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(KeyDerivation.MeasurementSaltLength));
+        state.ClusterValues.MeasurementSalt = Convert.ToHexStringLower(_salt);
         state.Save(Path.Combine(_dir, ClusterState.FileName));
         new NodeRecord([.. ThreeControlPlanes().Select(n => new RecordedNode(n.Name, n.Role, n.DiskUuid))]).Save(Path.Combine(_dir, NodeRecord.FileName), _master);
         _master.Save(Path.Combine(_dir, MasterSecret.DefaultFileName));
