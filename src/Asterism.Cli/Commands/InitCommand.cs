@@ -131,6 +131,10 @@ public static class InitCommand
             await stdout.WriteLineAsync($"Initialized {first.Name}; cluster ID {state.ClusterValues.ClusterId}");
             AdminCredential.Write(workspace.Directory, $"{cloud.State.LoadBalancer}:{Ports.ClusterApi}", response.ClusterCaCertificate.ToByteArray(), response.AdminCertificate.ToByteArray(), adminKey);
             await stdout.WriteLineAsync($"The cluster API admin credential was written to \"{AdminCredential.PathIn(workspace.Directory)}\"");
+            // The first registry copy, while the secret is in memory (with --shares it never is again): its MAC key is
+            // stored next to the credential so later commands can keep the copy current without the secret.
+            var copies = new RegistryCopyStore(workspace.Directory);
+            copies.Initialize(master, state.ClusterValues.ClusterId!, record.Nodes.Select(n => new CopiedNode(n.Name, n.Role, n.DiskUuid, false, 0)));
             progress.Report("Waiting for every node to join...");
             var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
             if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken))
@@ -138,6 +142,7 @@ public static class InitCommand
                 throw new CliError($"not every node booted within {waitTimeout.TotalSeconds:0} s; see 'asterism status' and 'asterism logs NODE'");
             }
             await stdout.WriteLineAsync($"All {nodes.Count} nodes joined the cluster {state.Infrastructure.Name}.");
+            await RegistryCopySync.RefreshQuietlyAsync(workspace, stderr, cancellationToken);
             return 0;
         });
         return command;

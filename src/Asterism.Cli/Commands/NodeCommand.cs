@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Asterism.Cli.Recovery;
 using Asterism.ControlPlane;
 using Asterism.Protocol.ClusterApi;
 
@@ -29,6 +30,7 @@ public static class NodeCommand
                 var revoked = n.Revoked ? "revoked " + DateTimeOffset.FromUnixTimeMilliseconds(n.RevokedAtUnixMs).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture) : "-";
                 await stdout.WriteLineAsync($"{n.Name.PadRight(width)}  {n.Role,-12} {n.DiskUuid,-36}  {joined,-20}  {revoked}");
             }
+            RegistryCopySync.TryRefresh(new Workspace(global.WorkspaceOf(result)), response, null, result.InvocationConfiguration.Error);
             return 0;
         });
         command.Subcommands.Add(list);
@@ -42,6 +44,13 @@ public static class NodeCommand
             using var client = new ClusterApiClient(credential);
             var response = await client.CallAsync(async api => await api.RevokeNodeAsync(new RevokeNodeRequest { Name = name }, deadline: ClusterApiClient.Deadline(), cancellationToken: cancellationToken));
             await result.InvocationConfiguration.Output.WriteLineAsync(response.Changed ? $"Revoked {name}: its rejoin is refused from now on." : $"{name} was already revoked; nothing changed.");
+            // The registry said yes: the copy records the revocation at once (from the fresh list when it answers, and
+            // by name in any case), so recover refuses the node even if the control plane goes down right after.
+            var listed = await RegistryCopySync.TryListAsync(client, cancellationToken);
+            if (RegistryCopySync.TryRefresh(new Workspace(global.WorkspaceOf(result)), listed, name, result.InvocationConfiguration.Error) is { } copy)
+            {
+                await result.InvocationConfiguration.Output.WriteLineAsync(RegistryCopySync.RevokedLine(name, copy));
+            }
             return 0;
         });
         command.Subcommands.Add(revoke);
@@ -55,6 +64,14 @@ public static class NodeCommand
             using var client = new ClusterApiClient(credential);
             var response = await client.CallAsync(async api => await api.RemoveNodeAsync(new RemoveNodeRequest { Name = name }, deadline: ClusterApiClient.Deadline(), cancellationToken: cancellationToken));
             await result.InvocationConfiguration.Output.WriteLineAsync(response.WasMember ? $"Removed {name} from etcd and the registry." : $"Removed {name} from the registry.");
+            if (await RegistryCopySync.TryListAsync(client, cancellationToken) is { } listed)
+            {
+                RegistryCopySync.TryRefresh(new Workspace(global.WorkspaceOf(result)), listed, null, result.InvocationConfiguration.Error);
+            }
+            else
+            {
+                await result.InvocationConfiguration.Error.WriteLineAsync(RegistryCopySync.NotUpdatedLine("the registry could not be listed after the removal; run 'asterism node list' to refresh it"));
+            }
             return 0;
         });
         command.Subcommands.Add(remove);

@@ -32,6 +32,7 @@ public static class RecoverCommand
         var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
         var share = SecretCommand.ShareArgument();
         var identity = SecretCommand.IdentityArgument();
+        var ignoreCopy = new Option<bool>("--ignore-registry-copy") { Description = "Do not check revocations against the workspace's registry copy (only when the copy is damaged and the control plane is down): a revoked control plane that waits gets its key too" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Rehearse: attest every waiting control plane, check the master secret and print what a real run would push to which node; sends no key (exit 0 only if a real run would succeed)" };
         // Usage is checked while parsing, so a bad value is reported (exit 2) before any file is read.
         endpoint.Validators.Add(r => Validate(r, value => AddPortIfMissing(value)));
@@ -40,7 +41,7 @@ public static class RecoverCommand
         bootWait.Validators.Add(r => Validate(r, value => Parse(value, "--boot-wait")));
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
-            masterSecret, endpoint, interval, timeout, bootWait, share, identity, dryRun,
+            masterSecret, endpoint, interval, timeout, bootWait, share, identity, dryRun, ignoreCopy,
         };
         command.Validators.Add(r =>
         {
@@ -73,11 +74,13 @@ public static class RecoverCommand
             if (result.GetValue(dryRun))
             {
                 var options = new ParallelRecoveryOptions { BootWait = Parse(result.GetValue(bootWait)!, "--boot-wait"), PushTimeout = Parse(result.GetValue(timeout)!, "--timeout") };
-                return await RecoveryRehearsal.RunAsync(workspace, master, policy.CreateValidator(loggers), loggers, options, stdout, stderr, Progress.For(stderr), cancellationToken);
+                return await RecoveryRehearsal.RunAsync(workspace, master, policy.CreateValidator(loggers), loggers, options, stdout, stderr, Progress.For(stderr), cancellationToken, result.GetValue(ignoreCopy));
             }
             var record = NodeRecord.Load(workspace.NodeRecordPath, master);
+            // Before any node is contacted: a copy that fails its check stops the run here.
+            var denyList = LoadDenyList(workspace, master, result.GetValue(ignoreCopy), stderr);
             var pushTimeout = Parse(result.GetValue(timeout)!, "--timeout");
-            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, pushTimeout);
+            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, pushTimeout, denyList);
             var progress = Progress.For(stderr);
             var target = result.GetValue(endpoint);
             return target is null
@@ -85,6 +88,32 @@ public static class RecoverCommand
                 : await RecoverThroughEndpointAsync(AddPortIfMissing(target), pusher, Parse(result.GetValue(interval)!, "--retry-interval"), stdout, stderr, progress, cancellationToken);
         });
         return command;
+    }
+
+    /// <summary>The stderr line of <c>--ignore-registry-copy</c>.</summary>
+    public const string IgnoringCopyLine = "Warning: --ignore-registry-copy: revocations are NOT checked; every waiting control plane is pushed its key, a revoked one too";
+
+    /// <summary>
+    /// The revoked nodes recover must refuse, from the workspace's registry copy verified with <paramref name="master"/>
+    /// (<see cref="RegistryCopyStore.LoadForRecovery"/>). A copy that is missing behind its head, tampered with, of
+    /// another cluster or older than the last one written is a <see cref="CliError"/> naming the file, before any node
+    /// is contacted; a workspace that never had one is a warning and an empty list.
+    /// </summary>
+    public static IRecoveryDenyList LoadDenyList(Workspace workspace, MasterSecret master, bool ignore, TextWriter stderr)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        ArgumentNullException.ThrowIfNull(stderr);
+        if (ignore)
+        {
+            stderr.WriteLine(IgnoringCopyLine);
+            return NoDenyList.Instance;
+        }
+        var copy = new RegistryCopyStore(workspace.Directory).LoadForRecovery(master, workspace.LoadState().ClusterValues.ClusterId, out var warning);
+        if (warning is not null)
+        {
+            stderr.WriteLine("Warning: " + warning);
+        }
+        return (IRecoveryDenyList?)copy ?? NoDenyList.Instance;
     }
 
     /// <summary>

@@ -118,6 +118,11 @@ public static class StatusCommand
             var workspace = new Workspace(global.WorkspaceOf(result));
             using var cloud = workspace.ConnectProvider();
             var view = await GatherAsync(cloud, workspace, cancellationToken);
+            if (view.ClusterApiHealthy)
+            {
+                // Whenever the API answers, the copy recover relies on while it does not is brought up to date.
+                await Recovery.RegistryCopySync.RefreshQuietlyAsync(workspace, result.InvocationConfiguration.Error, cancellationToken);
+            }
             if (result.GetValue(json))
             {
                 await stdout.WriteLineAsync(ToJson(view));

@@ -61,12 +61,16 @@ public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Det
 
 /// <summary>
 /// The CLI side of recoverproto: dials a node over server-attesting aTLS and validates its attestation and certified
-/// identity before anything is sent (a control plane; the instance dialed, when known; one the node record lists),
-/// then sends the measurement secret, learns the disk UUID, and sends a key only when that UUID is the one recorded
-/// for this identity and was not pushed before in this run. The master secret never leaves this process.
+/// identity before anything is sent (a control plane; the instance dialed, when known; one the node record lists; one
+/// the deny-list does not name), then sends the measurement secret, learns the disk UUID, and sends a key only when
+/// that UUID is the one recorded for this identity, is not a revoked node's, and was not pushed before in this run.
+/// A node the deny-list names is not even dialed when its name is known. The master secret never leaves this process.
 /// </summary>
-public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout)
+/// <param name="denyList">The revoked nodes (<see cref="RegistryCopy"/>); <see cref="NoDenyList"/> when none is given.</param>
+public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout, IRecoveryDenyList? denyList = null)
 {
+    private readonly IRecoveryDenyList _denyList = denyList ?? NoDenyList.Instance;
+
     /// <summary>The detail of a push that hit its time limit.</summary>
     public const string TimedOutDetail = "timed out";
 
@@ -80,6 +84,10 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     /// <inheritdoc cref="PushAsync(string, CancellationToken)"/>
     public async Task<PushResult> PushAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
+        if (DeniedBeforeDial(_denyList, record, endpoint, expectedName) is { } denied)
+        {
+            return denied;
+        }
         var expected = new ExpectedPeerValidator(validator, facts => ExpectedIdentity(facts, expectedName), _log);
         using var connection = new RecoveryConnection(endpoint, expected, callTimeout, loggers);
         var client = connection.Client;
@@ -108,6 +116,10 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 return new PushResult(endpoint, PushOutcome.Refused,
                     $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}; no key sent", nodeName, connection.Attested?.Facts.Variant.Name);
+            }
+            if (_denyList.Denies(certified.Name, identity.DiskUuid) is { } revoked)
+            {
+                return new PushResult(endpoint, PushOutcome.Refused, revoked + ", no key sent", nodeName, connection.Attested?.Facts.Variant.Name);
             }
             lock (_pushed)
             {
@@ -193,10 +205,14 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     }
 
     /// <summary>What recover requires of the attested peer: a certified control plane the record lists, and the instance dialed.</summary>
-    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName) => ExpectedIdentity(record, facts, expectedName);
+    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName) => ExpectedIdentity(record, _denyList, facts, expectedName);
 
-    /// <summary>The same requirement for any caller holding the record (the dry run asks exactly what a real run asks).</summary>
-    internal static string? ExpectedIdentity(NodeRecord record, AttestationFacts facts, string? expectedName)
+    /// <summary>
+    /// The same requirement for any caller holding the record (the dry run asks exactly what a real run asks). A revoked
+    /// identity fails here, in the handshake, before the measurement secret is written: through a load balancer
+    /// (<c>--endpoint</c>) its name is only known now.
+    /// </summary>
+    internal static string? ExpectedIdentity(NodeRecord record, IRecoveryDenyList denyList, AttestationFacts facts, string? expectedName)
     {
         var problem = ExpectedPeerValidator.Identity(expectedName, NodeIdentity.ControlPlaneRole)(facts);
         if (problem is not null)
@@ -204,8 +220,25 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             return problem;
         }
         var recorded = record.Find(facts.Identity!.Name);
-        return recorded is null || recorded.Role != NodeIdentity.ControlPlaneRole
-            ? $"the peer {facts.Identity.Name} is not a control plane of this cluster's node record"
+        if (recorded is null || recorded.Role != NodeIdentity.ControlPlaneRole)
+        {
+            return $"the peer {facts.Identity.Name} is not a control plane of this cluster's node record";
+        }
+        return denyList.Denies(recorded.Name, recorded.DiskUuid) is { } revoked ? $"the peer {revoked}, no key sent" : null;
+    }
+
+    /// <summary>
+    /// A node the deny-list names is refused before it is dialed (parallel mode and the dry run know the instance's
+    /// name): one line naming it as revoked, and nothing — not even the measurement secret — goes to it.
+    /// </summary>
+    internal static PushResult? DeniedBeforeDial(IRecoveryDenyList denyList, NodeRecord? record, string endpoint, string? expectedName)
+    {
+        if (expectedName is null)
+        {
+            return null;
+        }
+        return denyList.Denies(expectedName, record?.Find(expectedName)?.DiskUuid ?? "") is { } revoked
+            ? new PushResult(endpoint, PushOutcome.Refused, revoked + ", not contacted", expectedName)
             : null;
     }
 

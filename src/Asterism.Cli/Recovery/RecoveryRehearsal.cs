@@ -14,9 +14,9 @@ using Microsoft.Extensions.Logging;
 namespace Asterism.Cli.Recovery;
 
 /// <summary>
-/// Nodes whose keys must not be released any more (issue 16: a deny-list of retired or compromised identities). There
-/// is no deny-list yet: <see cref="NoDenyList"/> is the one implementation. When it lands, the real run
-/// (<see cref="RecoveryPusher"/>) must consult it too, before any secret is sent, so the rehearsal keeps predicting it.
+/// Nodes whose keys must not be released any more: the revoked nodes of the workspace's registry copy
+/// (<see cref="RegistryCopy"/>). The real run (<see cref="RecoveryPusher"/>) and the rehearsal ask the same list at the
+/// same points (before dialing a named instance, in the handshake, once the disk is named), so the rehearsal predicts it.
 /// </summary>
 public interface IRecoveryDenyList
 {
@@ -24,7 +24,7 @@ public interface IRecoveryDenyList
     string? Denies(string nodeName, string diskUuid);
 }
 
-/// <summary>The empty deny-list (none exists yet).</summary>
+/// <summary>The empty deny-list (no registry copy in the workspace, or <c>--ignore-registry-copy</c>).</summary>
 public sealed class NoDenyList : IRecoveryDenyList
 {
     public static readonly NoDenyList Instance = new();
@@ -125,16 +125,24 @@ public sealed class RecoveryRehearsal
     }
 
     /// <summary>The whole rehearsal: secret check, then every control plane as <see cref="ParallelRecovery"/> walks them.</summary>
+    /// <param name="ignoreRegistryCopy">As a real run with <c>--ignore-registry-copy</c>: revocations are not checked.</param>
     public static async Task<int> RunAsync(Workspace workspace, MasterSecret master, IAttestationValidator validator, ILoggerFactory loggers,
-        ParallelRecoveryOptions options, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken)
+        ParallelRecoveryOptions options, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken, bool ignoreRegistryCopy = false)
     {
         var problem = CheckSecret(master, workspace.LoadState(), workspace.NodeRecordPath, out var record);
+        IRecoveryDenyList denyList = NoDenyList.Instance;
         if (problem is not null)
         {
-            // Said once here; each waiting node is named below with the short form.
+            // Said once here; each waiting node is named below with the short form. The registry copy is not checked:
+            // it is MAC'd with the same secret and would fail for the same reason.
             await stderr.WriteLineAsync("Error: " + problem);
         }
-        var rehearsal = new RecoveryRehearsal(record, problem, validator, NoDenyList.Instance, loggers, options.PushTimeout);
+        else
+        {
+            // A real run stops here, before any node is dialed, when the copy does not verify: so does the rehearsal.
+            denyList = Commands.RecoverCommand.LoadDenyList(workspace, master, ignoreRegistryCopy, stderr);
+        }
+        var rehearsal = new RecoveryRehearsal(record, problem, validator, denyList, loggers, options.PushTimeout);
         using var cloud = workspace.ConnectProvider();
         var instances = await cloud.ListAsync(cancellationToken);
         var walk = new ParallelRecovery(
@@ -153,9 +161,13 @@ public sealed class RecoveryRehearsal
     /// </summary>
     public async Task<PushResult> ProbeAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
+        if (RecoveryPusher.DeniedBeforeDial(_denyList, _record, endpoint, expectedName) is { } denied)
+        {
+            return denied;
+        }
         var expected = new ExpectedPeerValidator(_validator, facts => _record is null
             ? ExpectedPeerValidator.Identity(expectedName, NodeIdentity.ControlPlaneRole)(facts)
-            : RecoveryPusher.ExpectedIdentity(_record, facts, expectedName), _log);
+            : RecoveryPusher.ExpectedIdentity(_record, _denyList, facts, expectedName), _log);
         using var connection = new RecoveryConnection(endpoint, expected, _callTimeout, _loggers);
         var client = connection.Client;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -190,16 +202,16 @@ public sealed class RecoveryRehearsal
             {
                 return new PushResult(endpoint, PushOutcome.Refused, $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}", nodeName, variant);
             }
+            if (_denyList.Denies(certified.Name, identity.DiskUuid) is { } revoked)
+            {
+                return new PushResult(endpoint, PushOutcome.Refused, revoked + ", no key sent", nodeName, variant);
+            }
             lock (_seen)
             {
                 if (!_seen.Add(identity.DiskUuid))
                 {
                     return new PushResult(endpoint, PushOutcome.Refused, $"disk {identity.DiskUuid} of {nodeName} was already named by another node in this run", nodeName, variant);
                 }
-            }
-            if (_denyList.Denies(certified.Name, identity.DiskUuid) is { } denied)
-            {
-                return new PushResult(endpoint, PushOutcome.Refused, $"on the deny-list: {denied}", nodeName, variant);
             }
             return new PushResult(endpoint, PushOutcome.Recovered, identity.DiskUuid, nodeName, variant);
         }
