@@ -86,7 +86,8 @@ public sealed record AuditVerification(long Entries, long? BrokenAt, string? Rea
 /// The tamper-evident audit log in etcd: entries under <c>/asterism/audit/entries/SEQ</c>, each carrying the hash of the
 /// one before, and a head key naming the last sequence number and hash. An append is one transaction that succeeds only
 /// if the head is still the one the writer read (compare on its mod revision) and the new entry's key is unused; a writer
-/// that lost the race re-reads and retries, so the chain stays linear under concurrent JoinServices. Without a quorum the
+/// that lost the race re-reads and retries, so the chain stays linear under concurrent JoinServices. Concurrent appends
+/// through one instance share a transaction (group commit), so one JoinService under load makes one write per batch. Without a quorum the
 /// append fails (NoQuorum), and the caller must then not release the key: no audit entry, no key.
 /// </summary>
 public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = null, ILogger? logger = null)
@@ -100,7 +101,13 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
-    /// <summary>Appends an entry at the head of the chain and returns it.</summary>
+    /// <summary>
+    /// Appends an entry at the head of the chain and returns it once it is committed. Concurrent appends through this
+    /// instance are committed together (group commit): one writer at a time takes every waiting entry (up to
+    /// <see cref="MaxBatch"/>), chains them in arrival order and writes them and the new head in one transaction. Without
+    /// it, N concurrent JoinService calls raced N compare-and-swaps on the head and all but one retried, so 256 rejoins
+    /// at once mostly failed with "the audit head kept moving" (measured by `macro rejoin`).
+    /// </summary>
     public async Task<AuditEntry> AppendAsync(AuditKind kind, string node, string detail, CancellationToken cancellationToken = default)
     {
         NodeNames.Validate(node);
@@ -109,26 +116,104 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
         {
             throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"audit detail is longer than {MaxDetailLength} characters");
         }
-        for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
+        var pending = new PendingAppend(kind, node, detail);
+        lock (_queue)
         {
-            var (head, headRevision) = await ReadHeadAsync(cancellationToken);
-            var sequence = head.Sequence + 1;
-            var now = DateTimeOffset.FromUnixTimeMilliseconds(_time.GetUtcNow().ToUnixTimeMilliseconds());
-            var hash = AuditEntry.ComputeHash(sequence, now, kind, node, detail, head.Hash);
-            var entry = new AuditEntry(sequence, now, kind, node, detail, head.Hash, hash);
-            var txn = new TxnRequest();
-            // No head yet: it must still be absent; otherwise it must be unchanged since we read it.
-            txn.Compare.Add(headRevision == 0 ? EtcdKeys.Absent(EtcdKeys.AuditHead) : EtcdKeys.ModifiedAt(EtcdKeys.AuditHead, headRevision));
-            txn.Compare.Add(EtcdKeys.Absent(EtcdKeys.AuditEntry(sequence)));
-            txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditEntry(sequence), JsonSerializer.SerializeToUtf8Bytes(entry, Json)));
-            txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditHead, JsonSerializer.SerializeToUtf8Bytes(new Head(sequence, hash), Json)));
-            var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
-            if (response.Succeeded)
+            _queue.Enqueue(pending);
+        }
+        // Whoever holds the writer slot commits what is queued, this entry included unless it came too late; each caller
+        // takes the slot in turn until its own entry is done, so no entry waits for a writer that is not coming.
+        while (!pending.Done.Task.IsCompleted)
+        {
+            await _writer.WaitAsync(cancellationToken);
+            try
             {
-                return entry;
+                if (!pending.Done.Task.IsCompleted)
+                {
+                    // Not the caller's token: the batch holds other callers' entries (each etcd call has its deadline).
+                    await CommitQueuedAsync(CancellationToken.None);
+                }
+            }
+            finally
+            {
+                _writer.Release();
             }
         }
-        throw new ControlPlaneException(ControlPlaneError.Conflict, "the audit head kept moving under concurrent writers");
+        return await pending.Done.Task;
+    }
+
+    /// <summary>Most entries one transaction carries (two operations each below etcd's default limit of 128).</summary>
+    private const int MaxBatch = 48;
+
+    private readonly Queue<PendingAppend> _queue = new();
+    private readonly SemaphoreSlim _writer = new(1, 1);
+
+    private sealed class PendingAppend(AuditKind kind, string node, string detail)
+    {
+        public AuditKind Kind { get; } = kind;
+        public string Node { get; } = node;
+        public string Detail { get; } = detail;
+        public TaskCompletionSource<AuditEntry> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>Takes up to <see cref="MaxBatch"/> queued entries and commits them in one transaction, or fails them all.</summary>
+    private async Task CommitQueuedAsync(CancellationToken cancellationToken)
+    {
+        List<PendingAppend> batch;
+        lock (_queue)
+        {
+            batch = [];
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+            }
+        }
+        if (batch.Count == 0)
+        {
+            return;
+        }
+        try
+        {
+            for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
+            {
+                var (head, headRevision) = await ReadHeadAsync(cancellationToken);
+                var now = DateTimeOffset.FromUnixTimeMilliseconds(_time.GetUtcNow().ToUnixTimeMilliseconds());
+                var entries = new List<AuditEntry>(batch.Count);
+                var previous = head.Hash;
+                var txn = new TxnRequest();
+                // No head yet: it must still be absent; otherwise it must be unchanged since we read it.
+                txn.Compare.Add(headRevision == 0 ? EtcdKeys.Absent(EtcdKeys.AuditHead) : EtcdKeys.ModifiedAt(EtcdKeys.AuditHead, headRevision));
+                foreach (var item in batch)
+                {
+                    var sequence = head.Sequence + entries.Count + 1;
+                    var hash = AuditEntry.ComputeHash(sequence, now, item.Kind, item.Node, item.Detail, previous);
+                    var entry = new AuditEntry(sequence, now, item.Kind, item.Node, item.Detail, previous, hash);
+                    entries.Add(entry);
+                    previous = hash;
+                    txn.Compare.Add(EtcdKeys.Absent(EtcdKeys.AuditEntry(sequence)));
+                    txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditEntry(sequence), JsonSerializer.SerializeToUtf8Bytes(entry, Json)));
+                }
+                txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditHead, JsonSerializer.SerializeToUtf8Bytes(new Head(entries[^1].Sequence, entries[^1].Hash), Json)));
+                var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
+                if (response.Succeeded)
+                {
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        batch[i].Done.TrySetResult(entries[i]);
+                    }
+                    return;
+                }
+            }
+            throw new ControlPlaneException(ControlPlaneError.Conflict, "the audit head kept moving under concurrent writers");
+        }
+        catch (Exception e)
+        {
+            // Not committed (or unknown): no entry, so none of these callers may release its key.
+            foreach (var item in batch)
+            {
+                item.Done.TrySetException(e);
+            }
+        }
     }
 
     /// <summary>Reads entries in order, from <paramref name="fromSequence"/> on (linearizable, paged).</summary>
