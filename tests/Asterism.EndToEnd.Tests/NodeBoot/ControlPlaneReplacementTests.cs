@@ -78,8 +78,8 @@ public sealed class ControlPlaneReplacementTests(ControlPlaneReplacementCluster 
         Assert.Equal(new[] { Cp(0).Name, Cp(1).Name, name }.Order(), members.Select(m => m.Name).Order());
         var record = await new NodeRegistry(etcd).GetAsync(name);
         Assert.Equal(NodeRole.ControlPlane, record?.Role);
-        // The removed node's entry stays as its deny record.
-        Assert.True((await new NodeRegistry(etcd).GetAsync(Cp(2).Name))?.Revoked);
+        // Removed (not revoked first): its registry entry went with its membership.
+        Assert.Null(await new NodeRegistry(etcd).GetAsync(Cp(2).Name));
         var (status, up) = await Poll.UntilAsync(() => cluster.Cli.RunOkAsync("status"),
             s => s.Stdout.Contains("etcd: 3 of 3 members up, quorum needs 2", StringComparison.Ordinal), Poll.Hang, TimeSpan.FromMilliseconds(500));
         Assert.True(up, status.Stdout);
