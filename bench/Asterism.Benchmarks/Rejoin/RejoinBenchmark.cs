@@ -56,7 +56,12 @@ public sealed class RejoinBenchmark : IMacroBenchmark
             var initial = options.Select(o => (o.Name, o.PeerUrl)).ToList();
             members.AddRange(await Task.WhenAll(options.Select(o => EtcdMember.StartAsync(new EtcdMemberOptions
             {
-                Name = o.Name, Address = o.Address, DataDirectory = o.DataDirectory, Tls = o.Tls, InitialCluster = initial, ClusterToken = $"bench-{subnet}",
+                Name = o.Name,
+                Address = o.Address,
+                DataDirectory = o.DataDirectory,
+                Tls = o.Tls,
+                InitialCluster = initial,
+                ClusterToken = $"bench-{subnet}",
             }, cancellationToken: cancellationToken))));
             var clientTls = ca.IssueClient(Path.Combine(root, "client"), "bench");
             // Each JoinService talks to etcd through its own member first, as a control plane does.
