@@ -22,6 +22,13 @@ public sealed partial record CloudSpec
     public int ControlPlanes { get; init; } = 1;
     public int Workers { get; init; }
 
+    /// <summary>
+    /// Control planes added to the running cluster (<c>asterism node add --control-plane</c>), e.g. to replace a removed
+    /// one. Planned after the workers, so no existing instance changes its name or address; named on from
+    /// control-plane-<see cref="ControlPlanes"/>.
+    /// </summary>
+    public int AddedControlPlanes { get; init; }
+
     /// <summary>How to run the node, e.g. ["dotnet", "/abs/asterism-node.dll"].</summary>
     public IReadOnlyList<string> NodeCommand { get; init; } = [];
 
@@ -62,7 +69,11 @@ public sealed partial record CloudSpec
         {
             errors.Add("workers must not be negative");
         }
-        if ((long)ControlPlanes + Workers > CloudSubnet.MaxInstances)
+        if (AddedControlPlanes < 0)
+        {
+            errors.Add("addedControlPlanes must not be negative");
+        }
+        if ((long)ControlPlanes + Workers + AddedControlPlanes > CloudSubnet.MaxInstances)
         {
             errors.Add($"at most {CloudSubnet.MaxInstances} instances fit into one subnet");
         }
@@ -89,11 +100,11 @@ public sealed partial record CloudSpec
     public CloudSubnet ParsedSubnet() =>
         CloudSubnet.TryParse(Subnet, out var s, out var e) ? s! : throw new CloudConfigException(e);
 
-    /// <summary>Instances in address order: control planes first, then workers.</summary>
+    /// <summary>Instances in address order: control planes first, then workers, then control planes added later.</summary>
     public IReadOnlyList<InstancePlan> PlanInstances()
     {
         var subnet = ParsedSubnet();
-        var plans = new List<InstancePlan>(ControlPlanes + Workers);
+        var plans = new List<InstancePlan>(ControlPlanes + Workers + AddedControlPlanes);
         for (var i = 0; i < ControlPlanes; i++)
         {
             plans.Add(new InstancePlan($"{ClusterName}-control-plane-{i}", InstanceRole.ControlPlane, subnet.InstanceAddress(plans.Count).ToString()));
@@ -101,6 +112,10 @@ public sealed partial record CloudSpec
         for (var i = 0; i < Workers; i++)
         {
             plans.Add(new InstancePlan($"{ClusterName}-worker-{i}", InstanceRole.Worker, subnet.InstanceAddress(plans.Count).ToString()));
+        }
+        for (var i = 0; i < AddedControlPlanes; i++)
+        {
+            plans.Add(new InstancePlan($"{ClusterName}-control-plane-{ControlPlanes + i}", InstanceRole.ControlPlane, subnet.InstanceAddress(plans.Count).ToString()));
         }
         return plans;
     }

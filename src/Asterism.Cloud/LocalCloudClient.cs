@@ -57,6 +57,10 @@ public sealed class LocalCloudClient : HttpMetadataClient
         PostAsync<PowerResponse>("v1/power", new PowerRequest { Action = action, Names = names }, cancellationToken);
 
     /// <summary>Asks the provider to stop every instance and exit, then waits until its process is gone.</summary>
+    /// <summary>Adds a control-plane instance to the running cluster and starts it; returns it.</summary>
+    public Task<InstanceInfo> AddControlPlaneAsync(CancellationToken cancellationToken) =>
+        PostAsync<InstanceInfo>("v1/instances", new { role = "control-plane" }, cancellationToken);
+
     public async Task ShutdownAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         await PostAsync<ShutdownResponse>("v1/shutdown", new { }, cancellationToken).ConfigureAwait(false);

@@ -86,7 +86,8 @@ public sealed record AuditVerification(long Entries, long? BrokenAt, string? Rea
 /// The tamper-evident audit log in etcd: entries under <c>/asterism/audit/entries/SEQ</c>, each carrying the hash of the
 /// one before, and a head key naming the last sequence number and hash. An append is one transaction that succeeds only
 /// if the head is still the one the writer read (compare on its mod revision) and the new entry's key is unused; a writer
-/// that lost the race re-reads and retries, so the chain stays linear under concurrent JoinServices. Without a quorum the
+/// that lost the race re-reads and retries, so the chain stays linear under concurrent JoinServices. Concurrent appends
+/// through one instance share a transaction (group commit), so one JoinService under load makes one write per batch. Without a quorum the
 /// append fails (NoQuorum), and the caller must then not release the key: no audit entry, no key.
 /// </summary>
 public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = null, ILogger? logger = null)
@@ -100,23 +101,30 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
 
-    /// <summary>Appends an entry at the head of the chain and returns it.</summary>
+    /// <summary>
+    /// Appends an entry at the head of the chain and returns it once it is committed. Concurrent appends through this
+    /// instance are committed together (group commit): one writer at a time takes every waiting entry (up to
+    /// <see cref="MaxBatch"/>), chains them in arrival order and writes them and the new head in one transaction. Without
+    /// it, N concurrent JoinService calls raced N compare-and-swaps on the head and all but one retried, so 256 rejoins
+    /// at once mostly failed with "the audit head kept moving" (measured by `macro rejoin`).
+    /// </summary>
     public async Task<AuditEntry> AppendAsync(AuditKind kind, string node, string detail, CancellationToken cancellationToken = default) =>
-        (await AppendCoreAsync(kind, node, detail, null, cancellationToken))!;
+        (await EnqueueAsync(kind, node, detail, null, cancellationToken))!;
 
     /// <summary>
     /// Appends an entry about <paramref name="record"/>'s node only if its registry record is unchanged since it was read
     /// (its mod revision compared in the same transaction that writes the entry); null, and nothing appended, when the
     /// record changed or vanished meanwhile. A release audited this way cannot slip past a revocation that landed after
-    /// the caller's read: the caller re-reads and decides again.
+    /// the caller's read: the caller re-reads and decides again. Group-committed like <see cref="AppendAsync"/>: a
+    /// changed record drops only its own entry from the batch.
     /// </summary>
     public Task<AuditEntry?> AppendIfUnchangedAsync(AuditKind kind, VersionedNodeRecord record, string detail, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(record);
-        return AppendCoreAsync(kind, record.Record.Name, detail, record, cancellationToken);
+        return EnqueueAsync(kind, record.Record.Name, detail, record, cancellationToken);
     }
 
-    private async Task<AuditEntry?> AppendCoreAsync(AuditKind kind, string node, string detail, VersionedNodeRecord? unchanged, CancellationToken cancellationToken)
+    private async Task<AuditEntry?> EnqueueAsync(AuditKind kind, string node, string detail, VersionedNodeRecord? unchanged, CancellationToken cancellationToken)
     {
         NodeNames.Validate(node);
         ArgumentNullException.ThrowIfNull(detail);
@@ -124,42 +132,134 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
         {
             throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"audit detail is longer than {MaxDetailLength} characters");
         }
-        var recordKey = EtcdKeys.NodesPrefix + node;
-        for (var attempt = 0; attempt < MaxAppendAttempts; attempt++)
+        var pending = new PendingAppend(kind, node, detail, unchanged);
+        lock (_queue)
         {
-            var (head, headRevision) = await ReadHeadAsync(cancellationToken);
-            var sequence = head.Sequence + 1;
-            var now = DateTimeOffset.FromUnixTimeMilliseconds(_time.GetUtcNow().ToUnixTimeMilliseconds());
-            var hash = AuditEntry.ComputeHash(sequence, now, kind, node, detail, head.Hash);
-            var entry = new AuditEntry(sequence, now, kind, node, detail, head.Hash, hash);
-            var txn = new TxnRequest();
-            // No head yet: it must still be absent; otherwise it must be unchanged since we read it.
-            txn.Compare.Add(headRevision == 0 ? EtcdKeys.Absent(EtcdKeys.AuditHead) : EtcdKeys.ModifiedAt(EtcdKeys.AuditHead, headRevision));
-            txn.Compare.Add(EtcdKeys.Absent(EtcdKeys.AuditEntry(sequence)));
-            if (unchanged is not null)
+            _queue.Enqueue(pending);
+        }
+        // Whoever holds the writer slot commits what is queued, this entry included unless it came too late; each caller
+        // takes the slot in turn until its own entry is done, so no entry waits for a writer that is not coming.
+        while (!pending.Done.Task.IsCompleted)
+        {
+            await _writer.WaitAsync(cancellationToken);
+            try
             {
-                txn.Compare.Add(EtcdKeys.ModifiedAt(recordKey, unchanged.ModRevision));
-                // On failure, read the record back in the same transaction to tell "record changed" from "head moved".
-                txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = EtcdKeys.Bytes(recordKey), KeysOnly = true } });
+                if (!pending.Done.Task.IsCompleted)
+                {
+                    // Not the caller's token: the batch holds other callers' entries (each etcd call has its deadline).
+                    await CommitQueuedAsync(CancellationToken.None);
+                }
             }
-            txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditEntry(sequence), JsonSerializer.SerializeToUtf8Bytes(entry, Json)));
-            txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditHead, JsonSerializer.SerializeToUtf8Bytes(new Head(sequence, hash), Json)));
-            var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
-            if (response.Succeeded)
+            finally
             {
-                return entry;
-            }
-            if (unchanged is not null && RecordChanged(response, unchanged.ModRevision))
-            {
-                return null;
+                _writer.Release();
             }
         }
-        throw new ControlPlaneException(ControlPlaneError.Conflict, "the audit head kept moving under concurrent writers");
+        return await pending.Done.Task;
     }
 
-    private static bool RecordChanged(TxnResponse response, long modRevision)
+    /// <summary>Most entries one transaction carries (three operations each at most, below etcd's default limit of 128 per side).</summary>
+    private const int MaxBatch = 40;
+
+    private readonly Queue<PendingAppend> _queue = new();
+    private readonly SemaphoreSlim _writer = new(1, 1);
+
+    private sealed class PendingAppend(AuditKind kind, string node, string detail, VersionedNodeRecord? unchanged)
     {
-        var kvs = response.Responses.Count == 1 ? response.Responses[0].ResponseRange?.Kvs : null;
+        public AuditKind Kind { get; } = kind;
+        public string Node { get; } = node;
+        public string Detail { get; } = detail;
+
+        /// <summary>The registry record as the caller read it, when the entry may only be written while it is unchanged.</summary>
+        public VersionedNodeRecord? Unchanged { get; } = unchanged;
+
+        /// <summary>The committed entry; null when <see cref="Unchanged"/> changed and nothing was written.</summary>
+        public TaskCompletionSource<AuditEntry?> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// Takes up to <see cref="MaxBatch"/> queued entries and commits them in one transaction, or fails them all. A
+    /// conditional entry whose record changed is answered null and left out of the next attempt; the others retry.
+    /// </summary>
+    private async Task CommitQueuedAsync(CancellationToken cancellationToken)
+    {
+        List<PendingAppend> batch;
+        lock (_queue)
+        {
+            batch = [];
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+            }
+        }
+        try
+        {
+            for (var attempt = 0; attempt < MaxAppendAttempts && batch.Count > 0; attempt++)
+            {
+                var (head, headRevision) = await ReadHeadAsync(cancellationToken);
+                var now = DateTimeOffset.FromUnixTimeMilliseconds(_time.GetUtcNow().ToUnixTimeMilliseconds());
+                var entries = new List<AuditEntry>(batch.Count);
+                var conditional = new List<PendingAppend>();
+                var previous = head.Hash;
+                var txn = new TxnRequest();
+                // No head yet: it must still be absent; otherwise it must be unchanged since we read it.
+                txn.Compare.Add(headRevision == 0 ? EtcdKeys.Absent(EtcdKeys.AuditHead) : EtcdKeys.ModifiedAt(EtcdKeys.AuditHead, headRevision));
+                foreach (var item in batch)
+                {
+                    var sequence = head.Sequence + entries.Count + 1;
+                    var hash = AuditEntry.ComputeHash(sequence, now, item.Kind, item.Node, item.Detail, previous);
+                    var entry = new AuditEntry(sequence, now, item.Kind, item.Node, item.Detail, previous, hash);
+                    entries.Add(entry);
+                    previous = hash;
+                    txn.Compare.Add(EtcdKeys.Absent(EtcdKeys.AuditEntry(sequence)));
+                    txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditEntry(sequence), JsonSerializer.SerializeToUtf8Bytes(entry, Json)));
+                    if (item.Unchanged is { } unchanged)
+                    {
+                        var recordKey = EtcdKeys.NodesPrefix + item.Node;
+                        txn.Compare.Add(EtcdKeys.ModifiedAt(recordKey, unchanged.ModRevision));
+                        // On failure, read the record back in the same transaction to tell "record changed" from "head moved".
+                        txn.Failure.Add(new RequestOp { RequestRange = new RangeRequest { Key = EtcdKeys.Bytes(recordKey), KeysOnly = true } });
+                        conditional.Add(item);
+                    }
+                }
+                txn.Success.Add(EtcdKeys.Put(EtcdKeys.AuditHead, JsonSerializer.SerializeToUtf8Bytes(new Head(entries[^1].Sequence, entries[^1].Hash), Json)));
+                var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
+                if (response.Succeeded)
+                {
+                    for (var i = 0; i < batch.Count; i++)
+                    {
+                        batch[i].Done.TrySetResult(entries[i]);
+                    }
+                    return;
+                }
+                // Entries whose record changed are answered "not appended" and leave the batch; the rest retry.
+                for (var i = 0; i < conditional.Count; i++)
+                {
+                    if (RecordChanged(response, i, conditional[i].Unchanged!.ModRevision))
+                    {
+                        conditional[i].Done.TrySetResult(null);
+                        batch.Remove(conditional[i]);
+                    }
+                }
+            }
+            if (batch.Count > 0)
+            {
+                throw new ControlPlaneException(ControlPlaneError.Conflict, "the audit head kept moving under concurrent writers");
+            }
+        }
+        catch (Exception e)
+        {
+            // Not committed (or unknown): no entry, so none of these callers may release its key.
+            foreach (var item in batch)
+            {
+                item.Done.TrySetException(e);
+            }
+        }
+    }
+
+    private static bool RecordChanged(TxnResponse response, int index, long modRevision)
+    {
+        var kvs = index < response.Responses.Count ? response.Responses[index].ResponseRange?.Kvs : null;
         return kvs is null || kvs.Count == 0 || kvs[0].ModRevision != modRevision;
     }
 

@@ -21,7 +21,7 @@ namespace Asterism.JoinService;
 /// <para>With a <see cref="KeyReleaseGate"/> (every control plane with an etcd member), no key leaves before the node
 /// registry allowed it and the release is in the audit log; without a quorum the call is Unavailable "control plane
 /// has no quorum" and the node retries.</para>
-public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers, KeyReleaseGate? gate = null) : API.APIBase
+public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory loggers, IKeyReleaseGate? gate = null) : API.APIBase
 {
     private readonly ILogger _log = loggers.CreateLogger(JoinServiceLog.Category);
 

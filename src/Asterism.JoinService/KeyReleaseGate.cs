@@ -35,7 +35,7 @@ public sealed class ControlPlaneTicket(byte[] caKeyPem, byte[] caCertificatePem,
 /// Without a quorum every call fails with <see cref="ControlPlaneError.NoQuorum"/>, which the JoinService answers
 /// Unavailable "control plane has no quorum" so the node keeps retrying.
 /// </summary>
-public sealed class KeyReleaseGate : IDisposable
+public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
 {
     /// <summary>How long a learner may take to start and catch up before it is removed again.</summary>
     public static readonly TimeSpan PromoteTimeout = TimeSpan.FromSeconds(120);

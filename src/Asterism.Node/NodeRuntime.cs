@@ -343,7 +343,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             hosts.Add(await Listeners.StartAsync(options.Address, Ports.Workload, loggers, NodeLog.Workload.Category,
                 listen => listen.Protocols = HttpProtocols.Http1,
                 _ => { },
-                app => WorkloadApi.Map(app, directory, options.Name, workloadCredential, workloadLog),
+                app => WorkloadApi.Map(app, directory, options.Name, workloadCredential, workloadLog, options.Role == NodeRole.ControlPlane ? _controlPlane : null),
                 cancellationToken));
             if (options.Role == NodeRole.ControlPlane && secrets is not null)
             {

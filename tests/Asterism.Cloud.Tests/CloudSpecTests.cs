@@ -26,6 +26,20 @@ public class CloudSpecTests
     }
 
     [Fact]
+    public void PlanInstances_AddedControlPlanes_AfterWorkers_NoExistingInstanceMoves()
+    {
+        var plans = (Valid with { AddedControlPlanes = 2 }).PlanInstances();
+        Assert.Equal(Valid.PlanInstances(), plans.Take(3));
+        Assert.Equal(
+            [
+                new InstancePlan("demo-control-plane-2", InstanceRole.ControlPlane, "127.70.1.13"),
+                new InstancePlan("demo-control-plane-3", InstanceRole.ControlPlane, "127.70.1.14"),
+            ],
+            plans.Skip(3));
+        Assert.Contains((Valid with { AddedControlPlanes = -1 }).Validate(), e => e.Contains("addedControlPlanes", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Validate_BadFields_ListsEachError()
     {
         var spec = Valid with { Version = 2, ClusterName = "Bad_Name", Subnet = "10.1.2", Variant = "sev", ControlPlanes = 0, Workers = -1, NodeCommand = [] };

@@ -35,6 +35,12 @@ public class ProviderCredentialTests
         {
             Assert.Equal(HttpStatusCode.Unauthorized, shutdown.StatusCode);
         }
+        // Adding an instance (node add --control-plane) changes the cluster too: refused, and spec.json untouched.
+        using (var add = await http.PostAsync(new Uri("/v1/instances", UriKind.Relative), JsonContent.Create(new { role = "control-plane" })))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, add.StatusCode);
+        }
+        Assert.Equal(0, CloudSpec.Load(cloud.Workspace.SpecPath).AddedControlPlanes);
         // Not only the known routes: any method that is not a read is refused before routing.
         using (var put = await http.PutAsync(new Uri("/v1/power", UriKind.Relative), new StringContent("{}", Encoding.UTF8, "application/json")))
         {
@@ -45,7 +51,7 @@ public class ProviderCredentialTests
         Assert.All(before, i => Assert.True(Procs.IsAlive(i.Pid!.Value), $"{i.Name} was stopped by an unauthenticated call"));
         Assert.False(cloud.Provider.ShutdownRequested.IsCompleted, "an unauthenticated shutdown was accepted");
         var refusals = cloud.Logs().Where(l => l.StartsWith("Refused API request", StringComparison.Ordinal)).ToList();
-        Assert.Equal(4, refusals.Count);
+        Assert.Equal(5, refusals.Count);
         Assert.Contains(refusals, l => l.Contains("reason=wrong credential", StringComparison.Ordinal) && l.Contains("path=/v1/power", StringComparison.Ordinal));
         Assert.All(refusals, l => Assert.Matches(@"peer=127\.0\.0\.1:\d+ ", l));
         var token = ApiCredential.Load(cloud.Workspace.CredentialPath).Token;

@@ -137,4 +137,23 @@ public sealed class AuditLogTests
         Assert.Equal(12, entries.Select(e => e.Node).Distinct().Count());
         Assert.True((await a.VerifyAsync()).Intact);
     }
+
+    [Fact]
+    public async Task AppendAsync_ManyConcurrentCallersOnThreeWriters_EveryoneCommitted_ChainLinear()
+    {
+        await using var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var c0 = cluster.Connect();
+        using var c1 = cluster.Connect();
+        using var c2 = cluster.Connect();
+        AuditLog[] logs = [new(c0), new(c1), new(c2)];
+        // 300 releases at once on three JoinServices: group commit makes one transaction per batch; before it, callers
+        // raced 16 compare-and-swaps each and most failed "the audit head kept moving".
+        var appended = await Task.WhenAll(Enumerable.Range(0, 300).Select(i => logs[i % 3].AppendAsync(AuditKind.Release, $"node-{i}", "rejoin")));
+        Assert.Equal(300, appended.Select(e => e.Sequence).Distinct().Count());
+        var entries = await logs[0].ReadAsync().ToListAsync();
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => (long)i), entries.Select(e => e.Sequence));
+        Assert.Equal(appended.Select(e => e.Hash).Order(), entries.Select(e => e.Hash).Order());
+        Assert.True((await logs[0].VerifyAsync()).Intact);
+    }
 }

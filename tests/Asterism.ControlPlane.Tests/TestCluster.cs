@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Security.Cryptography;
 using Asterism.Tests;
@@ -116,29 +115,7 @@ internal sealed class TestCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Runs etcdctl with the admin client certificate against the first member.</summary>
-    public async Task<(int ExitCode, string Output)> EtcdctlAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("etcdctl")
-        {
-            UseShellExecute = false,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-        };
-        psi.Environment["ETCDCTL_API"] = "3";
-        foreach (var a in new[]
-        {
-            "--endpoints", string.Join(',', ClientUrls.Select(u => u.ToString().TrimEnd('/'))),
-            "--cacert", ClientTls.CaPath, "--cert", ClientTls.CertificatePath, "--key", ClientTls.KeyPath,
-            "--command-timeout", "10s",
-        }.Concat(args))
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return (process.ExitCode, await stdout + await stderr);
-    }
+    /// <summary>Runs etcdctl with the admin client certificate against every member (tests/Shared/Etcdctl.cs).</summary>
+    public Task<(int ExitCode, string Output)> EtcdctlAsync(params string[] args) =>
+        Etcdctl.RunAsync(ClientUrls.Select(u => u.ToString()), ClientTls.CaPath, ClientTls.CertificatePath, ClientTls.KeyPath, args);
 }

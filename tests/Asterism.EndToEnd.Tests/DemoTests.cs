@@ -26,6 +26,7 @@ public sealed class DemoTests(ITestOutputHelper output)
         Assert.Contains("Failed to rejoin on all endpoints", result.Stdout, StringComparison.Ordinal);
         Assert.Matches(@"\n\s+Recovered [1-3] control-plane nodes\.\n", result.Stdout);
         Assert.Contains("Every node's data is intact (5/5", result.Stdout, StringComparison.Ordinal);
+        Assert.Matches(@"Cluster data in etcd is intact: /workload/demo read back through \S+-control-plane-2, as written through \S+-control-plane-0\.", result.Stdout);
         var left = Processes.Matching(ours).Where(p => p.CommandLine.Contains("asterism-demo-", StringComparison.Ordinal) && !before.Contains(p.Pid)).ToList();
         foreach (var p in left)
         {

@@ -12,8 +12,10 @@ namespace Asterism.Benchmarks.Recovery;
 /// `asterism recover` on N waiting control-plane nodes (real local cluster, 0 workers): parallel mode against
 /// Constellation's load-balancer loop (--endpoint LB), both measured on the same cluster in the same run. Each
 /// measurement: crash every node, start every node, wait until every node waits for a key (and the load balancer's
-/// health checks have seen the recovery ports), then time the recover command, then wait until every node booted.
-/// Arguments: [sizes=3,10,20] [lb retry intervals=5s] e.g. `macro recover 3,10,20 5s,1s`.
+/// health checks have seen the recovery ports), then time the recover command, then wait until every node booted and,
+/// separately, until etcd answers a linearizable read (a quorum of members up again; issue #15 item 8).
+/// Arguments: [sizes=3,10,20] [lb retry intervals=5s] e.g. `macro recover 3,10,20 5s,1s`; a size "C+W" adds W workers,
+/// e.g. `macro recover 3+10` (the workers wait, then rejoin on their own through the recovered control planes).
 /// </summary>
 public sealed class RecoverBenchmark : IMacroBenchmark
 {
@@ -25,37 +27,51 @@ public sealed class RecoverBenchmark : IMacroBenchmark
 
     public async Task<int> RunAsync(string[] args, CancellationToken cancellationToken)
     {
-        var sizes = (args.Length > 0 ? args[0] : "3,10,20").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToList();
+        var sizes = (args.Length > 0 ? args[0] : "3,10,20").Split(',').Select(s => s.Split('+') is [var c, var w]
+            ? (int.Parse(c, CultureInfo.InvariantCulture), int.Parse(w, CultureInfo.InvariantCulture))
+            : (int.Parse(s, CultureInfo.InvariantCulture), 0)).ToList();
         var intervals = (args.Length > 1 ? args[1] : "5s").Split(',').ToList();
         Console.WriteLine($"# recover: wall time of `asterism recover` (in-process CLI) on N waiting control-plane nodes, {Environment.ProcessorCount} cores");
-        foreach (var n in sizes)
+        foreach (var (n, workers) in sizes)
         {
-            var line = await MeasureAsync(n, intervals, cancellationToken);
-            Console.WriteLine(line);
+            var line = await MeasureAsync(n, workers, intervals, cancellationToken);
+            Console.WriteLine(line + $"  [load average {LoadAverage()}]");
         }
         return 0;
     }
 
-    private static async Task<string> MeasureAsync(int n, IReadOnlyList<string> intervals, CancellationToken cancellationToken)
+    private static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    private static async Task<string> MeasureAsync(int n, int workers, IReadOnlyList<string> intervals, CancellationToken cancellationToken)
     {
         var workspace = Directory.CreateTempSubdirectory("asterism-bench-recover-").FullName;
         try
         {
-            Progress($"N={n}: create + init");
-            await CliAsync(workspace, cancellationToken, "create", "--control-planes", n.ToString(CultureInfo.InvariantCulture), "--workers", "0");
+            Progress($"N={n}+{workers}: create + init");
+            await CliAsync(workspace, cancellationToken, "create", "--control-planes", n.ToString(CultureInfo.InvariantCulture), "--workers", workers.ToString(CultureInfo.InvariantCulture));
             await CliAsync(workspace, cancellationToken, "init", "--timeout", "300s");
             var loadBalancer = ClusterState.Load(Path.Combine(workspace, ClusterState.FileName)).Infrastructure.ClusterEndpoint;
             using var cloud = LocalCloudClient.Connect(workspace);
-            var nodes = (await cloud.ListAsync(cancellationToken)).Select(i => (i.Name, i.Address)).ToList();
+            var instances = await cloud.ListAsync(cancellationToken);
+            var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
+            var controlPlanes = instances.Where(i => i.IsControlPlane).Select(i => (i.Name, i.Address)).ToList();
+            if (workers > 0)
+            {
+                // Init returns once control-plane-0 booted; the others must have joined before the first outage.
+                if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, PhaseTimeout, new Progress(TextWriter.Null, enabled: false), cancellationToken))
+                {
+                    throw new InvalidOperationException("not every node booted after init");
+                }
+            }
 
             // Warm-up (JIT, first aTLS objects): nothing to recover, in parallel mode.
             await CliAsync(workspace, cancellationToken, "recover");
 
-            var (parallel, _, parallelBooted) = await TimeRecoveryAsync(workspace, cloud, nodes, [], cancellationToken);
-            var line = $"N={n,2}  parallel {parallel.TotalSeconds,6:0.00} s (all booted {parallelBooted.TotalSeconds:0.0} s)";
+            var (parallel, _, parallelBooted, parallelQuorum) = await TimeRecoveryAsync(workspace, cloud, nodes, controlPlanes, [], cancellationToken);
+            var line = $"N={n,2}{(workers > 0 ? $"+{workers}w" : "")}  parallel {parallel.TotalSeconds,6:0.00} s (etcd quorum {parallelQuorum.TotalSeconds:0.00} s, all booted {parallelBooted.TotalSeconds:0.00} s)";
             foreach (var interval in intervals)
             {
-                var (lb, pushed, lbBooted) = await TimeRecoveryAsync(workspace, cloud, nodes, ["--endpoint", loadBalancer, "--retry-interval", interval], cancellationToken);
+                var (lb, pushed, lbBooted, _) = await TimeRecoveryAsync(workspace, cloud, nodes, controlPlanes, ["--endpoint", loadBalancer, "--retry-interval", interval], cancellationToken);
                 line += $" | load balancer (retry {interval}) {lb.TotalSeconds,6:0.00} s ({pushed}/{n} pushed, all booted {lbBooted.TotalSeconds:0.0} s)  ratio {lb / parallel,5:0.0}x";
             }
             return line;
@@ -75,10 +91,10 @@ public sealed class RecoverBenchmark : IMacroBenchmark
 
     /// <summary>
     /// Returns the recover command's wall time, how many nodes it pushed (the others rejoined on their own), and the
-    /// time from the start of recover until every node reported booted.
+    /// times from the start of recover until every node reported booted and until etcd had a quorum again.
     /// </summary>
-    private static async Task<(TimeSpan Elapsed, int Pushed, TimeSpan AllBooted)> TimeRecoveryAsync(string workspace, LocalCloudClient cloud, IReadOnlyList<(string Name, string Address)> nodes,
-        string[] mode, CancellationToken cancellationToken)
+    private static async Task<(TimeSpan Elapsed, int Pushed, TimeSpan AllBooted, TimeSpan Quorum)> TimeRecoveryAsync(string workspace, LocalCloudClient cloud, IReadOnlyList<(string Name, string Address)> nodes,
+        IReadOnlyList<(string Name, string Address)> controlPlanes, string[] mode, CancellationToken cancellationToken)
     {
         var label = mode.Length == 0 ? "parallel" : "load balancer " + mode[^1];
         Progress($"N={nodes.Count} {label}: crash + start every node");
@@ -94,7 +110,9 @@ public sealed class RecoverBenchmark : IMacroBenchmark
         await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
 
         Progress($"N={nodes.Count} {label}: recover");
+        using var stopQuorum = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var watch = Stopwatch.StartNew();
+        var quorum = WhenEtcdQuorumAsync(cloud.Workspace, controlPlanes, watch, stopQuorum.Token);
         var output = await CliAsync(workspace, cancellationToken, ["recover", .. mode]);
         var elapsed = watch.Elapsed;
         // The boot-status polling starts only now: polling N nodes every 100 ms (a fresh HTTP/2 connection each) while
@@ -107,14 +125,49 @@ public sealed class RecoverBenchmark : IMacroBenchmark
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         var pushed = lines.Length - 1;
         var expected = Enumerable.Repeat(RecoverCommand.PushedLine, pushed).Append(RecoverCommand.RecoveredLine(pushed));
-        if (pushed < 1 || (mode.Length == 0 && pushed != nodes.Count) || !lines.SequenceEqual(expected))
+        if (pushed < 1 || (mode.Length == 0 && pushed != controlPlanes.Count) || !lines.SequenceEqual(expected))
         {
             throw new InvalidOperationException($"unexpected recover output ({label}):\n{output}");
         }
         stopPolling.CancelAfter(PhaseTimeout);
         var booted = await allBooted ?? throw new InvalidOperationException($"not every node booted after recover ({label})");
-        Progress($"N={nodes.Count} {label}: {elapsed.TotalSeconds:0.00} s, {pushed} pushed, all booted after {booted.TotalSeconds:0.0} s");
-        return (elapsed, pushed, booted);
+        stopQuorum.CancelAfter(PhaseTimeout);
+        var quorumAt = await quorum ?? throw new InvalidOperationException($"etcd did not regain a quorum after recover ({label})");
+        Progress($"N={nodes.Count} {label}: {elapsed.TotalSeconds:0.00} s, {pushed} pushed, etcd quorum after {quorumAt.TotalSeconds:0.00} s, all booted after {booted.TotalSeconds:0.00} s");
+        return (elapsed, pushed, booted, quorumAt);
+    }
+
+    /// <summary>
+    /// From the start of recover, every 50 ms: a linearizable read of the node registry through the recovered control
+    /// planes' etcd members, with control-plane-0's own client certificate (on its state filesystem, there once it is
+    /// mounted again). The first answer means a quorum of members is up and has a leader.
+    /// </summary>
+    private static async Task<TimeSpan?> WhenEtcdQuorumAsync(CloudWorkspace files, IReadOnlyList<(string Name, string Address)> controlPlanes, Stopwatch watch, CancellationToken cancellationToken)
+    {
+        var client = Path.Combine(files.NodeStateDir(controlPlanes[0].Name), "etcd", "client");
+        var endpoints = controlPlanes.Select(c => new Uri($"https://{c.Address}:2379")).ToList();
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    using var etcd = new Asterism.ControlPlane.EtcdConnection(endpoints,
+                        new Asterism.ControlPlane.TlsFiles(Path.Combine(client, "client.crt"), Path.Combine(client, "client.key"), Path.Combine(client, "ca.crt")), TimeSpan.FromMilliseconds(500));
+                    await new Asterism.ControlPlane.NodeRegistry(etcd).ListAsync(cancellationToken);
+                    return watch.Elapsed;
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or Asterism.ControlPlane.ControlPlaneException or Grpc.Core.RpcException)
+                {
+                    // Not mounted yet, or no quorum yet.
+                }
+                await Task.Delay(50, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Polls every node's boot status (every 100 ms) from the start of recover; the time when all report booted.</summary>

@@ -8,7 +8,7 @@ namespace Asterism.Cli.Commands;
 
 /// <summary>
 /// <c>asterism demo</c>: the whole story in a fresh temporary workspace — create and initialize a cluster, write data
-/// on every node, crash every node, show the nodes waiting for a key, recover, show the data intact, terminate.
+/// on every node and a key into etcd, crash every node, show the nodes waiting for a key, recover, show the data intact, terminate.
 /// Exits non-zero when any step fails.
 /// </summary>
 public static class DemoCommand
@@ -52,13 +52,22 @@ public static class DemoCommand
                 foreach (var node in nodes)
                 {
                     var value = $"written to {node.Name} before the outage ({DateTimeOffset.UtcNow:O})";
-                    using var putRequest = new HttpRequestMessage(HttpMethod.Put, $"http://{node.Address}:{Ports.Workload}/data/demo") { Content = new StringContent(value) };
-                    putRequest.Headers.TryAddWithoutValidation("Authorization", cloud.Credential.AuthorizationValue);
-                    using var put = await Http.SendAsync(putRequest, cancellationToken);
+                    using var put = await WorkloadAsync(HttpMethod.Put, node, "data/demo", cloud, cancellationToken, value);
                     Check(put.IsSuccessStatusCode, $"could not write data on {node.Name}: HTTP {(int)put.StatusCode}");
                     payloads[node.Name] = value;
                 }
                 Say($"Wrote the file workload/demo on each of the {nodes.Count} nodes' state filesystem (ext4 inside the LUKS2 disk, mounted at node/state).");
+                // Cluster data: into etcd through one control plane (which writes with its own etcd client certificate),
+                // read back after the outage through another, so it is the replicated etcd that kept it.
+                var controlPlaneNodes = nodes.Where(n => n.IsControlPlane).ToList();
+                var writer = controlPlaneNodes[0];
+                var reader = controlPlaneNodes[^1];
+                var clusterValue = $"cluster data written through {writer.Name} before the outage ({DateTimeOffset.UtcNow:O})";
+                using (var put = await WorkloadAsync(HttpMethod.Put, writer, "cluster-data/demo", cloud, cancellationToken, clusterValue))
+                {
+                    Check(put.IsSuccessStatusCode, $"could not write cluster data through {writer.Name}: HTTP {(int)put.StatusCode}");
+                }
+                Say($"Wrote the key /workload/demo into etcd through {writer.Name} (its etcd member replicates it to the {controlPlaneNodes.Count} control planes, all on encrypted disks).");
 
                 Step(2, "Power outage: crash every node at once (no clean shutdown)");
                 await CliAsync(cancellationToken, "power", "crash", "--all");
@@ -86,14 +95,18 @@ public static class DemoCommand
                 await CliAsync(cancellationToken, "status");
                 foreach (var node in nodes)
                 {
-                    using var getRequest = new HttpRequestMessage(HttpMethod.Get, $"http://{node.Address}:{Ports.Workload}/data/demo");
-                    getRequest.Headers.TryAddWithoutValidation("Authorization", cloud.Credential.AuthorizationValue);
-                    using var get = await Http.SendAsync(getRequest, cancellationToken);
+                    using var get = await WorkloadAsync(HttpMethod.Get, node, "data/demo", cloud, cancellationToken);
                     Check(get.IsSuccessStatusCode, $"could not read data on {node.Name}: HTTP {(int)get.StatusCode}");
                     var value = await get.Content.ReadAsStringAsync(cancellationToken);
                     Check(value == payloads[node.Name], $"data on {node.Name} changed across the outage");
                 }
                 Say($"Every node's data is intact ({nodes.Count}/{nodes.Count} files read back unchanged).");
+                using (var get = await WorkloadAsync(HttpMethod.Get, reader, "cluster-data/demo", cloud, cancellationToken))
+                {
+                    Check(get.IsSuccessStatusCode, $"could not read cluster data through {reader.Name}: HTTP {(int)get.StatusCode}");
+                    Check(await get.Content.ReadAsStringAsync(cancellationToken) == clusterValue, "the cluster data in etcd changed across the outage");
+                }
+                Say($"Cluster data in etcd is intact: /workload/demo read back through {reader.Name}, as written through {writer.Name}.");
                 // The same bytes, as a file on the remounted state filesystem (the operator runs as the node's user).
                 var demoFile = Path.Combine(cloud.Workspace.NodeStateDir(firstCp.Name), "workload", "demo");
                 Check(File.Exists(demoFile) && await File.ReadAllTextAsync(demoFile, cancellationToken) == payloads[firstCp.Name], $"{demoFile} does not hold what was written before the outage");
@@ -136,6 +149,18 @@ public static class DemoCommand
                     Directory.Delete(_workspace, recursive: true);
                 }
             }
+        }
+
+        /// <summary>One call to a node's workload API (8080) with the workspace's credential.</summary>
+        private static async Task<HttpResponseMessage> WorkloadAsync(HttpMethod method, InstanceInfo node, string path, LocalCloudClient cloud, CancellationToken cancellationToken, string? body = null)
+        {
+            using var request = new HttpRequestMessage(method, $"http://{node.Address}:{Ports.Workload}/{path}");
+            if (body is not null)
+            {
+                request.Content = new StringContent(body);
+            }
+            request.Headers.TryAddWithoutValidation("Authorization", cloud.Credential.AuthorizationValue);
+            return await Http.SendAsync(request, cancellationToken);
         }
 
         private void Step(int n, string text)

@@ -75,6 +75,7 @@ public static class NodeCommand
             return 0;
         });
         command.Subcommands.Add(remove);
+        command.Subcommands.Add(NodeAddCommand.Create(global));
         return command;
     }
 

@@ -35,7 +35,11 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     private readonly LocalCloudOptions _options;
     private readonly ILogger _logger;
     private readonly CloudWorkspace _workspace;
-    private readonly IReadOnlyList<InstanceProcess> _instances;
+    // Copy-on-write: an added control plane swaps in a new array, so readers never see a list mid-change.
+    private volatile InstanceProcess[] _instances;
+    private readonly IFirmware _instanceFirmware;
+    private readonly ApiCredential _credential;
+    private readonly ILoggerFactory _loggerFactory;
     private readonly TcpLoadBalancer _loadBalancer;
     private readonly MetadataServer _server;
     private readonly TaskCompletionSource _shutdownRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -49,6 +53,9 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     {
         _ca = ca;
         _options = options;
+        _instanceFirmware = firmware;
+        _credential = credential;
+        _loggerFactory = loggerFactory;
         _firmware = firmware as IAsyncDisposable;
         _logger = loggerFactory.CreateLogger("Asterism.Cloud.Provider");
         _workspace = new CloudWorkspace(options.WorkspaceDir);
@@ -65,7 +72,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
         _server = new MetadataServer(Subnet.ProviderAddress, Ports.Metadata, this, credential.Verifier(), loggerFactory);
     }
 
-    public CloudSpec Spec { get; }
+    public CloudSpec Spec { get; private set; }
     public CloudSubnet Subnet { get; }
     public string MetadataUrl => _server.Url;
     public string LoadBalancerAddress => Subnet.LoadBalancerAddress.ToString();
@@ -125,7 +132,7 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
                 Subnet = spec.Subnet,
                 StartedAt = options.Time.GetUtcNow(),
             });
-            Log.ProviderReady(provider._logger, provider.MetadataUrl, provider.LoadBalancerAddress, provider._instances.Count);
+            Log.ProviderReady(provider._logger, provider.MetadataUrl, provider.LoadBalancerAddress, provider._instances.Length);
             return provider;
         }
         catch
@@ -173,6 +180,38 @@ public sealed class LocalCloudProvider : IAsyncDisposable, ICloudControl
     }
 
     public void RequestShutdown() => _shutdownRequested.TrySetResult();
+
+    /// <summary>
+    /// Adds one control-plane instance (spec.json's <see cref="CloudSpec.AddedControlPlanes"/> + 1, saved first so a
+    /// restarted provider knows it), prepares its directory and starts it. It is not added to the load balancer, whose
+    /// backends are fixed while the provider runs; nodes find JoinServices through the instance list.
+    /// </summary>
+    public async Task<InstanceInfo> AddControlPlaneAsync(CancellationToken cancellationToken)
+    {
+        // Under the stop lock: an instance started after StopAsync enumerated the instances would outlive the provider.
+        await _stopLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_stopped)
+            {
+                throw new CloudConfigException("the provider is stopping");
+            }
+            var spec = Spec with { AddedControlPlanes = Spec.AddedControlPlanes + 1 };
+            var plan = spec.PlanInstances()[^1];
+            spec.Save(_workspace.SpecPath);
+            Spec = spec;
+            PrepareInstanceDirectory(_workspace, plan.Name, _credential);
+            var instance = new InstanceProcess(spec, plan, _workspace, _instanceFirmware, _ca, _options.Time, _loggerFactory.CreateLogger("Asterism.Cloud.Instance"));
+            _instances = [.. _instances, instance];
+            var started = await instance.ApplyAsync(PowerAction.Start, _options.StopGracePeriod, cancellationToken).ConfigureAwait(false);
+            Log.PowerApplied(_logger, started.Name, started.Action, started.Changed, started.Power);
+            return instance.Snapshot();
+        }
+        finally
+        {
+            _stopLock.Release();
+        }
+    }
 
     /// <summary>Stops every instance (SIGTERM, grace, SIGKILL), the load balancer and the API, and removes cloud.json. Idempotent.</summary>
     public async Task StopAsync()

@@ -16,6 +16,7 @@ internal interface ICloudControl
     Task<PowerResponse> PowerAsync(PowerAction action, IReadOnlyList<string>? names, CancellationToken cancellationToken);
     IReadOnlyList<string> UnknownNames(IEnumerable<string> names);
     void RequestShutdown();
+    Task<InstanceInfo> AddControlPlaneAsync(CancellationToken cancellationToken);
 }
 
 /// <summary>
@@ -110,6 +111,19 @@ internal sealed class MetadataServer : IAsyncDisposable
             }
             // Power actions finish even if the caller goes away: a half-applied reboot helps nobody.
             return Results.Json(await cloud.PowerAsync(action, body.Names, CancellationToken.None).ConfigureAwait(false), CloudJson.Options);
+        });
+        // A new control-plane instance for the running cluster (a replacement for a removed one): planned, provisioned and
+        // started; it joins through the JoinServices like any control plane. Needs the credential (POST).
+        app.MapPost("/v1/instances", async () =>
+        {
+            try
+            {
+                return Results.Json(await cloud.AddControlPlaneAsync(CancellationToken.None).ConfigureAwait(false), CloudJson.Options);
+            }
+            catch (CloudConfigException e)
+            {
+                return Bad(logger, "/v1/instances", e.Message);
+            }
         });
         app.MapPost("/v1/shutdown", (HttpContext context) =>
         {

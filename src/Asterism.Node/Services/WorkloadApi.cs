@@ -1,8 +1,11 @@
 using System.Globalization;
 using System.Text;
 using Asterism.Cloud;
+using Asterism.ControlPlane;
 using Asterism.Logging;
 using Asterism.Node.State;
+using Etcdserverpb;
+using Google.Protobuf;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
@@ -15,6 +18,10 @@ namespace Asterism.Node.Services;
 /// answered only after its file is durable (temp file, fsync, rename, fsync of the directory). Also counts boots.
 /// Every request needs the workspace's credential (bearer token), checked against the SHA-256 the provider put into
 /// the node directory; without that file the API refuses everything.
+/// <para>Cluster data (issue #15 item 7): on a control plane, <c>/cluster-data/KEY</c> keeps values in etcd under
+/// <see cref="ClusterDataPrefix"/>, written and read (linearizably) through the node's own etcd client certificate —
+/// the workload never gets an etcd credential and cannot name a key outside its prefix (keys have no '/'). Workers
+/// answer 404; a control plane without a quorum answers 503, as its JoinService does.</para>
 /// </summary>
 public static class WorkloadApi
 {
@@ -51,7 +58,14 @@ public static class WorkloadApi
         return verifier;
     }
 
-    public static void Map(WebApplication app, NodeStateDirectory state, string nodeName, ApiCredentialVerifier verifier, ILogger logger)
+    /// <summary>The workload's etcd keys: below this prefix only, apart from the control plane's own <c>/asterism/</c>.</summary>
+    public const string ClusterDataPrefix = "/workload/";
+
+    /// <summary>
+    /// Maps the API; <paramref name="controlPlane"/> (control planes only, null on workers) is where cluster data goes
+    /// once the node's etcd member runs.
+    /// </summary>
+    public static void Map(WebApplication app, NodeStateDirectory state, string nodeName, ApiCredentialVerifier verifier, ILogger logger, ControlPlaneAccess? controlPlane = null)
     {
         // Writes are serialised so the key limit holds under concurrent PUTs; reads need no lock (rename is atomic).
         var writes = new SemaphoreSlim(1, 1);
@@ -105,7 +119,101 @@ public static class WorkloadApi
             }
             return Results.NoContent();
         });
+        MapClusterData(app, controlPlane);
         app.MapGet("/boot-count", () => Results.Text(ReadBootCount(state).ToString(CultureInfo.InvariantCulture)));
+    }
+
+    private static void MapClusterData(WebApplication app, ControlPlaneAccess? controlPlane)
+    {
+        app.MapGet("/cluster-data/{key}", async (string key, HttpContext http) =>
+        {
+            if (!ValidKey(key))
+            {
+                return Results.BadRequest(new { error = KeyRule });
+            }
+            return await WithEtcdAsync(controlPlane, async connection =>
+            {
+                var request = new RangeRequest { Key = ByteString.CopyFromUtf8(ClusterDataPrefix + key) };
+                var response = await connection.CallAsync((c, d, ct) => c.GetAsync(request, deadline: d, cancellationToken: ct), http.RequestAborted);
+                return response.Kvs.Count == 0 ? Results.NotFound(new { error = "no such key" })
+                    : response.Kvs[0].Value.Length > MaxValueBytes ? Results.Json(new { error = "value too large" }, statusCode: StatusCodes.Status502BadGateway)
+                    : Results.Bytes(response.Kvs[0].Value.ToByteArray(), "application/octet-stream");
+            });
+        });
+        app.MapPut("/cluster-data/{key}", async (string key, HttpRequest request) =>
+        {
+            if (!ValidKey(key))
+            {
+                return Results.BadRequest(new { error = KeyRule });
+            }
+            var value = await ReadBodyAsync(request);
+            if (value is null)
+            {
+                return Results.BadRequest(new { error = $"value larger than {MaxValueBytes} bytes" });
+            }
+            return await WithEtcdAsync(controlPlane, async connection =>
+            {
+                var etcdKey = ClusterDataPrefix + key;
+                // The workload's share of etcd, as of the disk: no new key past MaxKeys. Count, then put (etcd 3.4 has no
+                // compare on a range's size): concurrent writers may overshoot by their number, never without bound.
+                var count = await connection.CallAsync((c, d, ct) => c.GetAsync(new RangeRequest
+                {
+                    Key = ByteString.CopyFromUtf8(ClusterDataPrefix),
+                    RangeEnd = ByteString.CopyFromUtf8(ClusterDataPrefix[..^1] + "0"),
+                    CountOnly = true,
+                }, deadline: d, cancellationToken: ct), request.HttpContext.RequestAborted);
+                var exists = await connection.CallAsync((c, d, ct) => c.GetAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(etcdKey), CountOnly = true }, deadline: d, cancellationToken: ct), request.HttpContext.RequestAborted);
+                if (exists.Count == 0 && count.Count >= MaxKeys)
+                {
+                    return Results.Json(new { error = $"the workload may keep at most {MaxKeys} keys in etcd" }, statusCode: StatusCodes.Status507InsufficientStorage);
+                }
+                await connection.CallAsync((c, d, ct) => c.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(etcdKey), Value = ByteString.CopyFrom(value) }, deadline: d, cancellationToken: ct), request.HttpContext.RequestAborted);
+                return Results.NoContent();
+            });
+        });
+    }
+
+    /// <summary>Runs <paramref name="action"/> on the node's etcd connection; 404 on a worker, 503 without etcd or quorum.</summary>
+    private static async Task<IResult> WithEtcdAsync(ControlPlaneAccess? controlPlane, Func<EtcdConnection, Task<IResult>> action)
+    {
+        if (controlPlane is null)
+        {
+            return Results.NotFound(new { error = "cluster data is kept by control-plane nodes" });
+        }
+        if (controlPlane.Connection is not { } connection)
+        {
+            return Results.Json(new { error = ControlPlaneException.NoQuorumMessage }, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+        try
+        {
+            return await action(connection);
+        }
+        catch (ControlPlaneException)
+        {
+            return Results.Json(new { error = ControlPlaneException.NoQuorumMessage }, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The connection was withdrawn and disposed mid-call (the node is stopping its member).
+            return Results.Json(new { error = ControlPlaneException.NoQuorumMessage }, statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
+    }
+
+    /// <summary>The request body, or null when it exceeds <see cref="MaxValueBytes"/>.</summary>
+    private static async Task<byte[]?> ReadBodyAsync(HttpRequest request)
+    {
+        using var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int read;
+        while ((read = await request.Body.ReadAsync(chunk)) > 0)
+        {
+            if (buffer.Length + read > MaxValueBytes)
+            {
+                return null;
+            }
+            buffer.Write(chunk, 0, read);
+        }
+        return buffer.ToArray();
     }
 
     private const string KeyRule = "key must be 1-128 characters of [A-Za-z0-9._-] and not start with a dot";

@@ -3,6 +3,7 @@ using Asterism.Cloud;
 using Asterism.ControlPlane;
 using Asterism.EndToEnd.Tests.Infrastructure;
 using Asterism.Protocol;
+using Asterism.Tests;
 using Xunit.Abstractions;
 
 namespace Asterism.EndToEnd.Tests.NodeBoot;
@@ -31,6 +32,13 @@ public sealed class EtcdQuorumCluster : ClusterFixture
         var client = Path.Combine(Files.NodeStateDir(controlPlane.Name), "etcd", "client");
         var tls = new TlsFiles(Path.Combine(client, "client.crt"), Path.Combine(client, "client.key"), Path.Combine(client, "ca.crt"));
         return new EtcdConnection(members.Select(m => new Uri($"https://{m.Address}:2379")), tls, TimeSpan.FromSeconds(3));
+    }
+
+    /// <summary>Runs etcdctl against <paramref name="controlPlane"/>'s member with its own client certificate (tests/Shared/Etcdctl.cs).</summary>
+    public Task<(int ExitCode, string Output)> EtcdctlAsync(InstanceInfo controlPlane, params string[] args)
+    {
+        var client = Path.Combine(Files.NodeStateDir(controlPlane.Name), "etcd", "client");
+        return Etcdctl.RunAsync([$"https://{controlPlane.Address}:2379"], Path.Combine(client, "ca.crt"), Path.Combine(client, "client.crt"), Path.Combine(client, "client.key"), args);
     }
 }
 
@@ -72,6 +80,29 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
         // A key in etcd and a file on every node, to read back after the outage.
         await etcd.CallAsync((c, d, ct) => c.PutAsync(new Etcdserverpb.PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/test/before"), Value = Google.Protobuf.ByteString.CopyFromUtf8("kept") }, deadline: d, cancellationToken: ct), CancellationToken.None);
         await cluster.WriteDataEverywhereAsync("before-outage");
+        // The workload's cluster data (item 7): through control-plane-0's workload API into etcd, under /workload/ only.
+        var auth = cluster.Credential.AuthorizationValue;
+        using (var put = await ClusterFixture.WorkloadAsync(Cp(0), HttpMethod.Put, "/cluster-data/before", auth, new StringContent("cluster kept")))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.NoContent, put.StatusCode);
+        }
+        var (code, stored) = await cluster.EtcdctlAsync(Cp(0), "get", "/workload/before", "--print-value-only");
+        Assert.True(code == 0 && stored.Trim() == "cluster kept", stored);
+        // A key naming the control plane's own prefix cannot leave /workload/; a worker keeps no cluster data; no credential, no write.
+        using (var escape = await ClusterFixture.WorkloadAsync(Cp(0), HttpMethod.Put, "/cluster-data/..%2Fasterism%2Fnodes%2Fevil", auth, new StringContent("{}")))
+        {
+            Assert.True(escape.StatusCode is System.Net.HttpStatusCode.BadRequest or System.Net.HttpStatusCode.NotFound, escape.StatusCode.ToString());
+        }
+        using (var onWorker = await ClusterFixture.WorkloadAsync(Worker, HttpMethod.Put, "/cluster-data/before", auth, new StringContent("x")))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.NotFound, onWorker.StatusCode);
+        }
+        using (var anonymous = await ClusterFixture.WorkloadAsync(Cp(0), HttpMethod.Put, "/cluster-data/before", "Bearer wrong", new StringContent("x")))
+        {
+            Assert.True(anonymous.StatusCode is System.Net.HttpStatusCode.Unauthorized or System.Net.HttpStatusCode.Forbidden, anonymous.StatusCode.ToString());
+        }
+        (code, var outside) = await cluster.EtcdctlAsync(Cp(0), "get", "--prefix", "--keys-only", "/asterism/nodes/evil");
+        Assert.True(code == 0 && outside.Trim().Length == 0, outside);
     }
 
     [Fact]
@@ -117,6 +148,12 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
         using var etcd = cluster.Etcd(Cp(0), Cp(0), Cp(1), Cp(2));
         var kept = await etcd.CallAsync((c, d, ct) => c.GetAsync(new Etcdserverpb.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/test/before") }, deadline: d, cancellationToken: ct), CancellationToken.None);
         Assert.Equal("kept", Assert.Single(kept.Kvs).Value.ToStringUtf8());
+        // The workload's cluster data, read through another control plane than the one it was written through.
+        using (var get = await ClusterFixture.WorkloadAsync(Cp(2), HttpMethod.Get, "/cluster-data/before", cluster.Credential.AuthorizationValue))
+        {
+            Assert.Equal(System.Net.HttpStatusCode.OK, get.StatusCode);
+            Assert.Equal("cluster kept", await get.Content.ReadAsStringAsync());
+        }
         Assert.Equal(4, (await new NodeRegistry(etcd).ListAsync()).Count);
         var audit = new AuditLog(etcd);
         await WaitUntilAsync(async () => (await ToListAsync(audit.ReadAsync())).Count(e => e.Kind == AuditKind.Recovery && e.Detail == "unlocked by operator recovery") == 2,
@@ -169,14 +206,11 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
     [Step(6)]
     public async Task AuditEntryEditedWithEtcdctl_AuditNamesTheBrokenLink_Exit1()
     {
-        var client = Path.Combine(cluster.Files.NodeStateDir(Cp(0).Name), "etcd", "client");
-        string[] tls = ["--endpoints", $"https://{Cp(0).Address}:2379", "--cacert", Path.Combine(client, "ca.crt"),
-            "--cert", Path.Combine(client, "client.crt"), "--key", Path.Combine(client, "client.key"), "--command-timeout", "10s"];
         var key = "/asterism/audit/entries/" + 2.ToString("D20", System.Globalization.CultureInfo.InvariantCulture);
-        var (code, value) = await EtcdctlAsync([.. tls, "get", key, "--print-value-only"]);
+        var (code, value) = await cluster.EtcdctlAsync(Cp(0), "get", key, "--print-value-only");
         Assert.True(code == 0 && value.Contains("\"detail\":\"", StringComparison.Ordinal), value);
         var edited = value.Trim().Replace("\"detail\":\"", "\"detail\":\"edited: ", StringComparison.Ordinal);
-        (code, var put) = await EtcdctlAsync([.. tls, "put", key, edited]);
+        (code, var put) = await cluster.EtcdctlAsync(Cp(0), "put", key, edited);
         Assert.True(code == 0, put);
 
         var audit = await cluster.Cli.RunAsync("audit");
@@ -191,21 +225,6 @@ public sealed class EtcdQuorumTests(EtcdQuorumCluster cluster, ITestOutputHelper
     {
         await cluster.Cli.RunOkAsync("terminate");
         Assert.Empty(cluster.LiveProcesses());
-    }
-
-    private static async Task<(int ExitCode, string Output)> EtcdctlAsync(string[] args)
-    {
-        var psi = new ProcessStartInfo("etcdctl") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        psi.Environment["ETCDCTL_API"] = "3";
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var process = Process.Start(psi)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        return (process.ExitCode, await stdout + await stderr);
     }
 
     private static async Task<List<T>> ToListAsync<T>(IAsyncEnumerable<T> items)
