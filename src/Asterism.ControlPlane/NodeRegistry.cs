@@ -142,6 +142,28 @@ public sealed class NodeRegistry(EtcdConnection connection)
         }
     }
 
+    /// <summary>
+    /// Deletes the node's record only if it is still the one <paramref name="read"/> holds (its mod revision compared in
+    /// the deleting transaction); Conflict, and nothing deleted, when it changed or vanished meanwhile. A remover that
+    /// decided on an unrevoked record must not erase a revocation that landed after its read: a revoked record is the
+    /// node's deny entry.
+    /// </summary>
+    public async Task RemoveIfUnchangedAsync(VersionedNodeRecord read, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(read);
+        var name = read.Record.Name;
+        NodeNames.Validate(name);
+        var key = EtcdKeys.NodesPrefix + name;
+        var txn = new TxnRequest();
+        txn.Compare.Add(EtcdKeys.ModifiedAt(key, read.ModRevision));
+        txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = EtcdKeys.Bytes(key) } });
+        var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
+        if (!response.Succeeded)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {name} changed while it was being removed; it was kept");
+        }
+    }
+
     private async Task<(NodeRecord Record, long ModRevision)?> GetWithRevisionAsync(string name, CancellationToken cancellationToken)
     {
         NodeNames.Validate(name);

@@ -16,6 +16,13 @@ internal static class SecureFiles
     {
         if (!Directory.Exists(path))
         {
+            // Directory.CreateDirectory gives the mode to the last directory only: ancestors it has to make get the
+            // default (0755 under the usual umask), so each missing ancestor is made here first, 0700 too.
+            var parent = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (parent is not null && !Directory.Exists(parent))
+            {
+                EnsurePrivateDirectory(parent);
+            }
             Directory.CreateDirectory(path, DirectoryMode);
         }
         if (File.GetUnixFileMode(path) != DirectoryMode)

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Etcdserverpb;
 
@@ -136,6 +137,81 @@ public sealed class AttackTests
         Assert.True(ownCode == 0 && ownOutput.Contains("worker-0", StringComparison.Ordinal), ownOutput);
     }
 
+    [Fact]
+    public async Task Call_ForgedCertificateUnderTheEtcdCaName_Refused()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        // The etcd CA's subject and key identifier are public (anyone holding ca.crt can derive them: same key). An
+        // attacker makes its own CA under exactly that subject and key identifier, with its own key, and issues a
+        // client certificate whose issuer name and authority key identifier both match the real etcd CA. Only the
+        // signature differs: the verifier must check it with the trusted certificate's key, not take the names.
+        var real = cluster.EtcdCa.Certificate;
+        var realSkid = real.Extensions.OfType<X509SubjectKeyIdentifierExtension>().Single();
+        using var fakeKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var fakeRequest = new CertificateRequest(real.SubjectName, fakeKey, HashAlgorithmName.SHA256);
+        fakeRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        fakeRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        fakeRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(realSkid.RawData, false));
+        using var fakeCa = fakeRequest.CreateSelfSigned(real.NotBefore, real.NotAfter);
+        Assert.Equal(real.SubjectName.RawData, fakeCa.SubjectName.RawData);
+
+        using var leafKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var leafRequest = new CertificateRequest("CN=cp0", leafKey, HashAlgorithmName.SHA256);
+        leafRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+        leafRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        leafRequest.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(new OidCollection { new Oid(ClusterApiTls.ClientAuthOid) }, false));
+        leafRequest.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(real, true, false));
+        using var leaf = leafRequest.Create(fakeCa, DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        Assert.Equal(real.SubjectName.RawData, leaf.IssuerName.RawData);
+
+        // Through our client (leaf alone) ...
+        using var withKey = leaf.CopyWithPrivateKey(leafKey);
+        using var forged = X509CertificateLoader.LoadPkcs12(withKey.Export(X509ContentType.Pkcs12), null);
+        using var ca = cluster.ClientTls.LoadCa();
+        using var attacker = new EtcdConnection(cluster.ClientUrls, forged, ca, TimeSpan.FromSeconds(5));
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => ReadNodesAsync(attacker));
+        AssertRefusedInTransport(e);
+
+        // ... and through etcdctl, the forged CA sent along as an intermediate (Go builds the chain from what the
+        // client presents, so a name-only match would have to happen here).
+        var dir = Path.Combine(cluster.Root, "forged");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "client.crt"), leaf.ExportCertificatePem() + "\n" + fakeCa.ExportCertificatePem() + "\n");
+        File.WriteAllText(Path.Combine(dir, "client.key"), leafKey.ExportPkcs8PrivateKeyPem());
+        var (code, output) = await cluster.EtcdctlAsync("--cert", Path.Combine(dir, "client.crt"), "--key", Path.Combine(dir, "client.key"),
+            "--dial-timeout", "3s", "--command-timeout", "3s", "get", "--prefix", "/asterism/nodes/");
+        Assert.NotEqual(0, code);
+        Assert.DoesNotContain("worker-0", output, StringComparison.Ordinal);
+        // Refused in the handshake, not a file etcdctl could not parse.
+        Assert.Contains("TransientFailure", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Call_AdminCredentialWithTheClusterCaAsIntermediate_RefusedByEtcd()
+    {
+        await using var cluster = await ClusterWithSecretAsync();
+        // The admin presents its certificate followed by the cluster CA certificate (same key as the etcd CA): a
+        // verifier that matched by key or key identifier instead of issuer name would accept this chain.
+        using var adminKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var csr = new CertificateRequest("CN=admin", adminKey, HashAlgorithmName.SHA256).CreateSigningRequest();
+        using var issued = cluster.Ca.IssueAdmin(csr, "admin");
+        var dir = Path.Combine(cluster.Root, "admin-chain");
+        Directory.CreateDirectory(dir);
+        foreach (var (name, intermediate) in new[] { ("cluster", cluster.Ca.Certificate), ("etcd", cluster.EtcdCa.Certificate) })
+        {
+            File.WriteAllText(Path.Combine(dir, name + ".crt"), issued.ExportCertificatePem() + "\n" + intermediate.ExportCertificatePem() + "\n");
+        }
+        File.WriteAllText(Path.Combine(dir, "admin.key"), adminKey.ExportPkcs8PrivateKeyPem());
+        foreach (var name in new[] { "cluster", "etcd" })
+        {
+            var (code, output) = await cluster.EtcdctlAsync("--cert", Path.Combine(dir, name + ".crt"), "--key", Path.Combine(dir, "admin.key"),
+                "--dial-timeout", "3s", "--command-timeout", "3s", "get", "--prefix", "/asterism/nodes/");
+            Assert.NotEqual(0, code);
+            Assert.DoesNotContain("worker-0", output, StringComparison.Ordinal);
+            Assert.Contains("TransientFailure", output, StringComparison.Ordinal);
+        }
+    }
+
     /// <summary>GET on a member's peer port (where /members and the raft streams are served), as the attacker dials it.</summary>
     private static async Task<System.Net.HttpStatusCode> PeerGetAsync(Uri peerUrl, string path, X509Certificate2? clientCertificate)
     {
@@ -182,9 +258,14 @@ public sealed class AttackTests
     {
         await using var cluster = await ClusterWithSecretAsync();
         var options = cluster.Options(0);
-        var paths = Directory.EnumerateFileSystemEntries(options.DataDirectory, "*", SearchOption.AllDirectories)
-            .Append(options.DataDirectory).Append(options.Tls.KeyPath).Append(Path.Combine(cluster.Ca.Directory, ClusterCa.KeyFile)).ToList();
+        // Everything the CAs, the member and etcd wrote: the cluster CA, its etcd twin (etcd-ca.crt) and its copies.
+        var paths = Directory.EnumerateFileSystemEntries(cluster.Root, "*", SearchOption.AllDirectories).Append(cluster.Root).ToList();
         Assert.Contains(paths, p => p.EndsWith(".wal", StringComparison.Ordinal));
+        // cp0 (the parent of the member's tls and data directories) was made by EnsurePrivateDirectory as a missing ancestor.
+        Assert.Contains(Path.GetDirectoryName(options.DataDirectory)!, paths);
+        Assert.Contains(Path.Combine(cluster.Ca.Directory, ClusterCa.EtcdCertificateFile), paths);
+        Assert.Contains(options.Tls.KeyPath, paths);
+        Assert.Contains(Path.Combine(cluster.Ca.Directory, ClusterCa.KeyFile), paths);
         const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
             | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
         Assert.All(paths, p => Assert.True((File.GetUnixFileMode(p) & others) == 0, $"{p} is {File.GetUnixFileMode(p)}"));

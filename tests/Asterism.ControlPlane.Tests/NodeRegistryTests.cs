@@ -41,6 +41,26 @@ public sealed class NodeRegistryTests
     }
 
     [Fact]
+    public async Task RemoveIfUnchangedAsync_RevokedSinceRead_ConflictRecordKept()
+    {
+        await using var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var connection = cluster.Connect();
+        var registry = new NodeRegistry(connection);
+        await registry.RegisterAsync(Node("worker-0"));
+        var read = await registry.GetVersionedAsync("worker-0");
+        await registry.RevokeAsync("worker-0", DateTimeOffset.UnixEpoch);
+
+        var e = await Assert.ThrowsAsync<ControlPlaneException>(() => registry.RemoveIfUnchangedAsync(read!));
+
+        Assert.Equal(ControlPlaneError.Conflict, e.Error);
+        Assert.True((await registry.GetAsync("worker-0"))!.Revoked);
+        // The control: with the current revision the delete goes through.
+        await registry.RemoveIfUnchangedAsync((await registry.GetVersionedAsync("worker-0"))!);
+        Assert.Null(await registry.GetAsync("worker-0"));
+    }
+
+    [Fact]
     public async Task BadRequests_UnknownDuplicateOrInvalidName_ClearErrorsNothingChanged()
     {
         await using var cluster = TestCluster.Create();

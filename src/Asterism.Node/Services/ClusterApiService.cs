@@ -82,7 +82,8 @@ public sealed class ClusterApiService(ControlPlaneAccess access, string nodeName
             var name = RequireName(request.Name);
             var registry = new NodeRegistry(connection);
             var membership = new EtcdMembership(connection);
-            var record = await registry.GetAsync(name, context.CancellationToken);
+            var read = await registry.GetVersionedAsync(name, context.CancellationToken);
+            var record = read?.Record;
             var members = await membership.ListAsync(context.CancellationToken);
             var isMember = members.Any(m => m.Name == name);
             if (record is null && !isMember)
@@ -106,9 +107,15 @@ public sealed class ClusterApiService(ControlPlaneAccess access, string nodeName
             {
                 await membership.RemoveAsync(name, context.CancellationToken);
             }
-            if (record is not null && !keepRecord)
+            if (read is not null && !keepRecord)
             {
-                await registry.RemoveAsync(name, context.CancellationToken);
+                if (BeforeRegistryRemove is { } hook)
+                {
+                    await hook(name, context.CancellationToken);
+                }
+                // Only the record the decision was made on: a `node revoke` that landed since the read made it the
+                // node's deny entry, which must stay (Conflict -> Aborted; the admin runs the command again and is refused).
+                await registry.RemoveIfUnchangedAsync(read, context.CancellationToken);
             }
             NodeLog.ClusterApi.Removed(_log, name, admin, isMember);
             return new RemoveNodeResponse { WasMember = isMember };
@@ -181,6 +188,12 @@ public sealed class ClusterApiService(ControlPlaneAccess access, string nodeName
             throw ToRpc(e);
         }
     }
+
+    /// <summary>
+    /// Test seam: runs after RemoveNode read the record and decided to delete it, right before the delete, so a test can
+    /// land a concurrent <c>node revoke</c> exactly in that window.
+    /// </summary>
+    internal Func<string, CancellationToken, Task>? BeforeRegistryRemove { get; set; }
 
     /// <summary>The caller's admin name (its certificate's CN); PermissionDenied for any other certificate.</summary>
     private string RequireAdmin(ServerCallContext context)

@@ -35,6 +35,7 @@ public sealed class ClusterApiTests : IAsyncLifetime
     private WebApplication _host = null!;
     private EtcdMember? _etcd;
     private EtcdConnection? _connection;
+    private ClusterApiService _service = null!;
 
     public async Task InitializeAsync()
     {
@@ -42,7 +43,7 @@ public sealed class ClusterApiTests : IAsyncLifetime
         var (server, ca) = Services.ClusterApi.LoadServerCredentials(Path.Combine(_root, "state"), "cp0", _address)!.Value;
         _host = await Listeners.StartAsync(_address, Ports.ClusterApi, NullLoggerFactory.Instance, "clusterApi",
             listen => Services.ClusterApi.UseMutualTls(listen, server, ca),
-            services => services.AddSingleton(new ClusterApiService(_access, "cp0", NullLoggerFactory.Instance)),
+            services => services.AddSingleton(_service = new ClusterApiService(_access, "cp0", NullLoggerFactory.Instance)),
             app => app.MapGrpcService<ClusterApiService>(),
             CancellationToken.None);
     }
@@ -207,6 +208,25 @@ public sealed class ClusterApiTests : IAsyncLifetime
         Assert.Contains("revoked", e.Status.Detail, StringComparison.Ordinal);
         Assert.True((await new NodeRegistry(_connection!).GetAsync("worker-1"))!.Revoked);
         Assert.Single((await AuditAsync(client)).Entries);
+    }
+
+    [Fact]
+    public async Task RemoveNode_RevokedBetweenReadAndDelete_RevocationKept()
+    {
+        // Attack (a race, no timing): `node remove` read the record before a concurrent `node revoke` landed, then
+        // deleted it unconditionally; the revocation (its deny entry) was gone and the revoked identity could join
+        // afresh and receive its disk key. The delete must compare the record's mod revision.
+        await StartEtcdAsync();
+        var registry = new NodeRegistry(_connection!);
+        await registry.RegisterAsync(Record("worker-1", RegistryRole.Worker));
+        using var admin = Admin(_ca);
+        var client = Client(admin);
+        _service.BeforeRegistryRemove = (name, ct) => registry.RevokeAsync(name, DateTimeOffset.UtcNow, ct);
+
+        var e = await Assert.ThrowsAsync<RpcException>(async () => await client.RemoveNodeAsync(new RemoveNodeRequest { Name = "worker-1" }, deadline: Deadline()));
+
+        Assert.Equal(StatusCode.Aborted, e.StatusCode);
+        Assert.True((await registry.GetAsync("worker-1"))?.Revoked, "the revoked record must survive the remove");
     }
 
     [Fact]

@@ -183,6 +183,28 @@ public sealed class KeyReleaseGateTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task IssueRejoinTicket_RecordChangesBeforeEveryAppend_GivesUpUnavailableNoRelease()
+    {
+        var worker = Identity("worker-0", NodeIdentity.WorkerRole);
+        await _service.IssueJoinTicket(new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker));
+        // Whoever can write the record changes it (without revoking) before every conditional append: the re-read loop
+        // must end (bounded attempts), fail closed with a retryable error, and release nothing.
+        var changes = 0;
+        _gate.BeforeReleaseAudit = async (name, ct) =>
+        {
+            Interlocked.Increment(ref changes);
+            await _gate.Registry.UpdateAsync(name, r => r with { KeyGeneration = r.KeyGeneration + 1 }, ct);
+        };
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker)));
+
+        Assert.Equal((StatusCode.Unavailable, "control plane cannot release keys now"), (error.StatusCode, error.Status.Detail));
+        Assert.InRange(changes, 2, 16);
+        Assert.Equal([AuditKind.Release], (await EntriesAsync()).Select(e => e.Kind));
+        Assert.True((await _gate.Audit.VerifyAsync()).Intact);
+    }
+
+    [Fact]
     public async Task IssueJoinTicket_ControlPlaneFailsAfterTheGate_JoinLockAndLearnerReleased()
     {
         var controlPlane = Identity("control-plane-1", NodeIdentity.ControlPlaneRole);
