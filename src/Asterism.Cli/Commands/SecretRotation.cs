@@ -22,6 +22,12 @@ public static class SecretRotation
     /// <summary>The new cluster ID (it derives from the new secret) while the rotation is pending.</summary>
     public const string PendingFileName = "asterism-rotation.json";
 
+    /// <summary>
+    /// Why beginning a rotation is refused in this build, or null once the nodes move their keyslots and confirm.
+    /// </summary>
+    internal static string? NotAvailableReason { get; } =
+        "the nodes do not move their disk keys to a new generation yet, so a rotation begun now could never complete ('--status' still works)";
+
     public static Command Create(GlobalOptions global)
     {
         var options = new ShareOptions();
@@ -38,6 +44,11 @@ public static class SecretRotation
             var workspace = new Workspace(global.WorkspaceOf(result));
             workspace.RequireCluster();
             var state = SecretCommand.RequireInitialized(workspace);
+            if (!result.GetValue(status) && !result.GetValue(complete) && NotAvailableReason is { } reason)
+            {
+                // Refused before anything is written or sent: a begun rotation no node can follow could never complete.
+                throw new CliError("rotation is not available yet: " + reason);
+            }
             using var credential = AdminCredential.Load(workspace.Directory);
             using var client = new ClusterApiClient(credential);
             if (result.GetValue(status))
