@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Asterism.Atls;
 using Asterism.Attestation;
 using Asterism.Attestation.Identities;
 using Asterism.Attestation.Simulated;
@@ -7,6 +8,8 @@ using Asterism.ControlPlane;
 using Asterism.ControlPlane.Tests;
 using Asterism.Crypto;
 using Asterism.JoinService;
+using Asterism.Node.Tests.Fakes;
+using Asterism.Protocol.Join;
 using Grpc.Core;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -133,6 +136,40 @@ public sealed class RotationGateTests : IAsyncLifetime
         Assert.Null(RotationGate.RecordRefusal(record with { Role = Asterism.ControlPlane.NodeRole.Worker }, worker, worker.DiskUuid));
         Assert.Equal("not in the node registry", RotationGate.RecordRefusal(null, worker, worker.DiskUuid));
     }
+
+    [Fact]
+    public async Task RotateKey_AskThenConfirmOverTheService_KeyOnceThenNothingToDo()
+    {
+        var worker = await RegisterAsync("worker-0", NodeIdentity.WorkerRole);
+        await BeginAsync();
+        var service = new RotationApiService(_gate, NullLoggerFactory.Instance);
+
+        var offer = await service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid }, Call(worker));
+        using var expected = RotationGate.DeriveDiskKey(_next, worker.DiskUuid, 2);
+        Assert.Equal(2u, offer.Generation);
+        Assert.Equal(expected.ToArray(), offer.StateDiskKey.ToByteArray());
+        Assert.Equal(32, offer.KeyCheck.Length);
+        Assert.Equal(2u, (await service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid, ConfirmGeneration = 2 }, Call(worker))).Generation);
+        var after = await service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid }, Call(worker));
+        Assert.Equal((0u, 0), (after.Generation, after.StateDiskKey.Length));
+    }
+
+    [Fact]
+    public async Task RotateKey_UnattestedOrUncertifiedCaller_Refused()
+    {
+        var worker = await RegisterAsync("worker-0", NodeIdentity.WorkerRole);
+        await BeginAsync();
+        var service = new RotationApiService(_gate, NullLoggerFactory.Instance);
+
+        var unattested = await Assert.ThrowsAsync<RpcException>(() => service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid }, new FakeCallContext()));
+        Assert.Equal(StatusCode.Unauthenticated, unattested.StatusCode);
+        var uncertified = new FakeCallContext(new AtlsPeer(Facts(worker) with { Identity = null }, [], "127.0.0.9:40000"));
+        var error = await Assert.ThrowsAsync<RpcException>(() => service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid }, uncertified));
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.DoesNotContain(await EntriesAsync(), e => e.Kind == AuditKind.Release);
+    }
+
+    private static FakeCallContext Call(NodeIdentity identity) => new(new AtlsPeer(Facts(identity), [], "127.0.0.9:40000"));
 
     private async Task BeginAsync() =>
         await _rotation.BeginAsync(RotationSeal.Seal(_secrets.MasterSecret, _next, 1), "admin", "control-plane-0");
