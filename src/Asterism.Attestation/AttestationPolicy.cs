@@ -49,6 +49,14 @@ public sealed class AttestationPolicy
         ProviderCa = ProviderCa,
     };
 
+    /// <summary>
+    /// This policy for a running node of the cluster <paramref name="clusterId"/> (key rotation): PCR 15 must be the
+    /// value one cluster-ID event leaves (<see cref="Measurements.ClusterIdPcr15"/>) — neither zero (a node that has
+    /// no keys in this boot asks through join/rejoin, under <see cref="ForKeyRelease"/>) nor another cluster's.
+    /// The key-release policy is not touched: it keeps requiring zero.
+    /// </summary>
+    public AttestationPolicy ForRunningNode(ReadOnlySpan<byte> clusterId) => WithMeasurements(Measurements.WithClusterIdPcr15(clusterId));
+
     /// <summary>This policy with other expected measurements (same key trust).</summary>
     public AttestationPolicy WithMeasurements(Measurements measurements) => new()
     {

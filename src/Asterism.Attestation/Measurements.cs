@@ -44,6 +44,26 @@ public sealed class Measurements : IReadOnlyDictionary<int, Measurement>
     /// </summary>
     public Measurements WithZeroPcr15() => With(ClusterIdIndex, Measurement.Zero());
 
+    /// <summary>
+    /// A copy that enforces PCR 15 = the value a node's boot reaches once it measured <paramref name="clusterId"/>
+    /// into a zero PCR 15 (one event: SHA-256(0³² ‖ SHA-256(cluster ID))), i.e. a node of this cluster that is
+    /// running with its keys. Only for calls a running node makes (rotation); never for key release.
+    /// </summary>
+    public Measurements WithClusterIdPcr15(ReadOnlySpan<byte> clusterId) => With(ClusterIdIndex, new Measurement(ClusterIdPcr15(clusterId)));
+
+    /// <summary>SHA-256(0³² ‖ SHA-256(<paramref name="clusterId"/>)): PCR 15 after the one cluster-ID event of a boot.</summary>
+    public static byte[] ClusterIdPcr15(ReadOnlySpan<byte> clusterId)
+    {
+        if (clusterId.IsEmpty)
+        {
+            throw new ArgumentException("the cluster ID must not be empty", nameof(clusterId));
+        }
+        Span<byte> buffer = stackalloc byte[2 * Measurement.Length];
+        buffer[..Measurement.Length].Clear();
+        System.Security.Cryptography.SHA256.HashData(clusterId, buffer[Measurement.Length..]);
+        return System.Security.Cryptography.SHA256.HashData(buffer);
+    }
+
     /// <summary>Compares actual PCR values (index → 32 bytes) against the configured indices, ascending.</summary>
     public MeasurementComparison Compare(IReadOnlyDictionary<int, byte[]> actual)
     {

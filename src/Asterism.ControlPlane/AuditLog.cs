@@ -27,6 +27,9 @@ public enum AuditKind
 
     /// <summary>An etcd member was added or removed.</summary>
     MembershipChange,
+
+    /// <summary>Master-secret rotation: begun, a node's disk moved to the new generation, the old generation declared void.</summary>
+    KeyRotation,
 }
 
 /// <summary>One link of the chain.</summary>

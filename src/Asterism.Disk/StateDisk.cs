@@ -275,6 +275,16 @@ public sealed class StateDisk : IDisposable
         }
     }
 
+    /// <summary>Moves keyslot 0 from <paramref name="oldKey"/> to <paramref name="newKey"/> (<see cref="DiskKeyRotation"/>).</summary>
+    public DiskKeyRotationResult RotateKey(ReadOnlySpan<byte> oldKey, ReadOnlySpan<byte> newKey)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return DiskKeyRotation.Rotate(_image, oldKey, newKey);
+        }
+    }
+
     /// <inheritdoc />
     public override string ToString() => $"StateDisk {ImagePath} [key redacted]";
 

@@ -349,6 +349,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 etcd = await StartEtcdAsync(directory, attestation, unlockedBy, etcdLog, cancellationToken);
                 // The cluster API's registry, revoke, remove and audit operations go through this node's etcd client.
+                _controlPlane.Secrets = secrets;
                 _controlPlane.Attach(etcd.Connection);
                 gate = new KeyReleaseGate(etcd.Connection, directory.PathOf(NodeEtcd.CaFolder), loggers, time)
                 {

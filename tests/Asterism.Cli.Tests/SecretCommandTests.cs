@@ -102,6 +102,16 @@ public sealed class SecretCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Rotate_NodesCannotFollow_RefusedBeforeAnythingWritten()
+    {
+        var workspace = Cluster();
+        var before = Directory.GetFileSystemEntries(workspace).Order().ToArray();
+        var run = await CliHarness.RunAsync("secret", "rotate", "-C", workspace);
+        AssertOneLine(1, run, "rotation is not available yet: ");
+        Assert.Equal(before, Directory.GetFileSystemEntries(workspace).Order().ToArray());
+    }
+
+    [Fact]
     public async Task Split_RecipientPerShare_AgeOpensEachAndVerifyAccepts()
     {
         var (workspace, holders) = await SplitThreeOfFiveAsync();

@@ -8,6 +8,7 @@ namespace Asterism.Cli.Commands;
 /// <summary>
 /// <c>asterism secret split</c>: the master secret as k-of-n share files, each encrypted to its holder's age key;
 /// <c>asterism secret verify</c>: do these shares rebuild this cluster's secret? Both act on the workspace only.
+/// <c>asterism secret rotate</c>: a new master secret for every disk (<see cref="SecretRotation"/>).
 /// </summary>
 public static class SecretCommand
 {
@@ -16,6 +17,7 @@ public static class SecretCommand
         var command = new Command("secret", "Split the master secret into k-of-n shares for its holders, and check shares");
         command.Subcommands.Add(Split(global));
         command.Subcommands.Add(Verify(global));
+        command.Subcommands.Add(SecretRotation.Create(global));
         return command;
     }
 

@@ -14,7 +14,7 @@ namespace Asterism.Node.Services;
 /// subject names <see cref="ClusterApiTls.AdminOrganization"/>), so a node's own etcd client certificate, issued by the
 /// same CA, gets PermissionDenied. Every change is written to the audit log before it is made.
 /// </summary>
-public sealed class ClusterApiService(ControlPlaneAccess access, string nodeName, ILoggerFactory loggers, TimeProvider? time = null) : ClusterApiGrpc.ClusterApiBase
+public sealed partial class ClusterApiService(ControlPlaneAccess access, string nodeName, ILoggerFactory loggers, TimeProvider? time = null) : ClusterApiGrpc.ClusterApiBase
 {
     private static readonly TimeSpan QuorumProbeTimeout = TimeSpan.FromSeconds(1);
     private readonly ILogger _log = loggers.CreateLogger(NodeLog.ClusterApi.Category);

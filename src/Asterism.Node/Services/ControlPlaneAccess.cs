@@ -16,6 +16,12 @@ public sealed class ControlPlaneAccess
     /// <summary>Makes <paramref name="connection"/> available to the handlers (the caller keeps owning it).</summary>
     public void Attach(EtcdConnection connection) => Volatile.Write(ref _connection, connection ?? throw new ArgumentNullException(nameof(connection)));
 
+    /// <summary>
+    /// This control plane's cluster secrets (set with the etcd connection): rotation seals the next master secret under
+    /// the current one. Null on a node without them.
+    /// </summary>
+    public Asterism.JoinService.ClusterSecrets? Secrets { get; set; }
+
     /// <summary>Withdraws the connection (before it is disposed).</summary>
     public void Detach() => Volatile.Write(ref _connection, null);
 }

@@ -1,0 +1,184 @@
+using System.Text.Json;
+using Etcdserverpb;
+
+namespace Asterism.ControlPlane;
+
+/// <summary>A master-secret rotation in progress (issue #16 item 4).</summary>
+/// <param name="From">The generation every node was on when it began (the cluster's current generation).</param>
+/// <param name="To">The new generation, <see cref="From"/> + 1.</param>
+/// <param name="WrappedSecret">
+/// The new master secret sealed under a key derived from generation <see cref="From"/>'s master secret (the
+/// JoinService seals and opens it; this store never sees it in clear): every control plane can open it, etcd's
+/// files and the admin's etcd access alone cannot.
+/// </param>
+/// <param name="StartedAt">When it began.</param>
+/// <param name="StartedBy">Who began it (the admin certificate's subject).</param>
+public sealed record RotationRecord(int From, int To, byte[] WrappedSecret, DateTimeOffset StartedAt, string StartedBy)
+{
+    /// <inheritdoc />
+    public override string ToString() => $"rotation {From}->{To} started {StartedAt:u} by {StartedBy} [secret redacted]";
+}
+
+/// <summary>
+/// The rotation state in etcd: <c>/asterism/rotation</c> (the pending rotation, absent when none) and
+/// <c>/asterism/keygeneration</c> (the cluster's current master-secret generation, absent = 1). Each node's
+/// generation lives in its registry record (<see cref="NodeRecord.KeyGeneration"/>). Every change is audited
+/// (<see cref="AuditKind.KeyRotation"/>) before it is made. Completion is one transaction (rotation deleted, generation
+/// advanced) and is refused while a non-revoked node is still on the old generation, so the old generation stays
+/// derivable for exactly as long as a disk may still need it.
+/// </summary>
+public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = null)
+{
+    /// <summary>The key of the pending rotation.</summary>
+    public const string RotationKey = "/asterism/rotation";
+
+    /// <summary>The key of the cluster's current generation.</summary>
+    public const string GenerationKey = "/asterism/keygeneration";
+
+    private const int MaxWrappedBytes = 4096;
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private readonly EtcdConnection _connection = connection ?? throw new ArgumentNullException(nameof(connection));
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    private NodeRegistry Registry => new(_connection);
+
+    private AuditLog Audit => new(_connection, _time);
+
+    /// <summary>The cluster's current generation (1 before any rotation completed); linearizable.</summary>
+    public async Task<int> CurrentGenerationAsync(CancellationToken cancellationToken = default)
+    {
+        var kv = await GetAsync(GenerationKey, cancellationToken);
+        if (kv is null)
+        {
+            return 1;
+        }
+        return int.TryParse(kv.Value.ToStringUtf8(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var g) && g >= 1
+            ? g
+            : throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{GenerationKey} is not a positive integer");
+    }
+
+    /// <summary>The pending rotation, or null; linearizable.</summary>
+    public async Task<RotationRecord?> PendingAsync(CancellationToken cancellationToken = default) =>
+        (await GetRecordAsync(cancellationToken))?.Record;
+
+    /// <summary>
+    /// Begins a rotation to the next generation with <paramref name="wrappedSecret"/>; Conflict when one is pending
+    /// (finish it first). Audited before it is stored. Returns the record.
+    /// </summary>
+    public async Task<RotationRecord> BeginAsync(byte[] wrappedSecret, string startedBy, string auditNode, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(wrappedSecret);
+        if (wrappedSecret.Length is 0 or > MaxWrappedBytes)
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "the wrapped secret is empty or too large");
+        }
+        if (await PendingAsync(cancellationToken) is { } pending)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Conflict, $"a rotation to generation {pending.To} is in progress; complete it first");
+        }
+        var from = await CurrentGenerationAsync(cancellationToken);
+        var record = new RotationRecord(from, from + 1, wrappedSecret, _time.GetUtcNow(), startedBy);
+        await Audit.AppendAsync(AuditKind.KeyRotation, auditNode, $"rotation to generation {record.To} begun by {startedBy}: every node gets a keyslot for the new master secret", cancellationToken);
+        var txn = new TxnRequest();
+        txn.Compare.Add(Absent(RotationKey));
+        txn.Success.Add(Put(RotationKey, JsonSerializer.SerializeToUtf8Bytes(record, Json)));
+        var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
+        return response.Succeeded
+            ? record
+            : throw new ControlPlaneException(ControlPlaneError.Conflict, "another rotation began at the same time");
+    }
+
+    /// <summary>
+    /// Records that <paramref name="node"/>'s disk now opens with generation <paramref name="generation"/>'s key
+    /// (called only after its keyslot moved). Audited; a generation other than the pending rotation's target is refused.
+    /// </summary>
+    public async Task<NodeRecord> ConfirmAsync(string node, int generation, CancellationToken cancellationToken = default)
+    {
+        var pending = await PendingAsync(cancellationToken)
+            ?? throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "no rotation is in progress");
+        if (generation != pending.To)
+        {
+            throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"generation {generation} is not the rotation's target {pending.To}");
+        }
+        var current = await Registry.GetAsync(node, cancellationToken)
+            ?? throw new ControlPlaneException(ControlPlaneError.NotFound, $"node {node} is not registered");
+        if (current.KeyGeneration >= generation)
+        {
+            return current;
+        }
+        await Audit.AppendAsync(AuditKind.KeyRotation, node, $"disk key of {current.DiskUuid} moved to generation {generation}", cancellationToken);
+        return await Registry.UpdateAsync(node, r => r.KeyGeneration >= generation ? r : r with { KeyGeneration = generation }, cancellationToken);
+    }
+
+    /// <summary>Non-revoked nodes still below <paramref name="generation"/>, by name.</summary>
+    public async Task<IReadOnlyList<NodeRecord>> BehindAsync(int generation, CancellationToken cancellationToken = default) =>
+        [.. (await Registry.ListAsync(cancellationToken)).Where(n => !n.Revoked && n.KeyGeneration < generation)];
+
+    /// <summary>
+    /// Completes the pending rotation: refused (Conflict, naming them) while a non-revoked node is still on the old
+    /// generation; otherwise audits "generation N void" and, in one transaction, deletes the wrapped secret and makes
+    /// the new generation current. Returns the now-void generation.
+    /// </summary>
+    public async Task<int> CompleteAsync(string completedBy, string auditNode, CancellationToken cancellationToken = default)
+    {
+        var (pending, revision) = await GetRecordAsync(cancellationToken)
+            ?? throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "no rotation is in progress");
+        var behind = await BehindAsync(pending.To, cancellationToken);
+        if (behind.Count > 0)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Conflict,
+                $"{behind.Count} node(s) still on generation {pending.From}: {string.Join(", ", behind.Select(n => n.Name))}");
+        }
+        await Audit.AppendAsync(AuditKind.KeyRotation, auditNode,
+            $"generation {pending.From} void: its master secret and every share of it no longer open any disk (rotation to generation {pending.To} completed by {completedBy})", cancellationToken);
+        var txn = new TxnRequest();
+        txn.Compare.Add(new Compare
+        {
+            Key = EtcdKeys.Bytes(RotationKey),
+            Target = Compare.Types.CompareTarget.Mod,
+            Result = Compare.Types.CompareResult.Equal,
+            ModRevision = revision,
+        });
+        txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = EtcdKeys.Bytes(RotationKey) } });
+        txn.Success.Add(Put(GenerationKey, System.Text.Encoding.ASCII.GetBytes(pending.To.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
+        return response.Succeeded
+            ? pending.From
+            : throw new ControlPlaneException(ControlPlaneError.Conflict, "the rotation changed while it was being completed");
+    }
+
+    private async Task<(RotationRecord Record, long ModRevision)?> GetRecordAsync(CancellationToken cancellationToken)
+    {
+        var kv = await GetAsync(RotationKey, cancellationToken);
+        if (kv is null)
+        {
+            return null;
+        }
+        if (kv.Value.Length > EtcdKeys.MaxValueBytes)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{RotationKey} is too large");
+        }
+        try
+        {
+            var record = JsonSerializer.Deserialize<RotationRecord>(kv.Value.Span, Json);
+            return record is { WrappedSecret.Length: > 0 and <= MaxWrappedBytes } && record.From >= 1 && record.To == record.From + 1 && record.StartedBy is not null
+                ? (record, kv.ModRevision)
+                : throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{RotationKey} is not a valid rotation record");
+        }
+        catch (JsonException e)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{RotationKey} is not a valid rotation record", e);
+        }
+    }
+
+    private async Task<Mvccpb.KeyValue?> GetAsync(string key, CancellationToken cancellationToken)
+    {
+        var response = await _connection.CallAsync((c, d, ct) => c.GetAsync(new RangeRequest { Key = EtcdKeys.Bytes(key) }, deadline: d, cancellationToken: ct), cancellationToken);
+        return response.Kvs.Count == 0 ? null : response.Kvs[0];
+    }
+
+    private static Compare Absent(string key) => EtcdKeys.Absent(key);
+
+    private static RequestOp Put(string key, byte[] value) => EtcdKeys.Put(key, value);
+}

@@ -1,0 +1,85 @@
+using Asterism.ControlPlane;
+using Asterism.Crypto;
+using Asterism.JoinService;
+using Asterism.Protocol;
+using Asterism.Protocol.ClusterApi;
+using Grpc.Core;
+
+namespace Asterism.Node.Services;
+
+/// <summary>
+/// Master-secret rotation through the cluster API (issue #16 item 4). The admin sends the new master secret over the
+/// mutual-TLS admin channel; this control plane seals it under the current one (<see cref="RotationSeal"/>) and
+/// stores only the sealed bytes in etcd (<see cref="KeyRotation"/>). The new secret is zeroed once sealed.
+/// </summary>
+public sealed partial class ClusterApiService
+{
+    /// <summary>False until the nodes move their keyslots and confirm: a rotation begun earlier could never complete.</summary>
+    internal static bool RotationAvailable => false;
+
+    /// <inheritdoc />
+    public override Task<RotationStatus> BeginRotation(BeginRotationRequest request, ServerCallContext context) =>
+        RunAsync(context, async connection =>
+        {
+            var admin = RequireAdmin(context);
+            if (!RotationAvailable)
+            {
+                // Fail closed for any admin client, not only this build's CLI: no node can follow a rotation yet.
+                SecretFields.Zero(request.MasterKey, request.MasterSalt);
+                throw new RpcException(new Status(StatusCode.FailedPrecondition, "rotation is not available yet: the nodes do not move their disk keys to a new generation"));
+            }
+            var secrets = access.Secrets ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, "this node holds no cluster secrets"));
+            MasterSecret next;
+            try
+            {
+                next = MasterSecret.FromBytes(request.MasterKey.Span, request.MasterSalt.Span);
+            }
+            catch (MasterSecretException e)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, "the new master secret is invalid: " + e.Message));
+            }
+            finally
+            {
+                SecretFields.Zero(request.MasterKey, request.MasterSalt);
+            }
+            using (next)
+            {
+                if (next.Key.SequenceEqual(secrets.MasterSecret.Key))
+                {
+                    throw new RpcException(new Status(StatusCode.InvalidArgument, "the new master secret equals the current one"));
+                }
+                var rotation = new KeyRotation(connection, _time);
+                var current = await rotation.CurrentGenerationAsync(context.CancellationToken);
+                var sealedSecret = RotationSeal.Seal(secrets.MasterSecret, next, current);
+                await rotation.BeginAsync(sealedSecret, admin, nodeName, context.CancellationToken);
+            }
+            return await StatusAsync(connection, context.CancellationToken);
+        });
+
+    /// <inheritdoc />
+    public override Task<RotationStatus> GetRotation(GetRotationRequest request, ServerCallContext context) =>
+        RunAsync(context, connection => StatusAsync(connection, context.CancellationToken));
+
+    /// <inheritdoc />
+    public override Task<RotationStatus> CompleteRotation(CompleteRotationRequest request, ServerCallContext context) =>
+        RunAsync(context, async connection =>
+        {
+            var admin = RequireAdmin(context);
+            var voided = await new KeyRotation(connection, _time).CompleteAsync(admin, nodeName, context.CancellationToken);
+            var status = await StatusAsync(connection, context.CancellationToken);
+            status.VoidGeneration = voided;
+            return status;
+        });
+
+    private async Task<RotationStatus> StatusAsync(EtcdConnection connection, CancellationToken cancellationToken)
+    {
+        var rotation = new KeyRotation(connection, _time);
+        var status = new RotationStatus { CurrentGeneration = await rotation.CurrentGenerationAsync(cancellationToken) };
+        if (await rotation.PendingAsync(cancellationToken) is { } pending)
+        {
+            status.PendingGeneration = pending.To;
+            status.Behind.AddRange((await rotation.BehindAsync(pending.To, cancellationToken)).Select(n => n.Name));
+        }
+        return status;
+    }
+}
