@@ -122,6 +122,9 @@ public sealed class EtcdMembership(EtcdConnection connection, ILogger? logger = 
         }
     }
 
+    /// <summary>How long <see cref="RemoveAsync"/> waits out etcd's "unhealthy cluster" (its health interval is 5 s); below the CLI's 15 s call deadline.</summary>
+    public static readonly TimeSpan RemoveUnhealthyWait = TimeSpan.FromSeconds(10);
+
     /// <summary>Removes the member named <paramref name="name"/>; refuses to remove the last one.</summary>
     public async Task RemoveAsync(string name, CancellationToken cancellationToken = default)
     {
@@ -133,7 +136,26 @@ public sealed class EtcdMembership(EtcdConnection connection, ILogger? logger = 
         {
             throw new ControlPlaneException(ControlPlaneError.InvalidRequest, $"{name} is the last etcd member; removing it would destroy the cluster");
         }
-        await _connection.CallAsync((c, d, ct) => c.MemberRemoveAsync(new MemberRemoveRequest { ID = member.Id }, deadline: d, cancellationToken: ct), cancellationToken);
+        // etcd (--strict-reconfig-check) refuses to remove a voter unless a quorum of the rest has been connected for its
+        // 5 s health interval: right after another membership change it says "unhealthy cluster" for a few seconds.
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            try
+            {
+                await _connection.CallAsync((c, d, ct) => c.MemberRemoveAsync(new MemberRemoveRequest { ID = member.Id }, deadline: d, cancellationToken: ct), cancellationToken);
+                break;
+            }
+            catch (Grpc.Core.RpcException e) when (e.Status.Detail.Contains("unhealthy cluster", StringComparison.Ordinal))
+            {
+                if (_time.GetElapsedTime(started) >= RemoveUnhealthyWait)
+                {
+                    throw new ControlPlaneException(ControlPlaneError.Conflict,
+                        $"etcd refuses to remove {name}: the remaining members have not all been connected for {RemoveUnhealthyWait.TotalSeconds:0} s, so removing it could cost the quorum; check 'asterism status' and retry");
+                }
+                await Task.Delay(TimeSpan.FromMilliseconds(250), _time, cancellationToken);
+            }
+        }
         ControlPlaneLog.MemberRemoved(_logger, name);
     }
 
