@@ -271,6 +271,10 @@ internal static partial class NodeLog
         public static partial void WriteFailed(ILogger logger, string what, string error,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 
+        [LoggerMessage(1806, LogLevel.Warning, "Etcd member start retried")]
+        public static partial void StartRetried(ILogger logger, string member, string reason,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
         [LoggerMessage(1805, LogLevel.Information, "Etcd member stopped")]
         public static partial void Stopped(ILogger logger, string member,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
