@@ -54,13 +54,22 @@ public static class NodeProbe
         }
     }
 
-    /// <summary>Waits until every given node reports <paramref name="phase"/>, reporting progress; false on timeout.</summary>
-    public static async Task<bool> WaitForPhaseAsync(IReadOnlyList<(string Name, string Address)> nodes, string phase, TimeSpan timeout, Progress progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits until every given node reports <paramref name="phase"/>, reporting progress; false on timeout. When
+    /// <paramref name="gaveUp"/> names a reason (a node stopped), throws it as the command's error line.
+    /// </summary>
+    public static async Task<bool> WaitForPhaseAsync(IReadOnlyList<(string Name, string Address)> nodes, string phase, TimeSpan timeout, Progress progress, CancellationToken cancellationToken,
+        Func<CancellationToken, Task<string?>>? gaveUp = null)
     {
         var deadline = DateTime.UtcNow + timeout;
         var last = -1;
-        while (true)
+        for (var round = 0; ; round++)
         {
+            // Every 2 s: a node that exited will never reach the phase; say so now instead of at the deadline.
+            if (gaveUp is not null && round % 10 == 9 && await gaveUp(cancellationToken) is { } reason)
+            {
+                throw new CliError(reason);
+            }
             var statuses = await Task.WhenAll(nodes.Select(n => BootStatusAsync(n.Address, cancellationToken)));
             var done = statuses.Count(s => s?.Phase == phase);
             if (done != last)

@@ -137,7 +137,11 @@ public static class InitCommand
             copies.Initialize(master, state.ClusterValues.ClusterId!, record.Nodes.Select(n => new CopiedNode(n.Name, n.Role, n.DiskUuid, false, 0)));
             progress.Report("Waiting for every node to join...");
             var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
-            if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken))
+            async Task<string?> Stopped(CancellationToken ct) =>
+                (await cloud.ListAsync(ct)).FirstOrDefault(i => !i.IsRunning) is { } stopped
+                    ? $"{stopped.Name} stopped while booting; see 'asterism logs {stopped.Name}'"
+                    : null;
+            if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken, Stopped))
             {
                 throw new CliError($"not every node booted within {waitTimeout.TotalSeconds:0} s; see 'asterism status' and 'asterism logs NODE'");
             }
