@@ -137,8 +137,11 @@ public static class InitCommand
             copies.Initialize(master, state.ClusterValues.ClusterId!, record.Nodes.Select(n => new CopiedNode(n.Name, n.Role, n.DiskUuid, false, 0)));
             progress.Report("Waiting for every node to join...");
             var nodes = instances.Select(i => (i.Name, i.Address)).ToList();
+            // A node that was running when init began and is stopped now exited (or was powered off): it will not boot
+            // by itself, since the provider never restarts a node. One stopped before init may still be started.
+            var runningAtStart = instances.Where(i => i.IsRunning).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
             async Task<string?> Stopped(CancellationToken ct) =>
-                (await cloud.ListAsync(ct)).FirstOrDefault(i => !i.IsRunning) is { } stopped
+                (await cloud.ListAsync(ct)).FirstOrDefault(i => !i.IsRunning && runningAtStart.Contains(i.Name)) is { } stopped
                     ? $"{stopped.Name} stopped while booting; see 'asterism logs {stopped.Name}'"
                     : null;
             if (!await NodeProbe.WaitForPhaseAsync(nodes, BootPhases.Booted, waitTimeout, progress, cancellationToken, Stopped))
