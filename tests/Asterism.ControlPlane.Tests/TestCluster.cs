@@ -6,13 +6,16 @@ namespace Asterism.ControlPlane.Tests;
 
 /// <summary>
 /// Real etcd members for one test: a private temp directory (CA, certificates, data dirs), members on
-/// 127.77.R.N with R random per cluster so concurrent runs and leftovers of a killed run do not collide. Dispose kills
-/// every member by PID and deletes the directory.
+/// 127.77.R.N with R the next subnet after a random start, so clusters of one run never share an address and
+/// concurrent runs and leftovers of a killed run rarely do. Dispose kills every member by PID and deletes the directory.
 /// </summary>
 internal sealed class TestCluster : IAsyncDisposable
 {
     private readonly List<EtcdMember?> _members = [];
-    private readonly byte _subnet = (byte)RandomNumberGenerator.GetInt32(1, 255);
+    // A random start (another run, or leftovers of a killed one, sit elsewhere), then the next subnet for each cluster:
+    // test classes run in parallel, and two live clusters drawing the same random subnet collided on 2379 in CI.
+    private static int _nextSubnet = RandomNumberGenerator.GetInt32(0, 254);
+    private readonly byte _subnet = (byte)(Interlocked.Increment(ref _nextSubnet) % 254 + 1);
 
     private TestCluster(string root)
     {
