@@ -103,10 +103,9 @@ public sealed partial class ClusterApiService(ControlPlaneAccess access, string 
             }
             await new AuditLog(connection, _time).AppendAsync(AuditKind.MembershipChange, name,
                 $"removed by {admin} via the cluster API on {nodeName}" + (isMember ? (keepRecord ? " (etcd member; revoked registry entry kept)" : " (etcd member and registry entry)") : " (registry entry)"), context.CancellationToken);
-            if (isMember)
-            {
-                await membership.RemoveAsync(name, context.CancellationToken);
-            }
+            // The registry entry first, the etcd membership last: when this control plane removes its own member, its
+            // etcd stops right after, and nothing may still need it (CI: "no quorum" on the registry delete that came
+            // second). A failed membership removal leaves the member; running the command again removes it.
             if (read is not null && !keepRecord)
             {
                 if (BeforeRegistryRemove is { } hook)
@@ -116,6 +115,10 @@ public sealed partial class ClusterApiService(ControlPlaneAccess access, string 
                 // Only the record the decision was made on: a `node revoke` that landed since the read made it the
                 // node's deny entry, which must stay (Conflict -> Aborted; the admin runs the command again and is refused).
                 await registry.RemoveIfUnchangedAsync(read, context.CancellationToken);
+            }
+            if (isMember)
+            {
+                await membership.RemoveAsync(name, context.CancellationToken);
             }
             NodeLog.ClusterApi.Removed(_log, name, admin, isMember);
             return new RemoveNodeResponse { WasMember = isMember };
