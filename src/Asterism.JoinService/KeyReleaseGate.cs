@@ -271,22 +271,10 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
 
     private async Task CheckRecordAsync(NodeRecord record, NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
     {
-        if (record.Revoked)
+        // The same record checks as the running-node rotation gate, in one place.
+        if (RotationGate.RecordRefusal(record, identity, diskUuid) is { } reason)
         {
-            await RefuseAsync(identity, diskUuid, "revoked", cancellationToken);
-        }
-        var fingerprint = Convert.FromHexString(identity.CertificateFingerprint);
-        if (!CryptographicOperations.FixedTimeEquals(record.Identity, fingerprint))
-        {
-            await RefuseAsync(identity, diskUuid, "certified identity differs from the registry", cancellationToken);
-        }
-        if (!Guid.TryParse(diskUuid, out var uuid) || uuid != record.DiskUuid)
-        {
-            await RefuseAsync(identity, diskUuid, "disk UUID differs from the registry", cancellationToken);
-        }
-        if ((record.Role == NodeRole.ControlPlane) != identity.IsControlPlane)
-        {
-            await RefuseAsync(identity, diskUuid, "role differs from the registry", cancellationToken);
+            await RefuseAsync(identity, diskUuid, reason, cancellationToken);
         }
     }
 
