@@ -50,6 +50,35 @@ public static class KeyDerivation
         return DeriveKey(master.Key, master.Salt, diskUuid);
     }
 
+    /// <summary>
+    /// The state-disk passphrase of <paramref name="diskUuid"/> in master-secret generation <paramref name="generation"/>
+    /// (issue #16 rotation): generation 1 is <see cref="DeriveDiskKey(MasterSecret, string)"/> unchanged (Constellation's
+    /// vectors); later generations also name the generation in the info string ("key-" + UUID + "@gen" + G), so a
+    /// secret reused by mistake for a later generation still derives a different key.
+    /// </summary>
+    public static SecretBytes DeriveDiskKey(MasterSecret master, string diskUuid, int generation)
+    {
+        ArgumentNullException.ThrowIfNull(master);
+        ArgumentOutOfRangeException.ThrowIfLessThan(generation, 1);
+        if (generation == 1)
+        {
+            return DeriveDiskKey(master, diskUuid);
+        }
+        ValidateDiskUuid(diskUuid);
+        return DeriveKey(master.Key, master.Salt, diskUuid + "@gen" + generation.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
+    /// The key check of a master secret: DeriveClusterId(its measurement secret, measurement salt). For the cluster's
+    /// first secret it is the cluster ID itself; after a rotation the cluster ID stays and a node keeps the check of the
+    /// generation its disk key comes from, so a pushed or rejoined measurement secret can still be verified.
+    /// </summary>
+    public static byte[] DeriveKeyCheck(MasterSecret master, ReadOnlySpan<byte> measurementSalt)
+    {
+        using var measurementSecret = DeriveMeasurementSecret(master);
+        return DeriveClusterId(measurementSecret.Span, measurementSalt);
+    }
+
     /// <summary>HKDF(master key, master salt, "key-measurementSecret").</summary>
     public static SecretBytes DeriveMeasurementSecret(MasterSecret master)
     {

@@ -73,21 +73,9 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         return (await _rotation.ConfirmAsync(identity.Name, generation, cancellationToken)).KeyGeneration;
     }
 
-    /// <summary>
-    /// The disk key of generation <paramref name="generation"/> from that generation's master secret: generation 1 is
-    /// the unchanged "key-UUID" derivation; later ones name the generation in the info string, so a secret reused
-    /// by mistake for a later generation still derives a different key.
-    /// </summary>
-    public static SecretBytes DeriveDiskKey(MasterSecret master, string diskUuid, int generation)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(generation, 1);
-        if (generation == 1)
-        {
-            return KeyDerivation.DeriveDiskKey(master, diskUuid);
-        }
-        KeyDerivation.ValidateDiskUuid(diskUuid);
-        return KeyDerivation.DeriveKey(master.Key, master.Salt, $"{diskUuid}@gen{generation.ToString(System.Globalization.CultureInfo.InvariantCulture)}");
-    }
+    /// <summary>The disk key of generation <paramref name="generation"/>: <see cref="KeyDerivation.DeriveDiskKey(MasterSecret, string, int)"/>.</summary>
+    public static SecretBytes DeriveDiskKey(MasterSecret master, string diskUuid, int generation) =>
+        KeyDerivation.DeriveDiskKey(master, diskUuid, generation);
 
     /// <summary>
     /// Why the registry refuses <paramref name="identity"/> asking for <paramref name="diskUuid"/>, or null: the same
