@@ -355,12 +355,10 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 {
                     PeerAddressResolver = async (name, ct) => (await metadata.ListAsync(ct)).FirstOrDefault(i => i.Name == name && i.Role == "control-plane")?.Address,
                 };
-                var validator = secrets.Policy.ForKeyRelease().CreateValidator(loggers);
-                hosts.Add(await Listeners.StartAsync(options.Address, Ports.JoinService, loggers, JoinServiceLog.Category,
-                    listen => listen.UseAtlsMutual(attestation.Issuer, validator, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new JoinApiService(secrets, loggers, gate)),
-                    app => app.MapGrpcService<JoinApiService>(),
-                    cancellationToken));
+                hosts.Add(await JoinListeners.StartJoinServiceAsync(options.Address, Ports.JoinService, attestation.Issuer, secrets, gate, loggers, cancellationToken));
+                // Running nodes of this cluster ask here for their next disk key (never on 30090, whose policy is PCR 15 = 0).
+                var rotationGate = new RotationGate(etcd.Connection, secrets, state.ClusterId, loggers, time);
+                hosts.Add(await JoinListeners.StartRotationAsync(options.Address, Ports.Rotation, attestation.Issuer, secrets.Policy, state.ClusterId, rotationGate, loggers, cancellationToken));
                 await StartClusterApiAsync(hosts, directory, cancellationToken);
             }
             _status.Booted();

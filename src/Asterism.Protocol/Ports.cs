@@ -12,6 +12,13 @@ public static class Ports
     /// <summary>JoinService (control-plane nodes, after boot).</summary>
     public const int JoinService = 30090;
 
+    /// <summary>
+    /// join.Rotation (control-plane nodes, after boot): a running node's master-secret rotation call, on its own aTLS
+    /// listener whose policy requires this cluster's running-node PCR 15 (never 0). Dialled directly on every control
+    /// plane, never load balanced.
+    /// </summary>
+    public const int Rotation = 30091;
+
     /// <summary>Cluster API: health and node list (control-plane nodes, after boot; Kubernetes' API port in Constellation).</summary>
     public const int ClusterApi = 6443;
 
