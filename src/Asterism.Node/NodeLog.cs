@@ -279,4 +279,42 @@ internal static partial class NodeLog
         public static partial void Stopped(ILogger logger, string member,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
+
+    /// <summary>The running node's master-secret rotation (issue #16 item 4): <c>Rotation/RotationLoop</c> and <c>KeyRotationStep</c>. Never key bytes.</summary>
+    internal static partial class KeyRotation
+    {
+        public const string Category = "keyRotation";
+
+        [LoggerMessage(1900, LogLevel.Information, "Received key rotation offer")]
+        public static partial void OfferReceived(ILogger logger, int generation, string endpoint,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1901, LogLevel.Information, "Stored next master secret")]
+        public static partial void NextSecretStored(ILogger logger, int generation,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1902, LogLevel.Information, "Wrote node state for the new key generation")]
+        public static partial void StateWritten(ILogger logger, int generation,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1903, LogLevel.Information, "Moved state disk keyslot to the new key generation")]
+        public static partial void KeyslotMoved(ILogger logger, int generation, string result,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1904, LogLevel.Information, "Confirmed key generation")]
+        public static partial void Confirmed(ILogger logger, int generation, string endpoint,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1905, LogLevel.Information, "Promoted next master secret")]
+        public static partial void Promoted(ILogger logger, int generation,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1906, LogLevel.Warning, "Key rotation attempt failed")]
+        public static partial void AttemptFailed(ILogger logger, string endpoint, string error,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        [LoggerMessage(1907, LogLevel.Error, "State disk keyslot opens with neither the running nor the offered key")]
+        public static partial void KeyslotRefused(ILogger logger, int generation,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+    }
 }

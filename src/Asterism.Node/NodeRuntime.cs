@@ -11,6 +11,7 @@ using Asterism.Node.BootProgress;
 using Asterism.Node.Etcd;
 using Asterism.Node.Recovery;
 using Asterism.Node.Rejoin;
+using Asterism.Node.Rotation;
 using Asterism.Node.Services;
 using Asterism.Node.State;
 using Asterism.Node.Tickets;
@@ -68,13 +69,14 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             ClusterSecrets? secrets;
             NodeStateDirectory directory;
             string unlockedBy;
+            SecretBytes diskKey;
             switch (probe.Kind)
             {
                 case StateDiskKind.Initialized:
                     disk = StateDisk.Open(options.DiskPath);
                     try
                     {
-                        (state, secrets, directory, unlockedBy) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
+                        (state, secrets, directory, unlockedBy, diskKey) = await RebootAsync(disk, endpoints, attestation, cancellationToken);
                     }
                     catch
                     {
@@ -88,18 +90,19 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     _status.Error("state disk header is invalid: " + probe.Message);
                     return 1;
                 default:
-                    (disk, state, secrets, directory) = await FirstBootAsync(endpoints, attestation, cancellationToken);
+                    (disk, state, secrets, directory, diskKey) = await FirstBootAsync(endpoints, attestation, cancellationToken);
                     unlockedBy = "first boot";
                     break;
             }
             using (disk)
             using (secrets)
+            using (var runningKey = new RunningDiskKey(diskKey))
             {
                 try
                 {
                     // Boot flow 3: the state filesystem is mounted and PCR 15 extended; serve.
                     NodeLog.SetupManager.StateFilesystemMounted(_setup, directory.Kind, directory.Root, directory.RemoveLeftovers());
-                    return await RunServicesAsync(directory, state, secrets, metadata, attestation, started, unlockedBy, cancellationToken);
+                    return await RunServicesAsync(disk, runningKey, directory, state, secrets, metadata, attestation, started, unlockedBy, cancellationToken);
                 }
                 finally
                 {
@@ -141,7 +144,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     }
 
     /// <summary>Boot flow 2, first boot: format, take init or a join ticket, and let <see cref="FirstBootSetup"/> commit it.</summary>
-    private async Task<(StateDisk, NodeState, ClusterSecrets?, NodeStateDirectory)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    private async Task<(StateDisk, NodeState, ClusterSecrets?, NodeStateDirectory, SecretBytes)> FirstBootAsync(IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         var passphrase = RandomNumberGenerator.GetBytes(KeyDerivation.KeyLength);
         // The disk's UUID is the one this node's certified identity owns: JoinServices and recover release its key
@@ -173,12 +176,13 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             var result = await setup.Completed.WaitAsync(cancellationToken);
             await stop.CancelAsync();
             await join;
-            return (disk, result.State, result.Secrets, result.Directory);
+            return (disk, result.State, result.Secrets, result.Directory, result.DiskKey);
         }
         catch
         {
             if (setup.Completed.IsCompletedSuccessfully)
             {
+                setup.Completed.Result.DiskKey.Dispose();
                 await UnmountAsync(setup.Completed.Result.Directory);
             }
             disk.Dispose();
@@ -212,7 +216,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     /// Boot flow 2, reboot: the RecoveryServer (control planes) and the RejoinClient offer keys to one
     /// <see cref="KeyRace"/>, whose winner unlocked the disk; then PCR 15 is extended.
     /// </summary>
-    private async Task<(NodeState, ClusterSecrets?, NodeStateDirectory, string UnlockedBy)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
+    private async Task<(NodeState, ClusterSecrets?, NodeStateDirectory, string UnlockedBy, SecretBytes DiskKey)> RebootAsync(StateDisk disk, IJoinEndpointSource endpoints, NodeAttestation attestation, CancellationToken cancellationToken)
     {
         _status.SetDiskUuid(disk.Uuid);
         NodeLog.SetupManager.PreparingExistingStateDisk(_setup, disk.Uuid);
@@ -267,7 +271,8 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                     var clusterId = state.ClusterId;
                     await attestation.Pcrs.MeasureEventAsync(Measurements.ClusterIdIndex, clusterId, cancellationToken);
                     var secrets = state.Role == NodeRole.ControlPlane ? NodeState.ReadClusterSecrets(directory, state) : null;
-                    return (state, secrets, directory, keys.Source);
+                    // The running node keeps the key keyslot 0 opened with: a rotation moves the keyslot from it.
+                    return (state, secrets, directory, keys.Source, SecretBytes.CopyOf(keys.DiskKey.Span));
                 }
             }
             catch
@@ -328,9 +333,11 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     }
 
     /// <summary>Boot flow 3: the workload API on every node; the JoinService and cluster API on control planes.</summary>
-    private async Task<int> RunServicesAsync(NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, string unlockedBy, CancellationToken cancellationToken)
+    private async Task<int> RunServicesAsync(StateDisk disk, RunningDiskKey runningKey, NodeStateDirectory directory, NodeState state, ClusterSecrets? secrets, IMetadataClient metadata, NodeAttestation attestation, long started, string unlockedBy, CancellationToken cancellationToken)
     {
         var hosts = new List<WebApplication>();
+        using var stopRotation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var rotation = Task.CompletedTask;
         NodeEtcd? etcd = null;
         KeyReleaseGate? gate = null;
         var etcdLog = loggers.CreateLogger(NodeLog.Etcd.Category);
@@ -361,6 +368,15 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 hosts.Add(await JoinListeners.StartRotationAsync(options.Address, Ports.Rotation, attestation.Issuer, secrets.Policy, state.ClusterId, rotationGate, loggers, cancellationToken));
                 await StartClusterApiAsync(hosts, directory, cancellationToken);
             }
+            // Every booted node follows master-secret rotations (issue #16 item 4); a control plane also promotes its
+            // next secret once the rotation completed, checked first thing in every round (so at boot too).
+            var step = new KeyRotationStep(disk, directory, state, runningKey, secrets, loggers);
+            var connection = etcd?.Connection;
+            Func<CancellationToken, Task<int>>? clusterGeneration = connection is null
+                ? null
+                : ct => new Asterism.ControlPlane.KeyRotation(connection, time).CurrentGenerationAsync(ct);
+            rotation = new RotationLoop(step, new MetadataRotationEndpoints(metadata), new AttestedRotationClient(attestation, options.RejoinTimeout, loggers, time),
+                clusterGeneration, options.RejoinInterval, options.RejoinTimeout, loggers, time).RunAsync(stopRotation.Token);
             _status.Booted();
             var durationMs = (long)time.GetElapsedTime(started).TotalMilliseconds;
             NodeLog.Root.NodeBooted(_root, state.Role.Name(), durationMs, bootCount);
@@ -369,6 +385,9 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
         finally
         {
+            // Before etcd stops and the state filesystem is unmounted: the loop writes there and moves the keyslot.
+            await stopRotation.CancelAsync();
+            await rotation;
             foreach (var host in hosts)
             {
                 await Listeners.StopAsync(host);

@@ -19,6 +19,15 @@ public sealed class FirstBootKeys : IDisposable
 
     public required byte[] MeasurementSalt { get; init; }
 
+    /// <summary>The master-secret generation <see cref="DiskKey"/> comes from (a join during or after a rotation: above 1).</summary>
+    public int KeyGeneration { get; init; } = 1;
+
+    /// <summary>
+    /// DeriveKeyCheck of that generation's master secret; null for generation 1, whose check is the cluster ID the
+    /// measurement secret derives.
+    /// </summary>
+    public byte[]? KeyCheck { get; init; }
+
     /// <summary>Control-plane nodes only.</summary>
     public ClusterSecrets? ClusterSecrets { get; init; }
 
@@ -41,8 +50,12 @@ public sealed class FirstBootKeys : IDisposable
     }
 }
 
-/// <summary>What a completed first boot leaves the boot flow: the node state, the secrets and the mounted state filesystem.</summary>
-public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets, NodeStateDirectory Directory);
+/// <summary>
+/// What a completed first boot leaves the boot flow: the node state, the secrets, the mounted state filesystem and a
+/// copy of the disk key keyslot 0 now holds (the running node keeps it to move the keyslot at a rotation; the boot flow
+/// owns and disposes it).
+/// </summary>
+public sealed record FirstBootResult(NodeState State, ClusterSecrets? Secrets, NodeStateDirectory Directory, SecretBytes DiskKey);
 
 /// <summary>
 /// Turns a freshly formatted disk into an initialized one, once: extend PCR 15 with the cluster ID (so this boot
@@ -113,7 +126,15 @@ public sealed class FirstBootSetup(StateDisk disk, IStateVolume volume, byte[] i
         }
         try
         {
-            var state = new NodeState { Role = options.Role, NodeName = options.Name, MeasurementSalt = keys.MeasurementSalt, ClusterId = clusterId };
+            var state = new NodeState
+            {
+                Role = options.Role,
+                NodeName = options.Name,
+                MeasurementSalt = keys.MeasurementSalt,
+                ClusterId = clusterId,
+                KeyGeneration = keys.KeyGeneration,
+                KeyCheck = keys.KeyCheck,
+            };
             // Secrets first, node state after: every file is durable when written, and the token (set last) is the
             // commit point — a power cut before it makes the next boot reformat, so a half-written set is never read.
             if (keys.ClusterSecrets is not null)
@@ -133,7 +154,7 @@ public sealed class FirstBootSetup(StateDisk disk, IStateVolume volume, byte[] i
             state.WriteTo(directory);
             disk.SetInitialized(true);
             NodeLog.SetupManager.StateDiskInitialized(_log, disk.Uuid, source);
-            var result = new FirstBootResult(state, keys.ClusterSecrets, directory);
+            var result = new FirstBootResult(state, keys.ClusterSecrets, directory, SecretBytes.CopyOf(keys.DiskKey.Span));
             _done.TrySetResult(result);
             return result;
         }

@@ -82,6 +82,18 @@ public sealed class JoinClient(
         {
             throw new InvalidDataException("join ticket has keys of the wrong length");
         }
+        // The ticket's disk key is of the cluster's current generation (0: a server from before rotation = 1); from
+        // generation 2 on the node state must keep that generation's key check, or a later recovery with the current
+        // master secret would fail the measurement-secret check.
+        var generation = response.KeyGeneration == 0 ? 1 : response.KeyGeneration;
+        if (generation > NodeState.MaxKeyGeneration)
+        {
+            throw new InvalidDataException("join ticket names an impossible key generation");
+        }
+        if (generation > 1 && response.KeyCheck.Length != KeyDerivation.KeyLength)
+        {
+            throw new InvalidDataException("join ticket of a rotated cluster lacks its key check");
+        }
         ClusterSecrets? secrets = null;
         if (isControlPlane)
         {
@@ -96,8 +108,12 @@ public sealed class JoinClient(
             {
                 var policy = AttestationPolicy.FromJson(response.AttestationConfig.Span);
                 policy.EnsureUsable();
+                // measurement_secret stays generation 1's (it derives the cluster ID); the master secret is the
+                // ticket's generation, so after a rotation the cluster measurement secret cannot be derived from it.
                 secrets = new ClusterSecrets(
                     MasterSecret.FromBytes(response.MasterKey.Span, response.MasterSalt.Span),
+                    (int)generation,
+                    generation == 1 ? null : SecretBytes.CopyOf(response.MeasurementSecret.Span),
                     response.MeasurementSalt.ToByteArray(),
                     policy);
             }
@@ -111,6 +127,8 @@ public sealed class JoinClient(
             DiskKey = SecretBytes.CopyOf(response.StateDiskKey.Span),
             MeasurementSecret = SecretBytes.CopyOf(response.MeasurementSecret.Span),
             MeasurementSalt = response.MeasurementSalt.ToByteArray(),
+            KeyGeneration = (int)generation,
+            KeyCheck = generation == 1 ? null : response.KeyCheck.ToByteArray(),
             ClusterSecrets = secrets,
             EtcdCaKey = isControlPlane ? SecretBytes.CopyOf(response.EtcdCaKey.Span) : null,
             EtcdCaCertificate = isControlPlane ? response.EtcdCaCertificate.ToByteArray() : null,

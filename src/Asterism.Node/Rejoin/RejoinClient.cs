@@ -20,7 +20,7 @@ public sealed class RejoinClient(
     ITicketClient tickets,
     KeyRace race,
     BootStatusTracker status,
-    ILoggerFactory loggers) : ITicketRequester<ReceivedKeys>
+    ILoggerFactory loggers) : ITicketRequester<RejoinKeys>
 {
     private readonly ILogger _log = loggers.CreateLogger(NodeLog.RejoinClient.Category);
 
@@ -37,9 +37,9 @@ public sealed class RejoinClient(
         }
     }
 
-    bool ITicketRequester<ReceivedKeys>.IsSettled => race.IsDecided;
+    bool ITicketRequester<RejoinKeys>.IsSettled => race.IsDecided;
 
-    async Task<ReceivedKeys> ITicketRequester<ReceivedKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
+    async Task<RejoinKeys> ITicketRequester<RejoinKeys>.RequestAsync(string endpoint, CancellationToken cancellationToken)
     {
         NodeLog.RejoinClient.RequestingTicket(_log, endpoint);
         var response = await tickets.IssueRejoinTicketAsync(endpoint, new IssueRejoinTicketRequest { DiskUuid = diskUuid }, cancellationToken);
@@ -49,17 +49,44 @@ public sealed class RejoinClient(
             {
                 throw new InvalidDataException("rejoin ticket has keys of the wrong length");
             }
-            return new ReceivedKeys(SecretBytes.CopyOf(response.StateDiskKey.Span), SecretBytes.CopyOf(response.MeasurementSecret.Span), "rejoin");
+            var hasNext = response.NextKeyGeneration != 0;
+            if (hasNext && (response.NextStateDiskKey.Length != KeyDerivation.KeyLength || response.NextMeasurementSecret.Length != KeyDerivation.KeyLength))
+            {
+                throw new InvalidDataException("rejoin ticket has next-generation keys of the wrong length");
+            }
+            var current = new ReceivedKeys(SecretBytes.CopyOf(response.StateDiskKey.Span), SecretBytes.CopyOf(response.MeasurementSecret.Span), "rejoin");
+            // While a rotation is pending the keyslot may already hold the next generation's key (a crash after the
+            // flip, before the confirmation reached the registry): that pair is offered too, after the registry's.
+            var next = hasNext
+                ? new ReceivedKeys(SecretBytes.CopyOf(response.NextStateDiskKey.Span), SecretBytes.CopyOf(response.NextMeasurementSecret.Span), "rejoin")
+                : null;
+            return new RejoinKeys(current, next);
         }
         finally
         {
-            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret);
+            SecretFields.Zero(response.StateDiskKey, response.MeasurementSecret, response.NextStateDiskKey, response.NextMeasurementSecret);
         }
     }
 
-    async Task<string?> ITicketRequester<ReceivedKeys>.ApplyAsync(string endpoint, ReceivedKeys ticket, CancellationToken cancellationToken)
+    async Task<string?> ITicketRequester<RejoinKeys>.ApplyAsync(string endpoint, RejoinKeys ticket, CancellationToken cancellationToken)
     {
-        var verdict = await race.OfferAsync(ticket, cancellationToken);
+        var next = ticket.Next;
+        KeyVerdict verdict;
+        try
+        {
+            // The race owns (and disposes) each pair offered to it.
+            verdict = await race.OfferAsync(ticket.Current, cancellationToken);
+            if (verdict is KeyVerdict.DiskKeyRejected or KeyVerdict.MeasurementSecretRejected && next is not null)
+            {
+                var offered = next;
+                next = null;
+                verdict = await race.OfferAsync(offered, cancellationToken);
+            }
+        }
+        finally
+        {
+            next?.Dispose();
+        }
         if (verdict == KeyVerdict.Accepted)
         {
             NodeLog.RejoinClient.RetrievedTicket(_log);
@@ -67,20 +94,38 @@ public sealed class RejoinClient(
         return verdict is KeyVerdict.Accepted or KeyVerdict.AlreadyRecovered ? null : verdict.ToStatus().Detail;
     }
 
-    void ITicketRequester<ReceivedKeys>.LookupFailed(string error)
+    void ITicketRequester<RejoinKeys>.LookupFailed(string error)
     {
         NodeLog.RejoinClient.FailedToGetEndpoints(_log, error);
         status.RejoinAttemptFailed("failed to get control-plane endpoints: " + error);
     }
 
-    void ITicketRequester<ReceivedKeys>.EndpointsListed(IReadOnlyList<string> endpoints) =>
+    void ITicketRequester<RejoinKeys>.EndpointsListed(IReadOnlyList<string> endpoints) =>
         NodeLog.RejoinClient.ReceivedEndpoints(_log, endpoints);
 
-    void ITicketRequester<ReceivedKeys>.EndpointFailed(string endpoint, string error)
+    void ITicketRequester<RejoinKeys>.EndpointFailed(string endpoint, string error)
     {
         NodeLog.RejoinClient.FailedOnEndpoint(_log, error, endpoint);
         status.RejoinAttemptFailed($"{endpoint}: {error}");
     }
 
-    void ITicketRequester<ReceivedKeys>.RoundFailed() => NodeLog.RejoinClient.FailedOnAllEndpoints(_log);
+    void ITicketRequester<RejoinKeys>.RoundFailed() => NodeLog.RejoinClient.FailedOnAllEndpoints(_log);
+}
+
+/// <summary>One rejoin answer: the pair of the node's registry generation and, during a pending rotation, the next one.</summary>
+public sealed class RejoinKeys(ReceivedKeys current, ReceivedKeys? next) : IDisposable
+{
+    /// <summary>The keys of the node's registry generation.</summary>
+    public ReceivedKeys Current { get; } = current;
+
+    /// <summary>The keys of the pending rotation's generation, or null.</summary>
+    public ReceivedKeys? Next { get; } = next;
+
+    public override string ToString() => "rejoin keys [redacted]";
+
+    public void Dispose()
+    {
+        Current.Dispose();
+        Next?.Dispose();
+    }
 }

@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Asterism.ControlPlane;
 using Asterism.Crypto;
 using Asterism.JoinService;
@@ -44,13 +45,17 @@ public sealed partial class ClusterApiService
             }
             using (next)
             {
-                if (next.Key.SequenceEqual(secrets.MasterSecret.Key))
+                var rotation = new KeyRotation(connection, _time);
+                var current = await rotation.CurrentGenerationAsync(context.CancellationToken);
+                // A copy of the cluster's current generation (this control plane may hold it as its next secret if it
+                // has not promoted yet): a promotion meanwhile cannot zero it under the seal.
+                using var sealer = secrets.ForGeneration(current)
+                    ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, $"this control plane does not hold the cluster's generation {current} secret yet; retry in a moment"));
+                if (CryptographicOperations.FixedTimeEquals(next.Key, sealer.Key))
                 {
                     throw new RpcException(new Status(StatusCode.InvalidArgument, "the new master secret equals the current one"));
                 }
-                var rotation = new KeyRotation(connection, _time);
-                var current = await rotation.CurrentGenerationAsync(context.CancellationToken);
-                var sealedSecret = RotationSeal.Seal(secrets.MasterSecret, next, current);
+                var sealedSecret = RotationSeal.Seal(sealer, next, current);
                 await rotation.BeginAsync(sealedSecret, admin, nodeName, context.CancellationToken);
             }
             return await StatusAsync(connection, context.CancellationToken);

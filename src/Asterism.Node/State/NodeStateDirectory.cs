@@ -66,6 +66,17 @@ public sealed class NodeStateDirectory : IAsyncDisposable
         AtomicFile.Write(path, content);
     }
 
+    /// <summary>Deletes a file below the root (durably: the directory is synced); nothing when it does not exist.</summary>
+    public void Delete(string relative)
+    {
+        var path = PathOf(relative);
+        if (File.Exists(path))
+        {
+            File.Delete(path);
+            AtomicFile.SyncDirectory(Path.GetDirectoryName(path)!);
+        }
+    }
+
     /// <summary>Removes what interrupted writes left in the node's directories; returns how many files.</summary>
     public int RemoveLeftovers() =>
         AtomicFile.RemoveLeftovers(PathOf("asterism")) + AtomicFile.RemoveLeftovers(WorkloadDirectory) + AtomicFile.RemoveLeftovers(PathOf("workload-meta"));

@@ -37,9 +37,13 @@ public sealed class JoinServiceConnection : IDisposable
             MaxReceiveMessageSize = Listeners.MaxMessageSize,
         });
         Client = new API.APIClient(_channel);
+        RotationClient = new global::Asterism.Protocol.Join.Rotation.RotationClient(_channel);
     }
 
     public API.APIClient Client { get; }
+
+    /// <summary>join.Rotation on the same connection (a control plane's rotation listener, <see cref="Protocol.Ports.Rotation"/>).</summary>
+    public global::Asterism.Protocol.Join.Rotation.RotationClient RotationClient { get; }
 
     public void Dispose()
     {

@@ -75,8 +75,10 @@ public sealed class KeyRace(IStateVolume volume)
             {
                 return KeyVerdict.StoreUnreadable;
             }
-            var clusterId = KeyDerivation.DeriveClusterId(keys.MeasurementSecret.Span, state.MeasurementSalt);
-            if (!CryptographicOperations.FixedTimeEquals(clusterId, state.ClusterId))
+            // The cluster ID (generation 1), or the key check of the generation the node state names or of the one
+            // before it (a crash between the node-state write and the keyslot flip): opening keyslot 0 above stays
+            // the decisive check; this one keeps a disk key from being accepted with another cluster's secret.
+            if (!state.AcceptsMeasurementSecret(keys.MeasurementSecret.Span))
             {
                 return KeyVerdict.MeasurementSecretRejected;
             }

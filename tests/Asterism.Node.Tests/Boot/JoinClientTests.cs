@@ -135,6 +135,56 @@ public sealed class JoinClientTests : IDisposable
         await run.WaitAsync(TestLimits.Hang);
     }
 
+    [Fact]
+    public async Task RunAsync_TicketOfARotatedCluster_NodeStateKeepsGenerationAndKeyCheck_ClusterIdStays()
+    {
+        // The cluster moved to generation 2: the ticket's disk key is generation 2's, its measurement secret stays
+        // generation 1's (the cluster ID), and the key check names generation 2's secret.
+        using var gen2 = MasterSecret.Generate();
+        _tickets.OnJoin(LoadBalancer, (request, _) =>
+        {
+            var ticket = Ticket(request.DiskUuid);
+            using var key = KeyDerivation.DeriveDiskKey(gen2, request.DiskUuid, 2);
+            ticket.StateDiskKey = ByteString.CopyFrom(key.Span);
+            ticket.KeyGeneration = 2;
+            ticket.KeyCheck = ByteString.CopyFrom(KeyDerivation.DeriveKeyCheck(gen2, _disk.MeasurementSalt));
+            return Task.FromResult(ticket);
+        });
+        var (client, setup) = Client(NodeRole.Worker, LoadBalancer);
+
+        await client.RunAsync(CancellationToken.None).WaitAsync(TestLimits.Hang);
+
+        var result = await setup.Completed;
+        var state = NodeState.Read(result.Directory);
+        using var gen1Secret = KeyDerivation.DeriveMeasurementSecret(_disk.Master);
+        Assert.Equal(KeyDerivation.DeriveClusterId(gen1Secret.Span, _disk.MeasurementSalt), state.ClusterId);
+        Assert.Equal(2, state.KeyGeneration);
+        Assert.Equal(KeyDerivation.DeriveKeyCheck(gen2, _disk.MeasurementSalt), state.KeyCheck);
+        using var key2 = KeyDerivation.DeriveDiskKey(gen2, _disk.Uuid, 2);
+        Assert.Equal(key2.ToArray(), result.DiskKey.ToArray());
+    }
+
+    [Fact]
+    public async Task RunAsync_Generation2TicketWithoutKeyCheck_Refused_NothingExtended()
+    {
+        _tickets.OnJoin(LoadBalancer, (request, _) =>
+        {
+            var ticket = Ticket(request.DiskUuid);
+            ticket.KeyGeneration = 2;
+            return Task.FromResult(ticket);
+        });
+        using var stop = new CancellationTokenSource();
+        var (client, setup) = Client(NodeRole.Worker, LoadBalancer);
+        var run = client.RunAsync(stop.Token);
+
+        await _clock.WaitForTimerAsync(Interval);
+
+        Assert.False(setup.IsDone);
+        Assert.Equal(new byte[32], _pcrs.Read(Measurements.ClusterIdIndex));
+        await stop.CancelAsync();
+        await run.WaitAsync(TestLimits.Hang);
+    }
+
     private (JoinClient, FirstBootSetup) Client(NodeRole role, params string[] endpoints)
     {
         var options = _disk.Options(Interval, Timeout, role);

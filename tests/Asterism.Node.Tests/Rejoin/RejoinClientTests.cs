@@ -226,6 +226,103 @@ public sealed class RejoinClientTests : IDisposable
         Assert.False(_race.IsDecided);
     }
 
+    [Fact]
+    public async Task RunAsync_KeyslotAlreadyMovedToGeneration2_ResponseWithBothGenerations_NextPairUnlocks()
+    {
+        // The node crashed after its keyslot flip and before its confirmation reached the registry: the registry (and
+        // so the rejoin's first pair) still says generation 1.
+        using var next = MasterSecret.Generate();
+        MoveToGeneration2(next);
+        _tickets.OnRejoin(LoadBalancer, (uuid, _) => Task.FromResult(WithNext(Ticket(_disk.Master, uuid), next, uuid)));
+
+        await Client(FakeEndpoints.Of(LoadBalancer)).RunAsync(CancellationToken.None).WaitAsync(TestLimits.Hang);
+
+        var winner = await _race.Winner;
+        using var expected = KeyDerivation.DeriveDiskKey(next, _disk.Uuid, 2);
+        Assert.Equal(expected.ToArray(), winner.Keys.DiskKey.ToArray());
+        Assert.Equal(2, winner.State.KeyGeneration);
+        Assert.Equal(0, _status.Snapshot().RejoinAttempts);
+    }
+
+    [Fact]
+    public async Task RunAsync_KeyslotMovedButResponseWithoutNextGeneration_Refused()
+    {
+        using var next = MasterSecret.Generate();
+        MoveToGeneration2(next);
+        _tickets.OnRejoin(LoadBalancer, (uuid, _) => Task.FromResult(Ticket(_disk.Master, uuid)));
+        using var stop = new CancellationTokenSource();
+        var run = Client(FakeEndpoints.Of(LoadBalancer)).RunAsync(stop.Token);
+
+        await _clock.WaitForTimerAsync(Interval);
+
+        Assert.False(_race.IsDecided);
+        Assert.Equal($"{LoadBalancer}: state disk key rejected", _status.Snapshot().LastError);
+        await stop.CancelAsync();
+        await run.WaitAsync(TestLimits.Hang);
+    }
+
+    [Fact]
+    public async Task RunAsync_NextPairOfAnotherCluster_Refused_DiskUntouched()
+    {
+        using var next = MasterSecret.Generate();
+        using var foreign = MasterSecret.Generate();
+        MoveToGeneration2(next);
+        var before = _disk.ImageHash();
+        _tickets.OnRejoin(LoadBalancer, (uuid, _) => Task.FromResult(WithNext(Ticket(_disk.Master, uuid), foreign, uuid)));
+        using var stop = new CancellationTokenSource();
+        var run = Client(FakeEndpoints.Of(LoadBalancer)).RunAsync(stop.Token);
+
+        await _clock.WaitForTimerAsync(Interval);
+
+        Assert.False(_race.IsDecided);
+        Assert.Equal(before, _disk.ImageHash());
+        await stop.CancelAsync();
+        await run.WaitAsync(TestLimits.Hang);
+    }
+
+    [Fact]
+    public async Task RunAsync_NextGenerationKeysOfTheWrongLength_Refused()
+    {
+        _tickets.OnRejoin(LoadBalancer, (uuid, _) =>
+        {
+            var ticket = Ticket(_disk.Master, uuid);
+            ticket.NextKeyGeneration = 2;
+            ticket.NextStateDiskKey = ByteString.CopyFrom(new byte[16]);
+            return Task.FromResult(ticket);
+        });
+        using var stop = new CancellationTokenSource();
+        var run = Client(FakeEndpoints.Of(LoadBalancer)).RunAsync(stop.Token);
+
+        await _clock.WaitForTimerAsync(Interval);
+
+        Assert.False(_race.IsDecided);
+        Assert.Equal($"{LoadBalancer}: rejoin ticket has next-generation keys of the wrong length", _status.Snapshot().LastError);
+        await stop.CancelAsync();
+        await run.WaitAsync(TestLimits.Hang);
+    }
+
+    /// <summary>What a rotation step leaves after its flip: node state at generation 2, keyslot 0 on generation 2's key.</summary>
+    private void MoveToGeneration2(MasterSecret next)
+    {
+        var directory = new Asterism.Node.State.NodeStateDirectory(_disk.StateRoot, null, "directory");
+        var state = NodeState.Read(directory);
+        state.WithKeyGeneration(2, KeyDerivation.DeriveKeyCheck(next, _disk.MeasurementSalt)).WriteTo(directory);
+        using var oldKey = KeyDerivation.DeriveDiskKey(_disk.Master, _disk.Uuid);
+        using var newKey = KeyDerivation.DeriveDiskKey(next, _disk.Uuid, 2);
+        Assert.Equal(Asterism.Disk.DiskKeyRotationResult.Rotated, _disk.Disk.RotateKey(oldKey.Span, newKey.Span));
+    }
+
+    private static IssueRejoinTicketResponse WithNext(IssueRejoinTicketResponse ticket, MasterSecret next, string diskUuid)
+    {
+        using var key = KeyDerivation.DeriveDiskKey(next, diskUuid, 2);
+        using var secret = KeyDerivation.DeriveMeasurementSecret(next);
+        ticket.KeyGeneration = 1;
+        ticket.NextKeyGeneration = 2;
+        ticket.NextStateDiskKey = ByteString.CopyFrom(key.Span);
+        ticket.NextMeasurementSecret = ByteString.CopyFrom(secret.Span);
+        return ticket;
+    }
+
     private RejoinClient Client(IJoinEndpointSource endpoints) =>
         new(_disk.Uuid, new TicketRounds(endpoints, Interval, Timeout, _clock), _tickets, _race, _status, NullLoggerFactory.Instance);
 
