@@ -35,6 +35,13 @@ public sealed class NodeOptions
     /// <summary>Pause between RejoinClient rounds (Constellation: 30 s).</summary>
     public TimeSpan RejoinInterval { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Pause between a running node's key-rotation rounds (<c>Rotation/RotationLoop</c>). Separate from
+    /// <see cref="RejoinInterval"/>: a rejoin round runs only while the node waits, a rotation round for the node's whole
+    /// life, each one an attested call, so a short rejoin interval must not make every running node dial every 2 s.
+    /// </summary>
+    public TimeSpan RotationInterval { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Per-call timeout of a rejoin or join request (Constellation: 30 s).</summary>
     public TimeSpan RejoinTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -376,7 +376,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 ? null
                 : ct => new Asterism.ControlPlane.KeyRotation(connection, time).CurrentGenerationAsync(ct);
             rotation = new RotationLoop(step, new MetadataRotationEndpoints(metadata), new AttestedRotationClient(attestation, options.RejoinTimeout, loggers, time),
-                clusterGeneration, options.RejoinInterval, options.RejoinTimeout, loggers, time).RunAsync(stopRotation.Token);
+                clusterGeneration, options.RotationInterval, options.RejoinTimeout, loggers, time).RunAsync(stopRotation.Token);
             _status.Booted();
             var durationMs = (long)time.GetElapsedTime(started).TotalMilliseconds;
             NodeLog.Root.NodeBooted(_root, state.Role.Name(), durationMs, bootCount);

@@ -23,11 +23,12 @@ public static class Program
         var tpm = new Option<string?>("--tpm") { Description = "swtpm command socket, unix:/abs/path (tpm variant; TCP is refused)" };
         var interval = new Option<string>("--rejoin-interval") { Description = "Pause between rejoin rounds, e.g. 2s", DefaultValueFactory = _ => "30s" };
         var timeout = new Option<string>("--rejoin-timeout") { Description = "Per-call timeout of rejoin requests, e.g. 2s", DefaultValueFactory = _ => "30s" };
+        var rotationInterval = new Option<string>("--rotation-interval") { Description = "Pause between a running node's key-rotation rounds, e.g. 5s (each is one attested call to a control plane)", DefaultValueFactory = _ => "30s" };
         var diskSize = new Option<string?>("--disk-size") { Description = "Size of a newly formatted state disk, e.g. 32MiB (default: 256MiB on control planes, 32MiB on workers)" };
         var debug = new Option<bool>("--debug") { Description = "Debug logging" };
         var root = new RootCommand("asterism-node: a node of an Asterism cluster (state-disk boot flow and node services)")
         {
-            name, role, address, disk, nodeDir, metadata, variant, tpm, interval, timeout, diskSize, debug,
+            name, role, address, disk, nodeDir, metadata, variant, tpm, interval, timeout, rotationInterval, diskSize, debug,
         };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -110,6 +111,7 @@ public static class Program
             TpmEndpoint = parsed.GetValue(tpm),
             RejoinInterval = Durations.Parse(parsed.GetValue(interval)!, "--rejoin-interval"),
             RejoinTimeout = Durations.Parse(parsed.GetValue(timeout)!, "--rejoin-timeout"),
+            RotationInterval = Durations.Parse(parsed.GetValue(rotationInterval)!, "--rotation-interval"),
             DiskSize = parsed.GetValue(diskSize) is { } size ? Durations.ParseSize(size, "--disk-size") : NodeOptions.DefaultDiskSize(nodeRole),
             Debug = parsed.GetValue(debug),
         };

@@ -15,7 +15,7 @@ public static class CreateCommand
     /// Each call may take 10 s: a mutual aTLS handshake with swtpm quotes on both ends took more than 2 s on two shared
     /// cores at load 50, every time, and a rebooted control plane then never rejoined beside two healthy ones.
     /// </summary>
-    public static readonly string[] LocalNodeArgs = ["--rejoin-interval", "2s", "--rejoin-timeout", "10s"];
+    public static readonly string[] LocalNodeArgs = ["--rejoin-interval", "2s", "--rejoin-timeout", "10s", "--rotation-interval", "5s"];
 
     public static string MetadataUrl(CloudSubnet subnet) => $"http://{subnet.ProviderAddress}:{Ports.Metadata}";
 
