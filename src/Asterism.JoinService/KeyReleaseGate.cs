@@ -30,7 +30,9 @@ public sealed class ControlPlaneTicket(byte[] caKeyPem, byte[] caCertificatePem,
 /// The control plane's say over every key release (issue #15 items 2–3): before a disk key leaves the JoinService the
 /// node registry in etcd is read linearizably, a revoked node or one whose certified identity or disk UUID differs
 /// from its record is refused (and a <see cref="AuditKind.RefusedRelease"/> entry appended), and a
-/// <see cref="AuditKind.Release"/> entry is appended — no audit entry, no key. A first join registers the node. A
+/// <see cref="AuditKind.Release"/> entry is appended — no audit entry, no key. Which master-secret generations a
+/// release may carry is decided here too, from the record's generation and a pending rotation read with it (issue #16
+/// item 4), and named in the entry. A first join registers the node at the cluster's current generation. A
 /// control plane joining is added to etcd as a learner (after a <see cref="AuditKind.MembershipChange"/> entry) and
 /// promoted once its member has caught up; one control-plane join at a time, because etcd 3.4 allows one learner.
 /// Without a quorum every call fails with <see cref="ControlPlaneError.NoQuorum"/>, which the JoinService answers

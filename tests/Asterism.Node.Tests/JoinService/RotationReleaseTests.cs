@@ -11,8 +11,8 @@ using Asterism.JoinService;
 using Asterism.Node.Tests.Fakes;
 using Asterism.Protocol.Join;
 using Grpc.Core;
-using RegistryRole = Asterism.ControlPlane.NodeRole;
 using Microsoft.Extensions.Logging.Abstractions;
+using RegistryRole = Asterism.ControlPlane.NodeRole;
 
 namespace Asterism.Node.Tests.JoinService;
 
