@@ -179,7 +179,8 @@ public sealed class NodeRegistry(EtcdConnection connection)
 
     private static byte[] Serialize(NodeRecord record) => JsonSerializer.SerializeToUtf8Bytes(record, Json);
 
-    private static NodeRecord Deserialize(string key, Google.Protobuf.ByteString value)
+    /// <summary>Parses a registry value read under <paramref name="key"/>; Corrupt when it is too large, malformed or names another node.</summary>
+    internal static NodeRecord Deserialize(string key, Google.Protobuf.ByteString value)
     {
         if (value.Length > EtcdKeys.MaxValueBytes)
         {

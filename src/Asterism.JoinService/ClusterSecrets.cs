@@ -111,6 +111,19 @@ public sealed class ClusterSecrets : IDisposable
         }
     }
 
+    /// <summary>
+    /// The current generation and a copy of its secret the caller disposes, read together (a <see cref="Promote"/>
+    /// between reading <see cref="Generation"/> and calling <see cref="ForGeneration"/> would otherwise find nothing).
+    /// </summary>
+    public (int Generation, MasterSecret Secret) CurrentCopy()
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return (_generation, MasterSecret.FromBytes(_current.Key, _current.Salt));
+        }
+    }
+
     /// <summary>Holds <paramref name="next"/> (ownership taken) as the secret of pending generation <paramref name="generation"/>.</summary>
     public void SetNext(MasterSecret next, int generation)
     {

@@ -9,11 +9,18 @@ namespace Asterism.JoinService;
 /// </summary>
 public interface IKeyReleaseGate
 {
-    /// <summary>Allows a rejoin (or throws PermissionDenied / a control-plane failure) and audits the release before it returns.</summary>
-    Task ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken);
+    /// <summary>
+    /// Allows a rejoin (or throws PermissionDenied / a control-plane failure / an RpcException when this control plane
+    /// cannot serve the generation the registry names) and audits the release — naming every generation that leaves —
+    /// before it returns the generations' secrets, copied from <paramref name="secrets"/>; the caller disposes them.
+    /// </summary>
+    Task<RejoinRelease> ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken);
 
-    /// <summary>Allows a first join; returns a control plane's etcd ticket, null for a worker.</summary>
-    Task<ControlPlaneTicket?> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken);
+    /// <summary>
+    /// Allows a first join, registering the node at the cluster's current generation; returns that generation's secret
+    /// (a copy from <paramref name="secrets"/>) and a control plane's etcd ticket (null for a worker).
+    /// </summary>
+    Task<JoinRelease> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken);
 
     /// <summary>After a control plane's join response went out (or failed).</summary>
     void JoinTicketSent(bool sent);

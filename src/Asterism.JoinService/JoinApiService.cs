@@ -31,18 +31,31 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         JoinServiceLog.RejoinTicketCalled(_log, context.Peer, facts.Variant.Name, facts.AttestationKeyFingerprint, identity.Name, identity.Role);
         CheckUuid(request.DiskUuid, "IssueRejoinTicket");
         CheckOwner(identity, request.DiskUuid, "IssueRejoinTicket", context);
-        if (gate is not null)
+        // Which generations leave is the gate's decision (audited with it); without a gate, the current one.
+        using var release = gate is not null
+            ? await GatedAsync("IssueRejoinTicket", identity, () => gate.ReleaseRejoinAsync(identity, request.DiskUuid, secrets, context.CancellationToken))
+            : CurrentRelease();
+        var response = new IssueRejoinTicketResponse
         {
-            await GatedAsync("IssueRejoinTicket", identity, () => gate.ReleaseRejoinAsync(identity, request.DiskUuid, context.CancellationToken));
-        }
-        var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
-        var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
-        JoinServiceLog.RejoinTicketIssued(_log, request.DiskUuid);
-        return new IssueRejoinTicketResponse
-        {
-            StateDiskKey = SecretFields.Wrap(diskKey),
-            MeasurementSecret = SecretFields.Wrap(measurementSecret),
+            StateDiskKey = SecretFields.Wrap(ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(release.Secret, request.DiskUuid, release.Generation))),
+            MeasurementSecret = SecretFields.Wrap(ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(release.Secret))),
+            KeyGeneration = (uint)release.Generation,
         };
+        if (release.NextSecret is { } next)
+        {
+            response.NextKeyGeneration = (uint)release.NextGeneration;
+            response.NextStateDiskKey = SecretFields.Wrap(ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(next, request.DiskUuid, release.NextGeneration)));
+            response.NextMeasurementSecret = SecretFields.Wrap(ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(next)));
+        }
+        JoinServiceLog.RejoinTicketIssued(_log, request.DiskUuid);
+        return response;
+    }
+
+    /// <summary>No gate (no etcd, the benchmark's baseline aside): the current generation, read atomically.</summary>
+    private RejoinRelease CurrentRelease()
+    {
+        var (generation, secret) = secrets.CurrentCopy();
+        return new RejoinRelease(generation, secret);
     }
 
     public override async Task<IssueJoinTicketResponse> IssueJoinTicket(IssueJoinTicketRequest request, ServerCallContext context)
@@ -58,28 +71,36 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
                 request.NodeName, request.IsControlPlane);
             throw new RpcException(new Status(StatusCode.PermissionDenied, "request does not match the caller's certified identity"));
         }
-        ControlPlaneTicket? controlPlane = null;
+        JoinRelease release;
         if (gate is not null)
         {
-            controlPlane = await GatedAsync("IssueJoinTicket", identity, () => gate.ReleaseJoinAsync(identity, request.DiskUuid, context.CancellationToken));
+            release = await GatedAsync("IssueJoinTicket", identity, () => gate.ReleaseJoinAsync(identity, request.DiskUuid, secrets, context.CancellationToken));
         }
+        else
+        {
+            var (generation, secret) = secrets.CurrentCopy();
+            release = new JoinRelease(generation, secret);
+        }
+        var controlPlane = release.ControlPlane;
         // The gate holds its one-control-plane-join lock and a learner for this ticket until JoinTicketSent; anything
         // thrown before the response owns them must release both, or no control plane could ever join again.
         var handedOver = controlPlane is null;
         try
         {
-            var diskKey = ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(secrets.MasterSecret, request.DiskUuid));
-            var measurementSecret = ZeroAfterResponse(context, KeyDerivation.DeriveMeasurementSecret(secrets.MasterSecret));
+            // The disk key and key check of the record's generation; the measurement secret is always generation 1's,
+            // which derives the cluster ID that never changes (src/Asterism.Node/README.md, "Decision").
             var response = new IssueJoinTicketResponse
             {
-                StateDiskKey = SecretFields.Wrap(diskKey),
+                StateDiskKey = SecretFields.Wrap(ZeroAfterResponse(context, KeyDerivation.DeriveDiskKey(release.Secret, request.DiskUuid, release.Generation))),
                 MeasurementSalt = ByteString.CopyFrom(secrets.MeasurementSalt),
-                MeasurementSecret = SecretFields.Wrap(measurementSecret),
+                MeasurementSecret = SecretFields.Wrap(ZeroAfterResponse(context, secrets.ClusterMeasurementSecret.ToArray())),
+                KeyGeneration = (uint)release.Generation,
+                KeyCheck = ByteString.CopyFrom(KeyDerivation.DeriveKeyCheck(release.Secret, secrets.MeasurementSalt)),
             };
             if (identity.IsControlPlane)
             {
-                response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Key.ToArray()));
-                response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, secrets.MasterSecret.Salt.ToArray()));
+                response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, release.Secret.Key.ToArray()));
+                response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, release.Secret.Salt.ToArray()));
                 response.AttestationConfig = ByteString.CopyFrom(secrets.Policy.ToJson());
                 if (controlPlane is not null)
                 {
@@ -102,6 +123,7 @@ public sealed class JoinApiService(ClusterSecrets secrets, ILoggerFactory logger
         }
         finally
         {
+            release.Dispose();
             if (!handedOver)
             {
                 controlPlane!.Dispose();

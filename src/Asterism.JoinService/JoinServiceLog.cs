@@ -65,4 +65,8 @@ public static partial class JoinServiceLog
     [LoggerMessage(2011, LogLevel.Warning, "Refused key release without control-plane quorum")]
     internal static partial void RefusedNoQuorum(ILogger logger, string call, string identity, string error,
         [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+    [LoggerMessage(2012, LogLevel.Warning, "Refused key release: this control plane cannot serve the key generation the registry names")]
+    internal static partial void RefusedGenerationNotHeld(ILogger logger, string identity, string diskUuid, int generation, int heldGeneration, string reason,
+        [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
 }

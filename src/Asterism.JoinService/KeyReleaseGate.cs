@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Asterism.Attestation.Identities;
 using Asterism.ControlPlane;
+using Asterism.Crypto;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
@@ -29,7 +30,9 @@ public sealed class ControlPlaneTicket(byte[] caKeyPem, byte[] caCertificatePem,
 /// The control plane's say over every key release (issue #15 items 2–3): before a disk key leaves the JoinService the
 /// node registry in etcd is read linearizably, a revoked node or one whose certified identity or disk UUID differs
 /// from its record is refused (and a <see cref="AuditKind.RefusedRelease"/> entry appended), and a
-/// <see cref="AuditKind.Release"/> entry is appended — no audit entry, no key. A first join registers the node. A
+/// <see cref="AuditKind.Release"/> entry is appended — no audit entry, no key. Which master-secret generations a
+/// release may carry is decided here too, from the record's generation and a pending rotation read with it (issue #16
+/// item 4), and named in the entry. A first join registers the node at the cluster's current generation. A
 /// control plane joining is added to etcd as a learner (after a <see cref="AuditKind.MembershipChange"/> entry) and
 /// promoted once its member has caught up; one control-plane join at a time, because etcd 3.4 allows one learner.
 /// Without a quorum every call fails with <see cref="ControlPlaneError.NoQuorum"/>, which the JoinService answers
@@ -43,6 +46,7 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
     private const int MaxReleaseAttempts = 8;
 
     private readonly NodeRegistry _registry;
+    private readonly KeyRotation _rotation;
     private readonly AuditLog _audit;
     private readonly EtcdMembership _membership;
     private readonly string _caDirectory;
@@ -58,6 +62,7 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
         ArgumentNullException.ThrowIfNull(loggers);
         _time = time ?? TimeProvider.System;
         _registry = new NodeRegistry(connection);
+        _rotation = new KeyRotation(connection, _time);
         _audit = new AuditLog(connection, _time);
         _membership = new EtcdMembership(connection, loggers.CreateLogger(JoinServiceLog.Category), _time);
         _caDirectory = caDirectory;
@@ -70,32 +75,63 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
     /// <summary>The audit log the gate appends to.</summary>
     public AuditLog Audit => _audit;
 
-    /// <summary>Rejoin: the node must be registered, not revoked, and match its record; then the release is audited.</summary>
-    public async Task ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    /// <summary>
+    /// Rejoin: the node must be registered, not revoked, and match its record. It gets its registry generation's keys
+    /// and, while a rotation to a higher generation is pending, the target generation's too: its keyslot may have moved
+    /// before its confirmation reached the registry (src/Asterism.Node/README.md, "Master-secret rotation", step 2).
+    /// The record and the pending rotation come from one read (<see cref="KeyRotation.ReadForReleaseAsync"/>); the
+    /// Release entry names both generations and is appended only while the record is unchanged.
+    /// </summary>
+    public async Task<RejoinRelease> ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        var read = await _registry.GetVersionedAsync(identity.Name, cancellationToken);
-        if (read is null)
+        ArgumentNullException.ThrowIfNull(secrets);
+        var view = await _rotation.ReadForReleaseAsync(identity.Name, cancellationToken);
+        if (view.Node is null)
         {
             await RefuseAsync(identity, diskUuid, "not in the node registry", cancellationToken);
         }
-        await CheckRecordAsync(read!.Record, identity, diskUuid, cancellationToken);
-        await AuditReleaseAsync(read, identity, diskUuid, $"rejoin: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
+        var read = view.Node!;
+        await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
+        var generation = GenerationOf(read.Record);
+        var next = view.Pending is { } pending && pending.To > generation ? pending.To : 0;
+        var secret = Resolve(identity, diskUuid, secrets, generation, view.Pending);
+        MasterSecret? nextSecret = null;
+        try
+        {
+            if (next > 0)
+            {
+                nextSecret = Resolve(identity, diskUuid, secrets, next, view.Pending);
+            }
+            var generations = next > 0 ? $"generations {generation} and {next}" : $"generation {generation}";
+            await AuditReleaseAsync(read, identity, diskUuid, generation,
+                $"rejoin: disk key of {diskUuid} ({generations}) to identity {identity.CertificateFingerprint}", cancellationToken);
+            return new RejoinRelease(generation, secret, next, nextSecret);
+        }
+        catch
+        {
+            secret.Dispose();
+            nextSecret?.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
-    /// Join: registers the node (or checks it against the record a previous, interrupted join made), adds a control
-    /// plane to etcd as a learner, audits the release. Returns what a control plane needs for its member, null for a
-    /// worker. The caller must call <see cref="JoinTicketSent"/> once the response is out (or failed) for a control plane.
+    /// Join: registers the node at the cluster's current generation (or checks it against the record a previous,
+    /// interrupted join made, and serves that record's generation), adds a control plane to etcd as a learner, audits
+    /// the release. A join while a rotation is pending registers at the rotation's From generation; the node catches up
+    /// through the rotation call like every other node. The caller must call <see cref="JoinTicketSent"/> once the
+    /// response is out (or failed) for a control plane.
     /// </summary>
-    public async Task<ControlPlaneTicket?> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+    public async Task<JoinRelease> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(identity);
-        var read = await _registry.GetVersionedAsync(identity.Name, cancellationToken);
-        if (read is null)
+        ArgumentNullException.ThrowIfNull(secrets);
+        var view = await _rotation.ReadForReleaseAsync(identity.Name, cancellationToken);
+        if (view.Node is null)
         {
             var record = new NodeRecord(identity.Name, identity.IsControlPlane ? NodeRole.ControlPlane : NodeRole.Worker, Guid.Parse(diskUuid),
-                Convert.FromHexString(identity.CertificateFingerprint), _time.GetUtcNow());
+                Convert.FromHexString(identity.CertificateFingerprint), _time.GetUtcNow(), KeyGeneration: view.CurrentGeneration);
             try
             {
                 await _registry.RegisterAsync(record, cancellationToken);
@@ -104,24 +140,58 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
             {
                 // Registered meanwhile by another JoinService: the read below judges the caller by that record.
             }
-            read = await _registry.GetVersionedAsync(identity.Name, cancellationToken)
-                ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
+            view = await _rotation.ReadForReleaseAsync(identity.Name, cancellationToken);
         }
+        var read = view.Node ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
         await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
-        if (!identity.IsControlPlane)
+        var generation = GenerationOf(read.Record);
+        var secret = Resolve(identity, diskUuid, secrets, generation, view.Pending);
+        try
         {
-            await AuditReleaseAsync(read, identity, diskUuid, $"join: disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
-            return null;
+            if (!identity.IsControlPlane)
+            {
+                await AuditReleaseAsync(read, identity, diskUuid, generation,
+                    $"join: disk key of {diskUuid} (generation {generation}) to identity {identity.CertificateFingerprint}", cancellationToken);
+                return new JoinRelease(generation, secret);
+            }
+            return new JoinRelease(generation, secret, await AddControlPlaneAsync(identity, diskUuid, read, generation, cancellationToken));
         }
-        return await AddControlPlaneAsync(identity, diskUuid, read, cancellationToken);
+        catch
+        {
+            secret.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A record's generation; 0 (a record from before generations existed) is 1.</summary>
+    private static int GenerationOf(NodeRecord record) => Math.Max(1, record.KeyGeneration);
+
+    /// <summary>
+    /// The secret of <paramref name="generation"/> as this control plane holds it, or a refusal before anything is
+    /// audited or derived: a void generation (only a revoked node's record can lag behind a completed rotation) is
+    /// FailedPrecondition; one this control plane does not hold yet, or a sealed secret that does not open, is
+    /// Unavailable, so the node asks another control plane or again.
+    /// </summary>
+    private MasterSecret Resolve(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, int generation, RotationRecord? pending)
+    {
+        if (GenerationSecrets.Resolve(secrets, generation, pending, out var refusal) is { } secret)
+        {
+            return secret;
+        }
+        var held = secrets.Generation;
+        JoinServiceLog.RefusedGenerationNotHeld(_log, identity.Name, diskUuid, generation, held, refusal);
+        throw new RpcException(generation < held
+            ? new Status(StatusCode.FailedPrecondition, $"key generation {generation} is void on this control plane")
+            : new Status(StatusCode.Unavailable, $"this control plane cannot serve key generation {generation} now; try again"));
     }
 
     /// <summary>
     /// Appends the Release entry only if the node's record is still the one the decision was made on (compared in the
     /// same etcd transaction): a revocation that lands between the read and the append makes the append fail, and the
-    /// release is decided again on the new record, so it is refused. No entry, no key.
+    /// release is decided again on the new record, so it is refused. A record that moved to another generation meanwhile
+    /// fails the release (Conflict; the node asks again and gets the new generation's key). No entry, no key.
     /// </summary>
-    private async Task AuditReleaseAsync(VersionedNodeRecord read, NodeIdentity identity, string diskUuid, string detail, CancellationToken cancellationToken)
+    private async Task AuditReleaseAsync(VersionedNodeRecord read, NodeIdentity identity, string diskUuid, int generation, string detail, CancellationToken cancellationToken)
     {
         for (var attempt = 0; attempt < MaxReleaseAttempts; attempt++)
         {
@@ -140,6 +210,10 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
             }
             read = again!;
             await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
+            if (GenerationOf(read.Record) != generation)
+            {
+                throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {identity.Name} moved to another key generation during its release");
+            }
         }
         throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {identity.Name} kept changing during its release");
     }
@@ -153,7 +227,7 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
     /// <summary>Whether a control plane's join holds the one-at-a-time lock (tests: it must not stay held after a failure).</summary>
     internal bool ControlPlaneJoinInProgress => _controlPlaneJoin.CurrentCount == 0;
 
-    private async Task<ControlPlaneTicket> AddControlPlaneAsync(NodeIdentity identity, string diskUuid, VersionedNodeRecord read, CancellationToken cancellationToken)
+    private async Task<ControlPlaneTicket> AddControlPlaneAsync(NodeIdentity identity, string diskUuid, VersionedNodeRecord read, int generation, CancellationToken cancellationToken)
     {
         // Held until the learner is promoted (or given up): etcd 3.4 takes one learner at a time.
         if (!await _controlPlaneJoin.WaitAsync(TimeSpan.Zero, cancellationToken))
@@ -179,7 +253,8 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
                 [.. member.InitialCluster.Select(m => $"{m.Name}={m.PeerUrl.ToString().TrimEnd('/')}")]);
             try
             {
-                await AuditReleaseAsync(read, identity, diskUuid, $"join: disk key of {diskUuid}, master secret and cluster CA to control plane {identity.CertificateFingerprint}", cancellationToken);
+                await AuditReleaseAsync(read, identity, diskUuid, generation,
+                    $"join: disk key of {diskUuid}, master secret (generation {generation}) and cluster CA to control plane {identity.CertificateFingerprint}", cancellationToken);
             }
             catch
             {

@@ -47,21 +47,24 @@ public sealed class RotationApiService(RotationGate gate, ILoggerFactory loggers
             {
                 return new RotateKeyResponse();
             }
-            var key = offer.DiskKey.ToArray();
-            context.GetHttpContext().Response.OnCompleted(() =>
-            {
-                System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
-                return Task.CompletedTask;
-            });
-            return new RotateKeyResponse
+            var response = new RotateKeyResponse
             {
                 Generation = (uint)offer.Generation,
-                StateDiskKey = SecretFields.Wrap(key),
+                StateDiskKey = SecretFields.Wrap(ZeroAfterResponse(context, offer.DiskKey.ToArray())),
                 KeyCheck = ByteString.CopyFrom(offer.KeyCheck),
             };
+            if (offer.MasterSecret is { } master)
+            {
+                // The gate gives it only to a control plane by certified identity and registry record.
+                response.MasterKey = SecretFields.Wrap(ZeroAfterResponse(context, master.Key.ToArray()));
+                response.MasterSalt = SecretFields.Wrap(ZeroAfterResponse(context, master.Salt.ToArray()));
+            }
+            return response;
         }
         catch (ControlPlaneException e)
         {
+            // Conflict (the record changed under the offer) and Corrupt (the sealed secret does not open) are Unavailable:
+            // the node asks again on its next interval.
             JoinServiceLog.RefusedNoQuorum(_log, "RotateKey", facts.Identity.Name, e.Message);
             throw new RpcException(new Status(e.Error switch
             {
@@ -70,5 +73,16 @@ public sealed class RotationApiService(RotationGate gate, ILoggerFactory loggers
                 _ => StatusCode.Unavailable,
             }, e.Error == ControlPlaneError.NoQuorum ? ControlPlaneException.NoQuorumMessage : "the rotation cannot proceed now: " + e.Message));
         }
+    }
+
+    /// <summary>Key bytes go into the response without a copy and are zeroed once it has been written.</summary>
+    private static byte[] ZeroAfterResponse(ServerCallContext context, byte[] secret)
+    {
+        context.GetHttpContext().Response.OnCompleted(() =>
+        {
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(secret);
+            return Task.CompletedTask;
+        });
+        return secret;
     }
 }

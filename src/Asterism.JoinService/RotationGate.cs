@@ -15,13 +15,21 @@ namespace Asterism.JoinService;
 /// DeriveClusterId(measurement secret of the new master secret, measurement salt): what the node state keeps so a
 /// recovery with the new secret passes the measurement-secret check (src/Asterism.Node/README.md, "Decision").
 /// </param>
-public sealed record RotationOffer(int Generation, SecretBytes DiskKey, byte[] KeyCheck) : IDisposable
+/// <param name="MasterSecret">
+/// Only for a caller whose certified identity and registry record are both control plane: the target generation's
+/// master secret, which it keeps beside its current one and promotes at completion; a copy the offer owns and zeroes.
+/// </param>
+public sealed record RotationOffer(int Generation, SecretBytes DiskKey, byte[] KeyCheck, MasterSecret? MasterSecret = null) : IDisposable
 {
     /// <inheritdoc />
     public override string ToString() => $"rotation offer to generation {Generation} [key redacted]";
 
     /// <inheritdoc />
-    public void Dispose() => DiskKey.Dispose();
+    public void Dispose()
+    {
+        DiskKey.Dispose();
+        MasterSecret?.Dispose();
+    }
 }
 
 /// <summary>
@@ -36,7 +44,6 @@ public sealed record RotationOffer(int Generation, SecretBytes DiskKey, byte[] K
 /// </summary>
 public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secrets, byte[] clusterId, ILoggerFactory loggers, TimeProvider? time = null)
 {
-    private readonly NodeRegistry _registry = new(connection);
     private readonly AuditLog _audit = new(connection, time);
     private readonly KeyRotation _rotation = new(connection, time);
     private readonly byte[] _expectedPcr15 = Measurements.ClusterIdPcr15(clusterId);
@@ -44,23 +51,33 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
 
     /// <summary>
     /// The disk key of the pending rotation's target generation for the caller, or null when no rotation is pending or
-    /// the caller's record is already on the target. Refused (PermissionDenied, audited) as described on the class.
+    /// the caller's record is already on the target. A control plane (certified identity and registry record) also
+    /// gets the target's master secret; a worker never does. Refused (PermissionDenied, audited) as described on the
+    /// class. The Release entry is appended only while the record is still the one read (a revocation landing
+    /// in between fails it: Conflict, no key).
     /// </summary>
     public async Task<RotationOffer?> OfferAsync(AttestationFacts facts, string diskUuid, CancellationToken cancellationToken)
     {
-        var (identity, record) = await CheckAsync(facts, diskUuid, cancellationToken);
-        var pending = await _rotation.PendingAsync(cancellationToken);
-        if (pending is null || record.KeyGeneration >= pending.To)
+        var (identity, view) = await CheckAsync(facts, diskUuid, cancellationToken);
+        var read = view.Node!;
+        var pending = view.Pending;
+        if (pending is null || read.Record.KeyGeneration >= pending.To)
         {
             return null;
         }
-        using var next = RotationSeal.Open(secrets.MasterSecret, pending.WrappedSecret, pending.From)
-            ?? throw new ControlPlaneException(ControlPlaneError.Corrupt, "the pending rotation's secret is not sealed under this control plane's master secret");
-        await _audit.AppendAsync(AuditKind.Release, identity.Name,
-            $"rotation: generation {pending.To} disk key of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken);
-        using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(next);
-        return new RotationOffer(pending.To, DeriveDiskKey(next, diskUuid, pending.To),
-            KeyDerivation.DeriveClusterId(measurementSecret.Span, secrets.MeasurementSalt));
+        // The cached next secret when this control plane holds it, else the sealed one opened (and then cached).
+        using var next = GenerationSecrets.Resolve(secrets, pending.To, pending, out var refusal)
+            ?? throw new ControlPlaneException(ControlPlaneError.Corrupt, refusal);
+        var controlPlane = identity.IsControlPlane && read.Record.Role == NodeRole.ControlPlane;
+        var what = controlPlane ? "disk key and master secret" : "disk key";
+        if (await _audit.AppendIfUnchangedAsync(AuditKind.Release, read,
+            $"rotation: generation {pending.To} {what} of {diskUuid} to identity {identity.CertificateFingerprint}", cancellationToken) is null)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {identity.Name} changed during the rotation offer; ask again");
+        }
+        var diskKey = DeriveDiskKey(next, diskUuid, pending.To);
+        var keyCheck = KeyDerivation.DeriveKeyCheck(next, secrets.MeasurementSalt);
+        return new RotationOffer(pending.To, diskKey, keyCheck, controlPlane ? MasterSecret.FromBytes(next.Key, next.Salt) : null);
     }
 
     /// <summary>
@@ -103,7 +120,7 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         return (record.Role == NodeRole.ControlPlane) != identity.IsControlPlane ? "role differs from the registry" : null;
     }
 
-    private async Task<(NodeIdentity Identity, NodeRecord Record)> CheckAsync(AttestationFacts facts, string diskUuid, CancellationToken cancellationToken)
+    private async Task<(NodeIdentity Identity, ReleaseView View)> CheckAsync(AttestationFacts facts, string diskUuid, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(facts);
         var identity = facts.Identity ?? throw new RpcException(new Status(StatusCode.PermissionDenied, "the caller has no certified identity"));
@@ -116,12 +133,13 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         {
             await RefuseAsync(identity, diskUuid, "disk UUID is not the one its certified identity owns", cancellationToken);
         }
-        var record = await _registry.GetAsync(identity.Name, cancellationToken);
-        if (RecordRefusal(record, identity, diskUuid) is { } reason)
+        // The record and the pending rotation in one linearizable read.
+        var view = await _rotation.ReadForReleaseAsync(identity.Name, cancellationToken);
+        if (RecordRefusal(view.Node?.Record, identity, diskUuid) is { } reason)
         {
             await RefuseAsync(identity, diskUuid, reason, cancellationToken);
         }
-        return (identity, record!);
+        return (identity, view);
     }
 
     private async Task RefuseAsync(NodeIdentity identity, string diskUuid, string reason, CancellationToken cancellationToken)

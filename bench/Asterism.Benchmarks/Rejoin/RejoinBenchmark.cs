@@ -305,7 +305,7 @@ public sealed class RejoinBenchmark : IMacroBenchmark
         private readonly Lock _auditLock = new();
         private byte[] _head = new byte[32];
 
-        public Task ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken)
+        public Task<RejoinRelease> ReleaseRejoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken)
         {
             if (!_records.TryGetValue(identity.Name, out var record) || record.Revoked
                 || !CryptographicOperations.FixedTimeEquals(record.Identity, Convert.FromHexString(identity.CertificateFingerprint))
@@ -318,10 +318,11 @@ public sealed class RejoinBenchmark : IMacroBenchmark
             {
                 _head = SHA256.HashData([.. _head, .. entry]);
             }
-            return Task.CompletedTask;
+            var (generation, secret) = secrets.CurrentCopy();
+            return Task.FromResult(new RejoinRelease(generation, secret));
         }
 
-        public Task<ControlPlaneTicket?> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, CancellationToken cancellationToken) =>
+        public Task<JoinRelease> ReleaseJoinAsync(NodeIdentity identity, string diskUuid, ClusterSecrets secrets, CancellationToken cancellationToken) =>
             throw new NotSupportedException("the benchmark only rejoins");
 
         public void JoinTicketSent(bool sent)

@@ -171,7 +171,7 @@ public sealed class KeyReleaseGateTests : IAsyncLifetime
         {
             if (Interlocked.Increment(ref changes) == 1)
             {
-                await _gate.Registry.UpdateAsync(name, r => r with { KeyGeneration = r.KeyGeneration + 1 }, ct);
+                await _gate.Registry.UpdateAsync(name, r => r with { JoinedAt = r.JoinedAt.AddSeconds(1) }, ct);
             }
         };
 
@@ -193,7 +193,7 @@ public sealed class KeyReleaseGateTests : IAsyncLifetime
         _gate.BeforeReleaseAudit = async (name, ct) =>
         {
             Interlocked.Increment(ref changes);
-            await _gate.Registry.UpdateAsync(name, r => r with { KeyGeneration = r.KeyGeneration + 1 }, ct);
+            await _gate.Registry.UpdateAsync(name, r => r with { JoinedAt = r.JoinedAt.AddSeconds(1) }, ct);
         };
 
         var error = await Assert.ThrowsAsync<RpcException>(() => _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker)));
