@@ -103,6 +103,20 @@ public sealed class AuditLog(EtcdConnection connection, TimeProvider? time = nul
     private readonly EtcdConnection _connection = connection ?? throw new ArgumentNullException(nameof(connection));
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
+    private RefusalAuditLimiter? _refusals;
+
+    /// <summary>
+    /// Appends a <see cref="AuditKind.RefusedRelease"/> entry through this log's <see cref="RefusalAuditLimiter"/>: at
+    /// most one per (node, reason) per <see cref="RefusalAuditLimiter.DefaultWindow"/>, the next one carrying the count
+    /// of refusals in between. Null when this refusal was only counted. For refusals only: a release must be appended
+    /// with <see cref="AppendIfUnchangedAsync"/> (or <see cref="AppendAsync"/>) before its key leaves, every time.
+    /// </summary>
+    public Task<AuditEntry?> AppendRefusalAsync(string node, string reason, string detail, CancellationToken cancellationToken = default) =>
+        Refusals.RecordAsync(node, reason, detail, cancellationToken);
+
+    /// <summary>The limiter behind <see cref="AppendRefusalAsync"/> (one per log instance, made on first use).</summary>
+    public RefusalAuditLimiter Refusals =>
+        LazyInitializer.EnsureInitialized(ref _refusals, () => new RefusalAuditLimiter((node, detail, ct) => AppendAsync(AuditKind.RefusedRelease, node, detail, ct), time: _time));
 
     /// <summary>
     /// Appends an entry at the head of the chain and returns it once it is committed. Concurrent appends through this

@@ -160,7 +160,7 @@ public sealed class NodeRegistry(EtcdConnection connection)
         var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
         if (!response.Succeeded)
         {
-            throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {name} changed while it was being removed; it was kept");
+            throw new ControlPlaneException(ControlPlaneError.Conflict, $"{name} changed while being removed (revoked?); nothing removed");
         }
     }
 

@@ -358,7 +358,7 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
         JoinServiceLog.RefusedByRegistry(_log, identity.Name, identity.CertificateFingerprint, diskUuid, reason);
         try
         {
-            await _audit.AppendAsync(AuditKind.RefusedRelease, identity.Name, $"{reason}: disk {diskUuid}, identity {identity.CertificateFingerprint}", cancellationToken);
+            await _audit.AppendRefusalAsync(identity.Name, reason, $"{reason}: disk {diskUuid}, identity {identity.CertificateFingerprint}", cancellationToken);
         }
         catch (ControlPlaneException)
         {

@@ -147,7 +147,7 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         JoinServiceLog.RefusedByRegistry(_log, identity.Name, identity.CertificateFingerprint, diskUuid, "rotation: " + reason);
         try
         {
-            await _audit.AppendAsync(AuditKind.RefusedRelease, identity.Name, $"rotation: {reason}: disk {diskUuid}, identity {identity.CertificateFingerprint}", cancellationToken);
+            await _audit.AppendRefusalAsync(identity.Name, "rotation: " + reason, $"rotation: {reason}: disk {diskUuid}, identity {identity.CertificateFingerprint}", cancellationToken);
         }
         catch (ControlPlaneException)
         {

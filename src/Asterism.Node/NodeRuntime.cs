@@ -308,7 +308,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
     }
 
     /// <summary>Join and rejoin ask JoinServices round after round with the node's interval and per-call timeout.</summary>
-    private TicketRounds Rounds(IJoinEndpointSource endpoints) => new(endpoints, options.RejoinInterval, options.RejoinTimeout, time);
+    private TicketRounds Rounds(IJoinEndpointSource endpoints) => new(endpoints, options.RejoinInterval, options.RejoinTimeout, time, quickRetries: true);
 
     private AttestedTicketClient AttestedTickets(NodeAttestation attestation) => new(attestation, options.RejoinTimeout, loggers, time);
 

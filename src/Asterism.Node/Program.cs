@@ -46,7 +46,7 @@ public static class Program
         NodeOptions options;
         try
         {
-            options = BuildOptions(parsed, name, role, address, disk, nodeDir, metadata, variant, tpm, interval, timeout, diskSize, debug);
+            options = BuildOptions(parsed, name, role, address, disk, nodeDir, metadata, variant, tpm, interval, timeout, rotationInterval, diskSize, debug);
         }
         catch (ArgumentException ex)
         {
@@ -79,7 +79,7 @@ public static class Program
 
     private static NodeOptions BuildOptions(ParseResult parsed, Option<string> name, Option<string> role, Option<string> address,
         Option<string> disk, Option<string> nodeDir, Option<string> metadata, Option<string> variant, Option<string?> tpm,
-        Option<string> interval, Option<string> timeout, Option<string?> diskSize, Option<bool> debug)
+        Option<string> interval, Option<string> timeout, Option<string> rotationInterval, Option<string?> diskSize, Option<bool> debug)
     {
         if (!NodeRoles.TryParse(parsed.GetValue(role), out var nodeRole))
         {

@@ -78,6 +78,7 @@ public sealed class RecoverBenchmark : IMacroBenchmark
         }
         finally
         {
+            KeepLogs(workspace);
             if (LocalCloudClient.TryConnect(workspace) is { } running)
             {
                 using (running)
@@ -87,6 +88,28 @@ public sealed class RecoverBenchmark : IMacroBenchmark
             }
             Directory.Delete(workspace, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// With ASTERISM_BENCH_LOGS=DIR set, copies every instance's console log (JSON lines with UTC timestamps) to DIR
+    /// before the workspace goes, so a run's timeline can be read afterwards (which node asked whom, when).
+    /// </summary>
+    private static void KeepLogs(string workspace)
+    {
+        if (Environment.GetEnvironmentVariable("ASTERISM_BENCH_LOGS") is not { Length: > 0 } target)
+        {
+            return;
+        }
+        var run = Directory.CreateDirectory(Path.Combine(target, Path.GetFileName(workspace))).FullName;
+        var cloud = new CloudWorkspace(workspace);
+        var logs = Directory.Exists(cloud.InstancesDir)
+            ? Directory.GetDirectories(cloud.InstancesDir).Select(d => (Path.GetFileName(d) + ".log", cloud.ConsoleLogPath(Path.GetFileName(d))))
+            : [];
+        foreach (var (name, log) in logs.Append(("cloud.log", cloud.LogPath)).Where(l => File.Exists(l.Item2)))
+        {
+            File.Copy(log, Path.Combine(run, name), overwrite: true);
+        }
+        Progress($"logs kept in {run}");
     }
 
     /// <summary>
@@ -109,7 +132,7 @@ public sealed class RecoverBenchmark : IMacroBenchmark
         // recovery port first, so neither mode is measured against a half-ready load balancer.
         await Task.Delay(TimeSpan.FromSeconds(1.5), cancellationToken);
 
-        Progress($"N={nodes.Count} {label}: recover");
+        Progress($"N={nodes.Count} {label}: recover (starts {DateTime.UtcNow:HH:mm:ss.fff} UTC)");
         using var stopQuorum = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var watch = Stopwatch.StartNew();
         var quorum = WhenEtcdQuorumAsync(cloud.Workspace, controlPlanes, watch, stopQuorum.Token);

@@ -114,7 +114,16 @@ public sealed partial class ClusterApiService(ControlPlaneAccess access, string 
                 }
                 // Only the record the decision was made on: a `node revoke` that landed since the read made it the
                 // node's deny entry, which must stay (Conflict -> Aborted; the admin runs the command again and is refused).
-                await registry.RemoveIfUnchangedAsync(read, context.CancellationToken);
+                try
+                {
+                    await registry.RemoveIfUnchangedAsync(read, context.CancellationToken);
+                }
+                catch (ControlPlaneException e) when (e.Error == ControlPlaneError.Conflict)
+                {
+                    // The entry above announced a removal that did not happen: say so in the chain too.
+                    await new AuditLog(connection, _time).AppendAsync(AuditKind.MembershipChange, name, $"removal by {admin} abandoned: {e.Message}", context.CancellationToken);
+                    throw;
+                }
             }
             if (isMember)
             {

@@ -225,8 +225,12 @@ public sealed class ClusterApiTests : IAsyncLifetime
 
         var e = await Assert.ThrowsAsync<RpcException>(async () => await client.RemoveNodeAsync(new RemoveNodeRequest { Name = "worker-1" }, deadline: Deadline()));
 
-        Assert.Equal(StatusCode.Aborted, e.StatusCode);
+        Assert.Equal((StatusCode.Aborted, "worker-1 changed while being removed (revoked?); nothing removed"), (e.StatusCode, e.Status.Detail));
         Assert.True((await registry.GetAsync("worker-1"))?.Revoked, "the revoked record must survive the remove");
+        // The chain must not end on a removal that did not happen.
+        var last = (await new AuditLog(_connection!).ReadAsync().ToListAsync())[^1];
+        Assert.Equal((AuditKind.MembershipChange, "worker-1"), (last.Kind, last.Node));
+        Assert.EndsWith("abandoned: worker-1 changed while being removed (revoked?); nothing removed", last.Detail, StringComparison.Ordinal);
     }
 
     [Fact]
