@@ -150,7 +150,7 @@ public sealed class KeyRotationStep
         {
             throw new InvalidDataException($"rotation offer to generation {generation}, but this node is at {State.KeyGeneration}");
         }
-        if (_secrets is not null && _secrets.NextGeneration != generation && (offer.MasterKey.IsEmpty || offer.MasterSalt.IsEmpty))
+        if (_secrets is not null && !ClusterSecretFiles.HasNext(_directory, generation) && (offer.MasterKey.IsEmpty || offer.MasterSalt.IsEmpty))
         {
             // A control plane must hold the next secret before its own keyslot moves: it serves the new generation's
             // keys to rejoining nodes and promotes it at completion.
@@ -161,7 +161,9 @@ public sealed class KeyRotationStep
 
     private void StoreNextSecret(RotateKeyResponse offer, int generation)
     {
-        if (_secrets!.NextGeneration == generation)
+        // On disk, not in memory: this control plane's own JoinService may already hold the next secret (it opened the
+        // seal for a caller), but only the file survives a crash after the keyslot moved.
+        if (ClusterSecretFiles.HasNext(_directory, generation))
         {
             return;
         }
@@ -176,7 +178,7 @@ public sealed class KeyRotationStep
         }
         using (next)
         {
-            ClusterSecretFiles.StoreNext(_directory, _secrets, next, generation);
+            ClusterSecretFiles.StoreNext(_directory, _secrets!, next, generation);
         }
         NodeLog.KeyRotation.NextSecretStored(_log, generation);
     }

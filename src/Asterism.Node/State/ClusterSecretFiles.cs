@@ -104,6 +104,17 @@ public static class ClusterSecretFiles
     }
 
     /// <summary>
+    /// True when the next secret of <paramref name="generation"/> is on this state filesystem. Not the same as
+    /// <see cref="ClusterSecrets.NextGeneration"/>: the JoinService holds a next secret in memory as soon as it opened the
+    /// rotation's seal for a caller, which survives no reboot.
+    /// </summary>
+    public static bool HasNext(NodeStateDirectory state, int generation)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        return File.Exists(state.PathOf(NextFile(generation)));
+    }
+
+    /// <summary>
     /// A rotation offer reached this control plane: keep generation 1's measurement secret (before the current secret
     /// can ever be replaced), then the next secret of <paramref name="generation"/> — on disk first, then in memory.
     /// Idempotent (a rerun after a crash writes the same files again).

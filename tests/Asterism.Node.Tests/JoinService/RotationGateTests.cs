@@ -88,7 +88,8 @@ public sealed class RotationGateTests : IAsyncLifetime
         await _registry.RevokeAsync("worker-0", DateTimeOffset.UtcNow);
 
         await AssertRefusedAsync(() => _gate.OfferAsync(Facts(worker), worker.DiskUuid, default), "worker-0", "revoked");
-        await AssertRefusedAsync(() => _gate.ConfirmAsync(Facts(worker), worker.DiskUuid, 2, default), "worker-0", "revoked");
+        // The same refusal again within the window is coalesced (RefusalAuditLimiter): refused, no second entry.
+        await AssertRefusedAsync(() => _gate.ConfirmAsync(Facts(worker), worker.DiskUuid, 2, default), "worker-0", "revoked", coalesced: true);
     }
 
     [Fact]
@@ -121,8 +122,8 @@ public sealed class RotationGateTests : IAsyncLifetime
         await AssertRefusedAsync(() => _gate.OfferAsync(Facts(worker, new byte[32]), worker.DiskUuid, default), "worker-0", "PCR 15");
         var otherCluster = (byte[])ClusterId.Clone();
         otherCluster[0] ^= 1;
-        await AssertRefusedAsync(() => _gate.OfferAsync(Facts(worker, Pcr15Of(otherCluster)), worker.DiskUuid, default), "worker-0", "PCR 15");
-        await AssertRefusedAsync(() => _gate.ConfirmAsync(Facts(worker, new byte[32]), worker.DiskUuid, 2, default), "worker-0", "PCR 15");
+        await AssertRefusedAsync(() => _gate.OfferAsync(Facts(worker, Pcr15Of(otherCluster)), worker.DiskUuid, default), "worker-0", "PCR 15", coalesced: true);
+        await AssertRefusedAsync(() => _gate.ConfirmAsync(Facts(worker, new byte[32]), worker.DiskUuid, 2, default), "worker-0", "PCR 15", coalesced: true);
         Assert.Equal(1, (await _registry.GetAsync("worker-0"))!.KeyGeneration);
     }
 
@@ -182,12 +183,18 @@ public sealed class RotationGateTests : IAsyncLifetime
         return identity;
     }
 
-    private async Task AssertRefusedAsync(Func<Task> call, string node, string reason)
+    private async Task AssertRefusedAsync(Func<Task> call, string node, string reason, bool coalesced = false)
     {
         var before = (await EntriesAsync()).Count;
         var error = await Assert.ThrowsAsync<RpcException>(call);
         Assert.Equal((StatusCode.PermissionDenied, "the node registry refuses this node"), (error.StatusCode, error.Status.Detail));
         var entries = await EntriesAsync();
+        if (coalesced)
+        {
+            // A repeat of a refusal already audited in this window: no entry at all, so certainly no Release entry.
+            Assert.Equal(before, entries.Count);
+            return;
+        }
         // Exactly one entry more, and it is the refusal: no Release entry, so no key left.
         Assert.Equal(before + 1, entries.Count);
         Assert.Equal((AuditKind.RefusedRelease, node), (entries[^1].Kind, entries[^1].Node));

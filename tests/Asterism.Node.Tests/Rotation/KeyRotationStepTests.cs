@@ -106,6 +106,28 @@ public sealed class KeyRotationStepTests : IDisposable
     }
 
     [Fact]
+    public async Task Run_ControlPlaneWhoseJoinServiceAlreadyHoldsTheNextSecret_StillStoresItBeforeTheKeyslotMoves()
+    {
+        // The control plane's own JoinService opens the rotation's seal for the first caller and keeps the secret in
+        // memory (ClusterSecrets.SetNext). That must not count as stored: only the file survives a crash after the flip.
+        var world = World(NodeRole.ControlPlane);
+        await using (var node = await world.BootAsync(_clock))
+        {
+            node.Secrets!.SetNext(MasterSecret.FromBytes(world.Masters[2].Key, world.Masters[2].Salt), 2);
+            var step = node.Step(p => { if (p == RotationStepPoint.AfterFlip) { throw new SimulatedCrash(); } });
+            await Assert.ThrowsAsync<SimulatedCrash>(() => step.RunAsync(Endpoint, r => world.Server.RotateKeyAsync(Endpoint, r, default), default));
+        }
+
+        await using (var node = await world.BootAsync(_clock))
+        {
+            Assert.Equal(world.Key(2), node.UnlockedWith);
+            Assert.Equal(2, node.Secrets!.NextGeneration);
+            using var next = node.Secrets.ForGeneration(2)!;
+            Assert.Equal(world.Masters[2].Key.ToArray(), next.Key.ToArray());
+        }
+    }
+
+    [Fact]
     public async Task Run_NothingPending_NoChange()
     {
         var world = World(NodeRole.Worker);
