@@ -296,10 +296,10 @@ public sealed class SecretCommandTests : IDisposable
         var dir = await SplitPlainAsync(workspace, 2, 2);
         var first = Path.Combine(dir, ShareFiles.FileName(1, false));
         var json = JsonNode.Parse(File.ReadAllBytes(first))!;
-        json["version"] = 2;
+        json["version"] = 3;
         File.WriteAllText(first, json.ToJsonString());
         var run = await CliHarness.RunAsync("secret", "verify", "-C", workspace, "--share", first, "--share", Path.Combine(dir, ShareFiles.FileName(2, false)));
-        AssertOneLine(1, run, $"share {first}: share format version 2 is not supported (this asterism reads version 1)");
+        AssertOneLine(1, run, $"share {first}: share format version 3 is not supported (this asterism reads versions 1 to 2)");
     }
 
     [Fact]
