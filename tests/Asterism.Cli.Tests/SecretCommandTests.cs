@@ -102,12 +102,13 @@ public sealed class SecretCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task Rotate_NodesCannotFollow_RefusedBeforeAnythingWritten()
+    public async Task Rotate_NoClusterApiCredential_RefusedBeforeAnythingWritten()
     {
         var workspace = Cluster();
         var before = Directory.GetFileSystemEntries(workspace).Order().ToArray();
         var run = await CliHarness.RunAsync("secret", "rotate", "-C", workspace);
-        AssertOneLine(1, run, "rotation is not available yet: ");
+        AssertOneLine(1, run, "");
+        Assert.Contains("no cluster API credential", run.Stderr, StringComparison.Ordinal);
         Assert.Equal(before, Directory.GetFileSystemEntries(workspace).Order().ToArray());
     }
 

@@ -124,6 +124,19 @@ public static class SecretRotation
         var nodes = await client.CallAsync(async api => await api.ListNodesAsync(new ListNodesRequest(), deadline: ClusterApiClient.Deadline(), cancellationToken: cancellationToken));
         var target = generations.Current.Generation + 1;
         using var next = MasterSecret.Generate();
+        var written = WriteNext(workspace, clusterId, generations, request, [.. nodes.Nodes.Select(n => new RecordedNode(n.Name, n.Role, n.DiskUuid))], next, stdout);
+        return await SendAsync(next, target, written, client, stdout, cancellationToken);
+    }
+
+    /// <summary>
+    /// The workspace side of beginning: the new secret (file 0600, or shares of generation G+1), the node record under
+    /// its key, the registry copy's next MAC key, and last the pending file naming the target generation and the new
+    /// key check. A failure removes what was written. Returns the paths written (removed again on a definite refusal).
+    /// </summary>
+    internal static List<string> WriteNext(Workspace workspace, string clusterId, KeyGenerations generations, ShareRequest? request, IReadOnlyList<RecordedNode> nodes, MasterSecret next, TextWriter stdout)
+    {
+        var target = generations.Current.Generation + 1;
+        var nextPath = Path.Combine(workspace.Directory, NextFileName);
         var keyCheck = generations.KeyCheckOf(next);
         var written = new List<string>();
         var store = new RegistryCopyStore(workspace.Directory);
@@ -140,22 +153,22 @@ public static class SecretRotation
             {
                 Workspace.SaveMasterSecret(next, nextPath);
                 written.Add(nextPath);
-                await stdout.WriteLineAsync($"The new master secret (generation {target}) was written to \"{nextPath}\"; it replaces {MasterSecret.DefaultFileName} when the rotation completes.");
+                stdout.WriteLine($"The new master secret (generation {target}) was written to \"{nextPath}\"; it replaces {MasterSecret.DefaultFileName} when the rotation completes.");
             }
             var recordNext = Path.Combine(workspace.Directory, NodeRecord.NextFileName);
-            new NodeRecord([.. nodes.Nodes.Select(n => new RecordedNode(n.Name, n.Role, n.DiskUuid))]).Save(recordNext, next);
+            new NodeRecord(nodes).Save(recordNext, next);
             written.Add(recordNext);
             store.StoreNextKey(next);
             written.Add(store.NextKeyPath);
             KeyGenerations.WritePending(workspace.Directory, new SecretGeneration(target, keyCheck), request?.OutDirectory);
             written.Add(generations.PendingPath);
+            return written;
         }
         catch
         {
             Remove(written);
             throw;
         }
-        return await SendAsync(next, target, written, client, stdout, cancellationToken);
     }
 
     /// <summary>Sends the new secret; removes what was written only when the cluster definitely refused it.</summary>
