@@ -35,7 +35,14 @@ public static class ShareFiles
     /// Splits <paramref name="master"/> for <paramref name="clusterId"/> and writes one file per share (0600, never
     /// overwriting). If any write fails the files already written are removed, so a failed split leaves nothing.
     /// </summary>
-    public static IReadOnlyList<string> Write(MasterSecret master, string clusterId, ShareRequest request)
+    public static IReadOnlyList<string> Write(MasterSecret master, string clusterId, ShareRequest request) =>
+        Write(master, clusterId, 1, request);
+
+    /// <summary>
+    /// <inheritdoc cref="Write(MasterSecret, string, ShareRequest)"/> The shares name <paramref name="generation"/>
+    /// (rotation): the cluster ID stays the cluster's, the generation tells which key check the secret must derive.
+    /// </summary>
+    public static IReadOnlyList<string> Write(MasterSecret master, string clusterId, int generation, ShareRequest request)
     {
         CheckOutput(request);
         // Opened once and written relative to the descriptor: a directory swapped for a link under a writable parent
@@ -45,7 +52,7 @@ public static class ShareFiles
         IReadOnlyList<SecretShare> shares;
         try
         {
-            shares = SecretShares.Split(secret, clusterId, request.Threshold, request.Count);
+            shares = SecretShares.Split(secret, clusterId, request.Threshold, request.Count, generation);
         }
         finally
         {
@@ -142,8 +149,19 @@ public static class ShareFiles
     /// one by one with "2 of 3 shares" on <paramref name="stderr"/>), refusing a share of another cluster, split or
     /// polynomial by name, too few shares, and a result that does not derive <paramref name="clusterId"/>.
     /// </summary>
-    public static MasterSecret Combine(IReadOnlyList<string> shareArguments, IReadOnlyList<string> identityPaths, string clusterId, string measurementSalt, TextReader stdin, TextWriter stderr)
+    public static MasterSecret Combine(IReadOnlyList<string> shareArguments, IReadOnlyList<string> identityPaths, string clusterId, string measurementSalt, TextReader stdin, TextWriter stderr) =>
+        Combine(shareArguments, identityPaths, KeyGenerations.ForGenerationOne(clusterId, measurementSalt), stdin, stderr, out _);
+
+    /// <summary>
+    /// Rebuilds the master secret as <see cref="Combine(IReadOnlyList{string}, IReadOnlyList{string}, string, string, TextReader, TextWriter)"/>
+    /// does, for a workspace whose secret may have been rotated: the shares must carry the cluster's stable ID, their
+    /// generation must be the workspace's current or pending one (shares of an older generation are void), and the
+    /// rebuilt secret must derive that generation's key check. <paramref name="generation"/> is the shares' generation.
+    /// </summary>
+    public static MasterSecret Combine(IReadOnlyList<string> shareArguments, IReadOnlyList<string> identityPaths, KeyGenerations generations, TextReader stdin, TextWriter stderr, out int generation)
     {
+        ArgumentNullException.ThrowIfNull(generations);
+        var clusterId = generations.ClusterId;
         if (shareArguments.Contains("-") && shareArguments.Count > 1)
         {
             throw new CliError("--share - (paste) cannot be combined with share files", 2);
@@ -175,8 +193,13 @@ public static class ShareFiles
             }
             try
             {
+                // Before the secret is parsed: shares of a void or unknown generation are refused by what they say.
+                generation = shares[0].Generation;
+                var keyCheck = generations.KeyCheckFor(generation, $"the shares are");
                 var master = MasterSecret.Parse(secret);
-                RequireClusterSecret(master, clusterId, measurementSalt, "the shares rebuild a secret that is not this cluster's (it derives another cluster ID)");
+                RequireClusterSecret(master, keyCheck, generations.MeasurementSalt, generation == 1
+                    ? "the shares rebuild a secret that is not this cluster's (it derives another cluster ID)"
+                    : $"the shares rebuild a secret that is not this cluster's secret of generation {generation} (it derives another key check)");
                 return master;
             }
             catch (MasterSecretException ex)
@@ -201,12 +224,15 @@ public static class ShareFiles
         }
     }
 
-    /// <summary>Fails with <paramref name="message"/> unless <paramref name="master"/> derives the recorded cluster ID (which is not secret).</summary>
-    public static void RequireClusterSecret(MasterSecret master, string clusterId, string measurementSalt, string message)
+    /// <summary>
+    /// Fails with <paramref name="message"/> (and disposes <paramref name="master"/>) unless it derives
+    /// <paramref name="keyCheck"/>: the recorded cluster ID for generation 1, the recorded key check for a later one
+    /// (neither is secret).
+    /// </summary>
+    public static void RequireClusterSecret(MasterSecret master, string keyCheck, string measurementSalt, string message)
     {
-        using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master);
-        var derived = KeyDerivation.DeriveClusterId(measurementSecret.Span, Convert.FromHexString(measurementSalt));
-        if (!CryptographicOperations.FixedTimeEquals(derived, Convert.FromHexString(clusterId)))
+        var derived = KeyDerivation.DeriveKeyCheck(master, Convert.FromHexString(measurementSalt));
+        if (!CryptographicOperations.FixedTimeEquals(derived, Convert.FromHexString(keyCheck)))
         {
             master.Dispose();
             throw new CliError(message);

@@ -99,6 +99,20 @@ public sealed class Workspace(string directory)
         }
     }
 
+    /// <summary>Writes a new secret file (0600, never overwriting); a failure is one <see cref="CliError"/>.</summary>
+    public static void SaveMasterSecret(MasterSecret master, string path)
+    {
+        ArgumentNullException.ThrowIfNull(master);
+        try
+        {
+            master.Save(path);
+        }
+        catch (MasterSecretException ex)
+        {
+            throw new CliError(ex.Message);
+        }
+    }
+
     /// <summary>The attestation policy of asterism-conf.yaml.</summary>
     public static AttestationPolicy PolicyOf(ClusterConfig config)
     {

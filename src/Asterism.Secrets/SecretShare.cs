@@ -5,26 +5,35 @@ using System.Text.Json;
 namespace Asterism.Secrets;
 
 /// <summary>
-/// One holder's share of a secret, as its share file carries it: format version, cluster ID, index, threshold, share
-/// count, the Feldman commitments, the secret sealed under a key only K shares rebuild, and the holder's own share
+/// One holder's share of a secret, as its share file carries it: format version, cluster ID, the secret's generation
+/// (version 2; a version-1 share is of generation 1), index, threshold, share count, the Feldman commitments, the secret sealed under a key only K shares rebuild, and the holder's own share
 /// value. Everything but the value is the same in every share of one split. Printed as a description, never the value;
 /// <see cref="Dispose"/> zeroes the value.
 /// </summary>
 public sealed class SecretShare : IDisposable
 {
     public const string Format = "asterism-secret-share";
-    public const int CurrentVersion = 1;
+    /// <summary>The version written: 2 adds the master secret's generation (master-secret rotation).</summary>
+    public const int CurrentVersion = 2;
+
+    /// <summary>The oldest version still read (a generation-1 split made before rotation existed).</summary>
+    public const int OldestVersion = 1;
     public const int MaxShares = 255;
     public const int MaxSecretLength = 4096;
+
+    /// <summary>Bounds the generation field (a cluster rotating daily for a thousand years stays below it).</summary>
+    public const int MaxGeneration = 1_000_000;
 
     /// <summary>A share file's plaintext is a few KiB even with 255 commitments.</summary>
     public const int MaxJsonSize = 64 * 1024;
 
     private readonly byte[] _value;
 
-    internal SecretShare(string clusterId, int index, int threshold, int count, IReadOnlyList<byte[]> commitments, byte[] nonce, byte[] sealedSecret, byte[] value)
+    internal SecretShare(int version, string clusterId, int generation, int index, int threshold, int count, IReadOnlyList<byte[]> commitments, byte[] nonce, byte[] sealedSecret, byte[] value)
     {
+        Version = version;
         ClusterId = clusterId;
+        Generation = generation;
         Index = index;
         Threshold = threshold;
         Count = count;
@@ -34,7 +43,14 @@ public sealed class SecretShare : IDisposable
         _value = value;
     }
 
+    /// <summary>The share file's format version (1 or 2).</summary>
+    public int Version { get; }
+
+    /// <summary>The cluster the secret belongs to: stable across rotations (generation 1's cluster ID).</summary>
     public string ClusterId { get; }
+
+    /// <summary>The master secret's generation (1 for a version-1 share): rotation makes generation 2, 3, ….</summary>
+    public int Generation { get; }
 
     public int Index { get; }
 
@@ -60,7 +76,11 @@ public sealed class SecretShare : IDisposable
     internal byte[] PublicParameters()
     {
         using var stream = new MemoryStream();
-        stream.Write(Encoding.ASCII.GetBytes($"{Format} v{CurrentVersion}\n{Feldman.GroupName}\n{ClusterId}\n{Threshold}\n{Count}\n"));
+        // Version 1's bytes stay exactly what they were (its sealed secret was made with them); version 2 adds the
+        // generation, so a share relabelled to another generation no longer opens its split's sealed secret.
+        stream.Write(Encoding.ASCII.GetBytes(Version == 1
+            ? $"{Format} v1\n{Feldman.GroupName}\n{ClusterId}\n{Threshold}\n{Count}\n"
+            : $"{Format} v{Version}\n{Feldman.GroupName}\n{ClusterId}\ngeneration {Generation}\n{Threshold}\n{Count}\n"));
         foreach (var commitment in Commitments)
         {
             stream.Write(commitment);
@@ -89,8 +109,12 @@ public sealed class SecretShare : IDisposable
         {
             writer.WriteStartObject();
             writer.WriteString("format", Format);
-            writer.WriteNumber("version", CurrentVersion);
+            writer.WriteNumber("version", Version);
             writer.WriteString("clusterId", ClusterId);
+            if (Version >= 2)
+            {
+                writer.WriteNumber("generation", Generation);
+            }
             writer.WriteNumber("index", Index);
             writer.WriteNumber("threshold", Threshold);
             writer.WriteNumber("shares", Count);
@@ -136,10 +160,15 @@ public sealed class SecretShare : IDisposable
                 throw new ShareException("not an Asterism secret share");
             }
             var version = Integer(root, "version", 1, int.MaxValue);
-            if (version != CurrentVersion)
+            if (version is < OldestVersion or > CurrentVersion)
             {
-                throw new ShareException($"share format version {version} is not supported (this asterism reads version {CurrentVersion})");
+                throw new ShareException($"share format version {version} is not supported (this asterism reads versions {OldestVersion} to {CurrentVersion})");
             }
+            if (version == 1 && root.TryGetProperty("generation", out _))
+            {
+                throw new ShareException("a version-1 share has no field \"generation\"");
+            }
+            var generation = version == 1 ? 1 : Integer(root, "generation", 1, MaxGeneration);
             if (Text(root, "group") != Feldman.GroupName)
             {
                 throw new ShareException($"group must be {Feldman.GroupName}");
@@ -173,7 +202,7 @@ public sealed class SecretShare : IDisposable
                 throw new ShareException("sealedSecret must be base64 of the sealed secret");
             }
             var value = Hex(Text(root, "value"), Feldman.ScalarSize) ?? throw new ShareException("value must be 64 hex digits");
-            return new SecretShare(clusterId, index, threshold, count, commitments, nonce, sealedSecret, value);
+            return new SecretShare(version, clusterId, generation, index, threshold, count, commitments, nonce, sealedSecret, value);
         }
         catch (JsonException)
         {
@@ -217,7 +246,7 @@ public sealed class SecretShare : IDisposable
         return Convert.FromHexString(text);
     }
 
-    public override string ToString() => $"{Describe()} of {Count}, threshold {Threshold}, cluster {ClusterId}";
+    public override string ToString() => $"{Describe()} of {Count}, threshold {Threshold}, cluster {ClusterId}, generation {Generation}";
 
     public void Dispose() => CryptographicOperations.ZeroMemory(_value);
 }

@@ -18,8 +18,19 @@ public static class SecretShares
     /// <paramref name="count"/> shares, any <paramref name="threshold"/> of which rebuild it. K must be at least 2 (one
     /// share would be the whole secret) and at most N.
     /// </summary>
-    public static IReadOnlyList<SecretShare> Split(ReadOnlySpan<byte> secret, string clusterId, int threshold, int count)
+    public static IReadOnlyList<SecretShare> Split(ReadOnlySpan<byte> secret, string clusterId, int threshold, int count) =>
+        Split(secret, clusterId, threshold, count, generation: 1);
+
+    /// <summary>
+    /// <inheritdoc cref="Split(ReadOnlySpan{byte}, string, int, int)"/> The shares carry <paramref name="generation"/>,
+    /// the master secret's generation (rotation), bound into every share's public parameters.
+    /// </summary>
+    public static IReadOnlyList<SecretShare> Split(ReadOnlySpan<byte> secret, string clusterId, int threshold, int count, int generation)
     {
+        if (generation is < 1 or > SecretShare.MaxGeneration)
+        {
+            throw new ArgumentOutOfRangeException(nameof(generation), generation, "the generation must be 1 or more");
+        }
         ValidateCounts(threshold, count);
         if (secret.IsEmpty || secret.Length > SecretShare.MaxSecretLength)
         {
@@ -33,7 +44,7 @@ public static class SecretShares
         try
         {
             var nonce = RandomNumberGenerator.GetBytes(12);
-            var template = new SecretShare(clusterId, 1, threshold, count, commitments, nonce, [], new byte[Feldman.ScalarSize]);
+            var template = new SecretShare(SecretShare.CurrentVersion, clusterId, generation, 1, threshold, count, commitments, nonce, [], new byte[Feldman.ScalarSize]);
             var aad = template.PublicParameters();
             var sealedSecret = new byte[secret.Length + 16];
             var key = SealKey(scalar, aad);
@@ -46,7 +57,7 @@ public static class SecretShares
             {
                 CryptographicOperations.ZeroMemory(key);
             }
-            return [.. values.Select((value, i) => new SecretShare(clusterId, i + 1, threshold, count, commitments, nonce, sealedSecret, value))];
+            return [.. values.Select((value, i) => new SecretShare(SecretShare.CurrentVersion, clusterId, generation, i + 1, threshold, count, commitments, nonce, sealedSecret, value))];
         }
         finally
         {

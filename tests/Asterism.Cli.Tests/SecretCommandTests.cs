@@ -102,12 +102,13 @@ public sealed class SecretCommandTests : IDisposable
     }
 
     [Fact]
-    public async Task Rotate_NodesCannotFollow_RefusedBeforeAnythingWritten()
+    public async Task Rotate_NoClusterApiCredential_RefusedBeforeAnythingWritten()
     {
         var workspace = Cluster();
         var before = Directory.GetFileSystemEntries(workspace).Order().ToArray();
         var run = await CliHarness.RunAsync("secret", "rotate", "-C", workspace);
-        AssertOneLine(1, run, "rotation is not available yet: ");
+        AssertOneLine(1, run, "");
+        Assert.Contains("no cluster API credential", run.Stderr, StringComparison.Ordinal);
         Assert.Equal(before, Directory.GetFileSystemEntries(workspace).Order().ToArray());
     }
 
@@ -296,10 +297,10 @@ public sealed class SecretCommandTests : IDisposable
         var dir = await SplitPlainAsync(workspace, 2, 2);
         var first = Path.Combine(dir, ShareFiles.FileName(1, false));
         var json = JsonNode.Parse(File.ReadAllBytes(first))!;
-        json["version"] = 2;
+        json["version"] = 3;
         File.WriteAllText(first, json.ToJsonString());
         var run = await CliHarness.RunAsync("secret", "verify", "-C", workspace, "--share", first, "--share", Path.Combine(dir, ShareFiles.FileName(2, false)));
-        AssertOneLine(1, run, $"share {first}: share format version 2 is not supported (this asterism reads version 1)");
+        AssertOneLine(1, run, $"share {first}: share format version 3 is not supported (this asterism reads versions 1 to 2)");
     }
 
     [Fact]

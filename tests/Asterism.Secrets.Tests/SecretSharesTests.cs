@@ -109,7 +109,8 @@ public class SecretSharesTests
     }
 
     [Theory]
-    [InlineData("version", "2", "share format version 2 is not supported (this asterism reads version 1)")]
+    [InlineData("version", "3", "share format version 3 is not supported (this asterism reads versions 1 to 2)")]
+    [InlineData("generation", "0", "field \"generation\" is 0, outside 1..1000000")]
     [InlineData("format", "\"something-else\"", "not an Asterism secret share")]
     [InlineData("threshold", "1", "field \"threshold\" is 1, outside 2..5")]
     [InlineData("index", "6", "field \"index\" is 6, outside 1..5")]

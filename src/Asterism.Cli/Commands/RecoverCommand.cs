@@ -30,6 +30,7 @@ public static class RecoverCommand
         var interval = new Option<string>("--retry-interval") { Description = "Wait before retrying an unavailable endpoint (--endpoint mode)", DefaultValueFactory = _ => "5s" };
         var timeout = new Option<string>("--timeout") { Description = "Per-node time limit of one push", DefaultValueFactory = _ => "30s" };
         var bootWait = new Option<string>("--boot-wait") { Description = "How long to wait for control planes that are still booting (parallel mode)", DefaultValueFactory = _ => "60s" };
+        var nextSecret = new Option<string?>("--next-master-secret") { Description = $"While a rotation is pending: the new generation's secret file, offered first (default: {SecretRotation.NextFileName} in the workspace when it exists)" };
         var share = SecretCommand.ShareArgument();
         var identity = SecretCommand.IdentityArgument();
         var ignoreCopy = new Option<bool>("--ignore-registry-copy") { Description = "Do not check revocations against the workspace's registry copy (only when the copy is damaged and the control plane is down): a revoked control plane that waits gets its key too" };
@@ -41,7 +42,7 @@ public static class RecoverCommand
         bootWait.Validators.Add(r => Validate(r, value => Parse(value, "--boot-wait")));
         var command = new Command("recover", "Recover a cluster whose control plane went down: push each waiting control-plane node its disk key")
         {
-            masterSecret, endpoint, interval, timeout, bootWait, share, identity, dryRun, ignoreCopy,
+            masterSecret, nextSecret, endpoint, interval, timeout, bootWait, share, identity, dryRun, ignoreCopy,
         };
         command.Validators.Add(r =>
         {
@@ -61,9 +62,8 @@ public static class RecoverCommand
             var workspace = new Workspace(global.WorkspaceOf(result));
             workspace.RequireCluster();
             // One rule for every path on the command line: relative to the current directory, as with `disk`.
-            using var master = result.GetValue(share) is { Length: > 0 } shares
-                ? SecretFromShares(workspace, shares, result.GetValue(identity) ?? [], stderr)
-                : Workspace.LoadMasterSecret(result.GetValue(masterSecret) is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath);
+            using var secrets = LoadSecrets(workspace, result.GetValue(masterSecret), result.GetValue(share), result.GetValue(identity) ?? [], result.GetValue(nextSecret), stderr);
+            var master = secrets.Newest.Master;
             var config = workspace.LoadConfig();
             var policy = Workspace.PolicyOf(config).ForKeyRelease();
             foreach (var warning in Workspace.PolicyWarnings(policy))
@@ -74,13 +74,14 @@ public static class RecoverCommand
             if (result.GetValue(dryRun))
             {
                 var options = new ParallelRecoveryOptions { BootWait = Parse(result.GetValue(bootWait)!, "--boot-wait"), PushTimeout = Parse(result.GetValue(timeout)!, "--timeout") };
-                return await RecoveryRehearsal.RunAsync(workspace, master, policy.CreateValidator(loggers), loggers, options, stdout, stderr, Progress.For(stderr), cancellationToken, result.GetValue(ignoreCopy));
+                return await RecoveryRehearsal.RunAsync(workspace, secrets, policy.CreateValidator(loggers), loggers, options, stdout, stderr, Progress.For(stderr), cancellationToken, result.GetValue(ignoreCopy));
             }
-            var record = NodeRecord.Load(workspace.NodeRecordPath, master);
+            var masters = secrets.InOrder.Select(s => s.Master).ToList();
+            var record = NodeRecord.LoadAny(workspace.NodeRecordPath, Path.Combine(workspace.Directory, NodeRecord.NextFileName), masters);
             // Before any node is contacted: a copy that fails its check stops the run here.
-            var denyList = LoadDenyList(workspace, master, result.GetValue(ignoreCopy), stderr);
+            var denyList = LoadDenyList(workspace, masters, result.GetValue(ignoreCopy), stderr);
             var pushTimeout = Parse(result.GetValue(timeout)!, "--timeout");
-            var pusher = new RecoveryPusher(master, policy.CreateValidator(loggers), record, loggers, pushTimeout, denyList);
+            var pusher = new RecoveryPusher(secrets, policy.CreateValidator(loggers), record, loggers, pushTimeout, denyList);
             var progress = Progress.For(stderr);
             var target = result.GetValue(endpoint);
             return target is null
@@ -99,7 +100,11 @@ public static class RecoverCommand
     /// another cluster or older than the last one written is a <see cref="CliError"/> naming the file, before any node
     /// is contacted; a workspace that never had one is a warning and an empty list.
     /// </summary>
-    public static IRecoveryDenyList LoadDenyList(Workspace workspace, MasterSecret master, bool ignore, TextWriter stderr)
+    public static IRecoveryDenyList LoadDenyList(Workspace workspace, MasterSecret master, bool ignore, TextWriter stderr) =>
+        LoadDenyList(workspace, [master], ignore, stderr);
+
+    /// <inheritdoc cref="LoadDenyList(Workspace, MasterSecret, bool, TextWriter)"/>
+    public static IRecoveryDenyList LoadDenyList(Workspace workspace, IReadOnlyList<MasterSecret> masters, bool ignore, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(workspace);
         ArgumentNullException.ThrowIfNull(stderr);
@@ -108,7 +113,7 @@ public static class RecoverCommand
             stderr.WriteLine(IgnoringCopyLine);
             return NoDenyList.Instance;
         }
-        var copy = new RegistryCopyStore(workspace.Directory).LoadForRecovery(master, workspace.LoadState().ClusterValues.ClusterId, out var warning);
+        var copy = new RegistryCopyStore(workspace.Directory).LoadForRecovery(masters, workspace.LoadState().ClusterValues.ClusterId, out var warning);
         if (warning is not null)
         {
             stderr.WriteLine("Warning: " + warning);
@@ -117,13 +122,101 @@ public static class RecoverCommand
     }
 
     /// <summary>
-    /// The master secret rebuilt in memory from shares, checked against the commitments and this cluster's ID before
-    /// any node is contacted; never written (the caller disposes it, which zeroes it).
+    /// The secrets this run may offer, each checked against its generation's key check before any node is contacted
+    /// (<see cref="KeyGenerations"/>): the one given (<c>--share</c>, <c>--master-secret</c>, or the workspace's file)
+    /// and, while a rotation is pending in the workspace, the other generation's secret when it is at hand
+    /// (<c>--next-master-secret</c>, <see cref="SecretRotation.NextFileName"/>, or the workspace's file when the given
+    /// secret is the new one). A secret of a void or unknown generation is one line, nothing sent. Shares are rebuilt in
+    /// memory only; everything is zeroed when the caller disposes the result.
     /// </summary>
-    private static MasterSecret SecretFromShares(Workspace workspace, string[] shares, string[] identities, TextWriter stderr)
+    public static RecoverySecrets LoadSecrets(Workspace workspace, string? masterSecretArgument, string[]? shares, string[] identities, string? nextArgument, TextWriter stderr)
     {
-        var state = SecretCommand.RequireInitialized(workspace);
-        return ShareFiles.Combine(shares, identities, state.ClusterValues.ClusterId!, state.ClusterValues.MeasurementSalt!, Console.In, stderr);
+        ArgumentNullException.ThrowIfNull(workspace);
+        ArgumentNullException.ThrowIfNull(stderr);
+        var givenPath = masterSecretArgument is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath;
+        MasterSecret primary;
+        KeyGenerations generations;
+        int generation;
+        if (shares is { Length: > 0 })
+        {
+            generations = KeyGenerations.Load(workspace.Directory, SecretCommand.RequireInitialized(workspace));
+            primary = ShareFiles.Combine(shares, identities, generations, Console.In, stderr, out generation);
+        }
+        else
+        {
+            primary = Workspace.LoadMasterSecret(givenPath);
+            var state = workspace.LoadState();
+            if (!state.IsInitialized)
+            {
+                // Not initialized from here: the node record check that follows says so.
+                return RecoverySecrets.Single(primary);
+            }
+            generations = KeyGenerations.Load(workspace.Directory, state);
+            if (generations.GenerationOf(primary) is { } known)
+            {
+                generation = known;
+            }
+            else if (generations.Current.Generation == 1 && generations.Pending is null)
+            {
+                // A cluster that never rotated: a foreign secret is refused by the node record's MAC, as always.
+                return RecoverySecrets.Single(primary);
+            }
+            else
+            {
+                primary.Dispose();
+                throw new CliError($"master secret file \"{givenPath}\" is not this cluster's secret of generation {generations.Current.Generation}{(generations.Pending is { } p ? $" nor of the pending generation {p.Generation}" : "")}: it is another cluster's, or of a void generation (it opens no disk); nothing was sent");
+            }
+        }
+        var secrets = new List<GenerationSecret> { new(primary, generation) };
+        try
+        {
+            if (generations.Pending is { } pending)
+            {
+                var others = new List<string>();
+                var nextPath = nextArgument is null ? null : Path.GetFullPath(nextArgument);
+                if (nextPath is not null)
+                {
+                    others.Add(nextPath);
+                }
+                else if (File.Exists(Path.Combine(workspace.Directory, SecretRotation.NextFileName)))
+                {
+                    others.Add(Path.Combine(workspace.Directory, SecretRotation.NextFileName));
+                }
+                if ((shares is { Length: > 0 } || givenPath != workspace.MasterSecretPath) && File.Exists(workspace.MasterSecretPath))
+                {
+                    others.Add(workspace.MasterSecretPath);
+                }
+                foreach (var path in others.Where(p => p != givenPath))
+                {
+                    var other = Workspace.LoadMasterSecret(path);
+                    var otherGeneration = generations.GenerationOf(other);
+                    if (otherGeneration is null || secrets.Any(s => s.Generation == otherGeneration))
+                    {
+                        other.Dispose();
+                        if (otherGeneration is null && path == nextPath)
+                        {
+                            throw new CliError($"--next-master-secret \"{path}\" is not this cluster's secret of generation {pending.Generation} nor {generations.Current.Generation}; nothing was sent");
+                        }
+                        continue;
+                    }
+                    secrets.Add(new GenerationSecret(other, otherGeneration.Value));
+                }
+                if (secrets.Count == 1)
+                {
+                    var missing = generation == pending.Generation ? generations.Current.Generation : pending.Generation;
+                    stderr.WriteLine($"Warning: a rotation to generation {pending.Generation} is pending and only the secret of generation {generation} is at hand: a node on generation {missing} will refuse it and keep waiting ({(missing == pending.Generation ? "--next-master-secret FILE" : "--master-secret FILE")} gives the other)");
+                }
+            }
+            return new RecoverySecrets(secrets);
+        }
+        catch
+        {
+            foreach (var secret in secrets)
+            {
+                secret.Master.Dispose();
+            }
+            throw;
+        }
     }
 
     private static void Validate(System.CommandLine.Parsing.OptionResult option, Action<string> check)

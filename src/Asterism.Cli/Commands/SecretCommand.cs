@@ -40,9 +40,12 @@ public static class SecretCommand
             ShareFiles.CheckOutput(request);
             var path = result.GetValue(masterSecret) is { } given ? Path.GetFullPath(given) : workspace.MasterSecretPath;
             using var master = Workspace.LoadMasterSecret(path);
-            ShareFiles.RequireClusterSecret(master, state.ClusterValues.ClusterId!, state.ClusterValues.MeasurementSalt!,
-                $"master secret file \"{path}\" is not the secret of this cluster (it derives another cluster ID); nothing was written");
-            var files = ShareFiles.Write(master, state.ClusterValues.ClusterId!, request);
+            // The workspace's current generation: a rotation's new secret is split by 'secret rotate --shares'.
+            var current = KeyGenerations.Load(workspace.Directory, state).Current;
+            ShareFiles.RequireClusterSecret(master, current.KeyCheck, state.ClusterValues.MeasurementSalt!, current.Generation == 1
+                ? $"master secret file \"{path}\" is not the secret of this cluster (it derives another cluster ID); nothing was written"
+                : $"master secret file \"{path}\" is not this cluster's secret of generation {current.Generation} (it derives another key check); nothing was written");
+            var files = ShareFiles.Write(master, state.ClusterValues.ClusterId!, current.Generation, request);
             WriteSplitReport(stdout, files, request);
             stdout.WriteLine($"The master secret file \"{path}\" still holds the whole secret: once the holders checked their shares ('asterism secret verify'), delete it.");
             return Task.FromResult(0);
@@ -79,13 +82,17 @@ public static class SecretCommand
             workspace.RequireCluster();
             var state = RequireInitialized(workspace);
             var shares = result.GetValue(share)!;
-            using var master = ShareFiles.Combine(shares, result.GetValue(identity) ?? [], state.ClusterValues.ClusterId!, state.ClusterValues.MeasurementSalt!, Console.In, stderr);
+            var generations = KeyGenerations.Load(workspace.Directory, state);
+            using var master = ShareFiles.Combine(shares, result.GetValue(identity) ?? [], generations, Console.In, stderr, out var generation);
             if (File.Exists(workspace.NodeRecordPath))
             {
-                // The record is MAC'd with a key from the master secret: a second, independent check.
-                NodeRecord.Load(workspace.NodeRecordPath, master);
+                // The record is MAC'd with a key from the master secret: a second, independent check. While a rotation
+                // is pending the record under the new secret's key is its next copy.
+                NodeRecord.LoadAny(workspace.NodeRecordPath, Path.Combine(workspace.Directory, NodeRecord.NextFileName), [master]);
             }
-            stdout.WriteLine($"OK: the shares rebuild the master secret of cluster {state.ClusterValues.ClusterId}.");
+            stdout.WriteLine(generation == 1 && generations.Current.Generation == 1
+                ? $"OK: the shares rebuild the master secret of cluster {state.ClusterValues.ClusterId}."
+                : $"OK: the shares rebuild the master secret of cluster {state.ClusterValues.ClusterId}, generation {generation}{(generation == generations.Current.Generation ? " (current)" : " (the pending rotation's)")}.");
             return Task.FromResult(0);
         });
         return command;

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Asterism.Attestation.Identities;
 using Asterism.Cloud;
 using Asterism.Protocol;
+using Asterism.Protocol.ClusterApi;
 
 namespace Asterism.Cli.Commands;
 
@@ -27,6 +28,9 @@ public static class StatusCommand
 
     public sealed record ClusterView(IReadOnlyList<NodeView> Nodes, bool ClusterApiHealthy)
     {
+        /// <summary>The one line about a pending master-secret rotation (<see cref="RotationLine"/>), empty when none is pending or the API did not answer.</summary>
+        public string Rotation { get; init; } = "";
+
         /// <summary>What the cluster API said about etcd ("etcd: 2 of 3 members up, quorum needs 2"), empty when it did not answer.</summary>
         public string Quorum { get; init; } = "";
 
@@ -108,6 +112,37 @@ public static class StatusCommand
             : $"invalid: names {identity.Name} ({identity.Role})";
     }
 
+    /// <summary>
+    /// "Key rotation 1 -> 2 pending: 1 node(s) still on generation 1: worker-0" while a rotation is pending; empty when
+    /// none is.
+    /// </summary>
+    public static string RotationLine(RotationStatus status)
+    {
+        ArgumentNullException.ThrowIfNull(status);
+        if (status.PendingGeneration == 0)
+        {
+            return "";
+        }
+        return status.Behind.Count == 0
+            ? $"Key rotation {status.CurrentGeneration} -> {status.PendingGeneration} pending: every node is on generation {status.PendingGeneration}; run 'asterism secret rotate --complete'"
+            : $"Key rotation {status.CurrentGeneration} -> {status.PendingGeneration} pending: {status.Behind.Count} node(s) still on generation {status.CurrentGeneration}: {string.Join(", ", status.Behind)}";
+    }
+
+    /// <summary>The rotation line from the cluster API; empty when it cannot be asked (no credential, no answer).</summary>
+    private static async Task<string> RotationLineAsync(Workspace workspace, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var credential = AdminCredential.Load(workspace.Directory);
+            using var client = new ClusterApiClient(credential, TimeSpan.FromSeconds(2));
+            return RotationLine(await client.Api.GetRotationAsync(new GetRotationRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: cancellationToken));
+        }
+        catch (Exception e) when (e is CliError or Grpc.Core.RpcException)
+        {
+            return "";
+        }
+    }
+
     public static Command Create(GlobalOptions global)
     {
         var json = new Option<bool>("--json") { Description = "Print JSON" };
@@ -122,6 +157,7 @@ public static class StatusCommand
             {
                 // Whenever the API answers, the copy recover relies on while it does not is brought up to date.
                 await Recovery.RegistryCopySync.RefreshQuietlyAsync(workspace, result.InvocationConfiguration.Error, cancellationToken);
+                view = view with { Rotation = await RotationLineAsync(workspace, cancellationToken) };
             }
             if (result.GetValue(json))
             {
@@ -174,6 +210,10 @@ public static class StatusCommand
         {
             // Without a quorum no JoinService releases a key: the waiting nodes need the operator.
             stdout.WriteLine(etcd.EtcdHasQuorum ? etcd.Etcd : $"{etcd.Etcd} — run 'asterism recover'");
+        }
+        if (view.Rotation.Length > 0)
+        {
+            stdout.WriteLine(view.Rotation);
         }
         var variant = view.Nodes.Select(n => n.Variant).FirstOrDefault(v => v.Length > 0);
         if (variant is not null)

@@ -18,6 +18,12 @@ public sealed record RecordedNode(string Name, string Role, string DiskUuid);
 public sealed class NodeRecord
 {
     public const string FileName = "asterism-nodes.json";
+
+    /// <summary>
+    /// The same record MAC'd under the next generation's secret, written when a rotation begins (the new secret is in
+    /// memory then, even when it goes to shares only) and moved over <see cref="FileName"/> when it completes.
+    /// </summary>
+    public const string NextFileName = "asterism-nodes.next.json";
     private const string MacKeyId = "asterism-node-record-v1";
     private const int MaxFileBytes = 256 * 1024;
     private static readonly JsonSerializerOptions Json = new() { PropertyNamingPolicy = JsonNamingPolicy.CamelCase, WriteIndented = true };
@@ -79,6 +85,33 @@ public sealed class NodeRecord
             throw new CliError($"node record {path} was modified or belongs to another master secret (its MAC does not verify); refusing to recover with it");
         }
         return new NodeRecord(nodes);
+    }
+
+    /// <summary>
+    /// The record verified with any of <paramref name="masters"/> (each a secret of this cluster, of the current or the
+    /// pending generation): <paramref name="path"/> first, then <paramref name="nextPath"/> when it exists — a rotation
+    /// moves the record from one MAC key to the other, and a crash may leave either file under either key. Refused as
+    /// <see cref="Load"/> refuses when no secret verifies either file.
+    /// </summary>
+    public static NodeRecord LoadAny(string path, string nextPath, IReadOnlyList<MasterSecret> masters)
+    {
+        ArgumentNullException.ThrowIfNull(masters);
+        CliError? first = null;
+        foreach (var candidate in File.Exists(nextPath) ? new[] { path, nextPath } : [path])
+        {
+            foreach (var master in masters)
+            {
+                try
+                {
+                    return Load(candidate, master);
+                }
+                catch (CliError e)
+                {
+                    first ??= e;
+                }
+            }
+        }
+        throw first ?? new CliError($"node record {path} cannot be verified: no master secret given");
     }
 
     private static byte[] Mac(MasterSecret master, IReadOnlyList<RecordedNode> nodes)

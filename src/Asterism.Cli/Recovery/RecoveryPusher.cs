@@ -66,16 +66,47 @@ public sealed record PushResult(string Endpoint, PushOutcome Outcome, string Det
 /// that UUID is the one recorded for this identity, is not a revoked node's, and was not pushed before in this run.
 /// A node the deny-list names is not even dialed when its name is known. The master secret never leaves this process.
 /// </summary>
-/// <param name="denyList">The revoked nodes (<see cref="RegistryCopy"/>); <see cref="NoDenyList"/> when none is given.</param>
-public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout, IRecoveryDenyList? denyList = null)
+/// <remarks>
+/// During a rotation pending in the workspace the pusher holds two secrets (<see cref="RecoverySecrets"/>): it offers
+/// the new generation first and, when the node answers that the key does not open its disk (it keeps waiting), the old
+/// one on a new call over the same attested connection (re-dialled and re-attested should it have closed). The node
+/// must name the same disk in every call; the disk counts as pushed once.
+/// </remarks>
+public sealed class RecoveryPusher
 {
-    private readonly IRecoveryDenyList _denyList = denyList ?? NoDenyList.Instance;
+    private readonly RecoverySecrets _secrets;
+    private readonly IAttestationValidator _validator;
+    private readonly NodeRecord _record;
+    private readonly ILoggerFactory _loggers;
+    private readonly TimeSpan _callTimeout;
+    private readonly IRecoveryDenyList _denyList;
+
+    /// <summary>A pusher for one secret of generation 1 (a cluster that never rotated).</summary>
+    /// <param name="denyList">The revoked nodes (<see cref="RegistryCopy"/>); <see cref="NoDenyList"/> when none is given.</param>
+    public RecoveryPusher(MasterSecret master, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout, IRecoveryDenyList? denyList = null)
+        : this(RecoverySecrets.Single(master), validator, record, loggers, callTimeout, denyList)
+    {
+    }
+
+    /// <summary>A pusher offering <paramref name="secrets"/> newest generation first (the caller disposes them).</summary>
+    /// <param name="denyList">The revoked nodes (<see cref="RegistryCopy"/>); <see cref="NoDenyList"/> when none is given.</param>
+    public RecoveryPusher(RecoverySecrets secrets, IAttestationValidator validator, NodeRecord record, ILoggerFactory loggers, TimeSpan callTimeout, IRecoveryDenyList? denyList = null)
+    {
+        ArgumentNullException.ThrowIfNull(loggers);
+        _secrets = secrets ?? throw new ArgumentNullException(nameof(secrets));
+        _validator = validator;
+        _record = record;
+        _loggers = loggers;
+        _callTimeout = callTimeout;
+        _denyList = denyList ?? NoDenyList.Instance;
+        _log = loggers.CreateLogger("attestation");
+    }
 
     /// <summary>The detail of a push that hit its time limit.</summary>
     public const string TimedOutDetail = "timed out";
 
     private readonly HashSet<string> _pushed = new(StringComparer.Ordinal);
-    private readonly ILogger _log = loggers.CreateLogger("attestation");
+    private readonly ILogger _log;
 
     /// <summary>Pushes to <paramref name="endpoint"/>; <paramref name="expectedName"/> is the instance dialed (null through a load balancer).</summary>
     public async Task<PushResult> PushAsync(string endpoint, CancellationToken cancellationToken) =>
@@ -84,24 +115,40 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     /// <inheritdoc cref="PushAsync(string, CancellationToken)"/>
     public async Task<PushResult> PushAsync(string endpoint, string? expectedName, CancellationToken cancellationToken)
     {
-        if (DeniedBeforeDial(_denyList, record, endpoint, expectedName) is { } denied)
+        if (DeniedBeforeDial(_denyList, _record, endpoint, expectedName) is { } denied)
         {
             return denied;
         }
-        var expected = new ExpectedPeerValidator(validator, facts => ExpectedIdentity(facts, expectedName), _log);
-        using var connection = new RecoveryConnection(endpoint, expected, callTimeout, loggers);
-        var client = connection.Client;
+        var expected = new ExpectedPeerValidator(_validator, facts => ExpectedIdentity(facts, expectedName), _log);
+        using var connection = new RecoveryConnection(endpoint, expected, _callTimeout, _loggers);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(callTimeout);
-        string? nodeName = null;
+        // One limit for the node, however many generations it is offered.
+        timeout.CancelAfter(_callTimeout);
+        var attempt = new Attempt();
+        return await _secrets.OfferInTurnAsync(secret => OfferAsync(connection, endpoint, expectedName, secret, attempt, cancellationToken, timeout.Token)).ConfigureAwait(false);
+    }
+
+    /// <summary>What the calls to one node have established so far: the disk it named and its certified name.</summary>
+    private sealed class Attempt
+    {
+        public string? DiskUuid { get; set; }
+
+        public string? NodeName { get; set; }
+    }
+
+    /// <summary>One recover call offering one generation's measurement secret and disk key.</summary>
+    private async Task<PushResult> OfferAsync(RecoveryConnection connection, string endpoint, string? expectedName, GenerationSecret secret, Attempt attempt, CancellationToken cancellationToken, CancellationToken timeoutToken)
+    {
+        var client = connection.Client;
+        string? nodeName = attempt.NodeName;
         try
         {
-            using var call = client.Recover(cancellationToken: timeout.Token);
-            using (var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master))
+            using var call = client.Recover(cancellationToken: timeoutToken);
+            using (var measurementSecret = RecoverySecrets.MeasurementSecret(secret))
             {
-                await WriteSecretAsync(call.RequestStream, measurementSecret, (m, b) => m.MeasurementSecret = b, timeout.Token);
+                await WriteSecretAsync(call.RequestStream, measurementSecret, (m, b) => m.MeasurementSecret = b, timeoutToken);
             }
-            if (!await call.ResponseStream.MoveNext(timeout.Token))
+            if (!await call.ResponseStream.MoveNext(timeoutToken))
             {
                 return new PushResult(endpoint, PushOutcome.Failed, "node ended the call without naming its disk", null, connection.Attested?.Facts.Variant.Name);
             }
@@ -112,7 +159,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 return new PushResult(endpoint, PushOutcome.Failed, "node reported an invalid disk UUID", nodeName, connection.Attested?.Facts.Variant.Name);
             }
-            if (certified is null || record.Find(certified.Name)?.DiskUuid != identity.DiskUuid)
+            if (certified is null || _record.Find(certified.Name)?.DiskUuid != identity.DiskUuid)
             {
                 return new PushResult(endpoint, PushOutcome.Refused,
                     $"reported disk {identity.DiskUuid} is not the one recorded for {nodeName}; no key sent", nodeName, connection.Attested?.Facts.Variant.Name);
@@ -121,19 +168,30 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
             {
                 return new PushResult(endpoint, PushOutcome.Refused, revoked + ", no key sent", nodeName, connection.Attested?.Facts.Variant.Name);
             }
-            lock (_pushed)
+            if (attempt.DiskUuid is null)
             {
-                if (!_pushed.Add(identity.DiskUuid))
+                lock (_pushed)
                 {
-                    return new PushResult(endpoint, PushOutcome.Refused,
-                        $"disk {identity.DiskUuid} of {nodeName} was already pushed in this run; no key sent twice", nodeName, connection.Attested?.Facts.Variant.Name);
+                    if (!_pushed.Add(identity.DiskUuid))
+                    {
+                        return new PushResult(endpoint, PushOutcome.Refused,
+                            $"disk {identity.DiskUuid} of {nodeName} was already pushed in this run; no key sent twice", nodeName, connection.Attested?.Facts.Variant.Name);
+                    }
                 }
+                attempt.DiskUuid = identity.DiskUuid;
+                attempt.NodeName = nodeName;
+            }
+            else if (attempt.DiskUuid != identity.DiskUuid || attempt.NodeName != nodeName)
+            {
+                // The same node on the same endpoint must name the same disk when offered the other generation.
+                return new PushResult(endpoint, PushOutcome.Refused,
+                    $"named disk {identity.DiskUuid} as {nodeName} after naming {attempt.DiskUuid} as {attempt.NodeName}; no other key sent", nodeName, connection.Attested?.Facts.Variant.Name);
             }
             try
             {
-                using (var diskKey = KeyDerivation.DeriveDiskKey(master, identity.DiskUuid))
+                using (var diskKey = RecoverySecrets.DiskKey(secret, identity.DiskUuid))
                 {
-                    await WriteSecretAsync(call.RequestStream, diskKey, (m, b) => m.StateDiskKey = b, timeout.Token);
+                    await WriteSecretAsync(call.RequestStream, diskKey, (m, b) => m.StateDiskKey = b, timeoutToken);
                 }
                 await call.RequestStream.CompleteAsync();
             }
@@ -143,7 +201,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
                 // listener. Should the close still overtake this side's write (a slow client, or a node that no longer
                 // waits), the write fails although the key arrived: the call's status, read below, decides.
             }
-            while (await call.ResponseStream.MoveNext(timeout.Token))
+            while (await call.ResponseStream.MoveNext(timeoutToken))
             {
                 // The protocol sends nothing more; drain until the node ends the call.
             }
@@ -205,7 +263,7 @@ public sealed class RecoveryPusher(MasterSecret master, IAttestationValidator va
     }
 
     /// <summary>What recover requires of the attested peer: a certified control plane the record lists, and the instance dialed.</summary>
-    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName) => ExpectedIdentity(record, _denyList, facts, expectedName);
+    private string? ExpectedIdentity(AttestationFacts facts, string? expectedName) => ExpectedIdentity(_record, _denyList, facts, expectedName);
 
     /// <summary>
     /// The same requirement for any caller holding the record (the dry run asks exactly what a real run asks). A revoked

@@ -102,11 +102,36 @@ public sealed class RecoveryRehearsal
     /// What a real run checks of the master secret before any key reaches a node: the node record's MAC (the real run
     /// stops there) and the cluster ID the secret derives (each node stops there). Null when both hold.
     /// </summary>
-    public static string? CheckSecret(MasterSecret master, ClusterState state, string recordPath, out NodeRecord? record)
+    public static string? CheckSecret(MasterSecret master, ClusterState state, string recordPath, out NodeRecord? record) =>
+        CheckSecret(RecoverySecrets.Single(master), state, recordPath, out record, dispose: false);
+
+    /// <summary>
+    /// <see cref="CheckSecret(MasterSecret, ClusterState, string, out NodeRecord?)"/> for the secrets of a run that may
+    /// offer two generations: the record must verify under one of them (or its next copy, written when the rotation
+    /// began), and each secret must derive its generation's key check (generation 1: the cluster ID).
+    /// </summary>
+    public static string? CheckSecret(RecoverySecrets secrets, ClusterState state, string recordPath, out NodeRecord? record, bool dispose = false)
+    {
+        ArgumentNullException.ThrowIfNull(secrets);
+        ArgumentNullException.ThrowIfNull(state);
+        try
+        {
+            return CheckSecrets(secrets, state, recordPath, out record);
+        }
+        finally
+        {
+            if (dispose)
+            {
+                secrets.Dispose();
+            }
+        }
+    }
+
+    private static string? CheckSecrets(RecoverySecrets secrets, ClusterState state, string recordPath, out NodeRecord? record)
     {
         try
         {
-            record = NodeRecord.Load(recordPath, master);
+            record = NodeRecord.LoadAny(recordPath, Path.Combine(Path.GetDirectoryName(recordPath)!, NodeRecord.NextFileName), [.. secrets.InOrder.Select(s => s.Master)]);
         }
         catch (CliError e)
         {
@@ -117,19 +142,47 @@ public sealed class RecoveryRehearsal
         {
             return "the workspace state has no cluster ID: was the cluster initialized from this workspace?";
         }
-        using var measurementSecret = KeyDerivation.DeriveMeasurementSecret(master);
-        var derived = KeyDerivation.DeriveClusterId(measurementSecret.Span, Convert.FromHexString(saltHex));
-        return CryptographicOperations.FixedTimeEquals(derived, Convert.FromHexString(clusterIdHex))
-            ? null
-            : "the master secret does not derive this cluster's ID (asterism-state.yaml): every node would refuse it";
+        KeyGenerations generations;
+        try
+        {
+            generations = Path.GetDirectoryName(recordPath) is { Length: > 0 } directory
+                ? KeyGenerations.Load(directory, state)
+                : KeyGenerations.ForGenerationOne(clusterIdHex, saltHex);
+        }
+        catch (CliError e)
+        {
+            return e.Message;
+        }
+        foreach (var secret in secrets.InOrder)
+        {
+            string expected;
+            try
+            {
+                expected = generations.KeyCheckFor(secret.Generation, "the master secret is");
+            }
+            catch (CliError e)
+            {
+                return e.Message;
+            }
+            var derived = KeyDerivation.DeriveKeyCheck(secret.Master, Convert.FromHexString(saltHex));
+            if (!CryptographicOperations.FixedTimeEquals(derived, Convert.FromHexString(expected)))
+            {
+                return secret.Generation == 1
+                    ? "the master secret does not derive this cluster's ID (asterism-state.yaml): every node would refuse it"
+                    : $"the master secret does not derive the key check of generation {secret.Generation} ({KeyGenerations.FileName}): every node would refuse it";
+            }
+        }
+        return null;
     }
 
     /// <summary>The whole rehearsal: secret check, then every control plane as <see cref="ParallelRecovery"/> walks them.</summary>
     /// <param name="ignoreRegistryCopy">As a real run with <c>--ignore-registry-copy</c>: revocations are not checked.</param>
-    public static async Task<int> RunAsync(Workspace workspace, MasterSecret master, IAttestationValidator validator, ILoggerFactory loggers,
+    public static async Task<int> RunAsync(Workspace workspace, RecoverySecrets secrets, IAttestationValidator validator, ILoggerFactory loggers,
         ParallelRecoveryOptions options, TextWriter stdout, TextWriter stderr, Progress progress, CancellationToken cancellationToken, bool ignoreRegistryCopy = false)
     {
-        var problem = CheckSecret(master, workspace.LoadState(), workspace.NodeRecordPath, out var record);
+        ArgumentNullException.ThrowIfNull(workspace);
+        ArgumentNullException.ThrowIfNull(secrets);
+        var problem = CheckSecret(secrets, workspace.LoadState(), workspace.NodeRecordPath, out var record);
         IRecoveryDenyList denyList = NoDenyList.Instance;
         if (problem is not null)
         {
@@ -140,7 +193,7 @@ public sealed class RecoveryRehearsal
         else
         {
             // A real run stops here, before any node is dialed, when the copy does not verify: so does the rehearsal.
-            denyList = Commands.RecoverCommand.LoadDenyList(workspace, master, ignoreRegistryCopy, stderr);
+            denyList = Commands.RecoverCommand.LoadDenyList(workspace, [.. secrets.InOrder.Select(s => s.Master)], ignoreRegistryCopy, stderr);
         }
         var rehearsal = new RecoveryRehearsal(record, problem, validator, denyList, loggers, options.PushTimeout);
         using var cloud = workspace.ConnectProvider();

@@ -109,17 +109,42 @@ public sealed class RegistryCopyStore(string workspace)
     /// workspace has none at all (initialized before copies existed); a copy that is missing while its head says one
     /// was written, or one that does not verify, is a <see cref="CliError"/> naming the file: nothing may be pushed.
     /// </summary>
-    public RegistryCopy? LoadForRecovery(MasterSecret master, string? clusterId, out string? warning)
+    public RegistryCopy? LoadForRecovery(MasterSecret master, string? clusterId, out string? warning) =>
+        LoadForRecovery([master], clusterId, out warning);
+
+    /// <summary>
+    /// <inheritdoc cref="LoadForRecovery(MasterSecret, string?, out string?)"/> With a rotation pending (or a completion
+    /// that crashed midway) the copy and its head may be MAC'd under either generation's key: each file must verify
+    /// under the key of one of <paramref name="masters"/>, all of them secrets of this cluster the caller checked.
+    /// </summary>
+    public RegistryCopy? LoadForRecovery(IReadOnlyList<MasterSecret> masters, string? clusterId, out string? warning)
     {
+        ArgumentNullException.ThrowIfNull(masters);
         warning = null;
-        using var key = RegistryCopy.DeriveMacKey(master);
+        var keys = masters.Select(RegistryCopy.DeriveMacKey).ToList();
+        try
+        {
+            return LoadForRecovery(keys, clusterId, ref warning);
+        }
+        finally
+        {
+            foreach (var key in keys)
+            {
+                key.Dispose();
+            }
+        }
+    }
+
+    private RegistryCopy? LoadForRecovery(List<SecretBytes> keys, string? clusterId, ref string? warning)
+    {
         const string Refusal = "refusing to recover: nothing was sent (see 'Registry copy' in src/Asterism.Cli/README.md; --ignore-registry-copy skips the check)";
         long head = 0;
         if (File.Exists(HeadPath))
         {
             try
             {
-                head = RegistryCopy.ParseHead(ReadLimited(HeadPath, 4096), key.Span);
+                var bytes = ReadLimited(HeadPath, 4096);
+                head = WithAnyKey(keys, key => RegistryCopy.ParseHead(bytes, key.Span));
             }
             catch (RegistryCopyException e)
             {
@@ -138,7 +163,8 @@ public sealed class RegistryCopyStore(string workspace)
         RegistryCopy copy;
         try
         {
-            copy = RegistryCopy.Parse(ReadLimited(CopyPath, RegistryCopy.MaxFileBytes), key.Span, CopyPath);
+            var bytes = ReadLimited(CopyPath, RegistryCopy.MaxFileBytes);
+            copy = WithAnyKey(keys, key => RegistryCopy.Parse(bytes, key.Span, CopyPath));
         }
         catch (RegistryCopyException e)
         {
@@ -153,6 +179,91 @@ public sealed class RegistryCopyStore(string workspace)
             throw new CliError($"registry copy {CopyPath} is older (sequence {copy.Sequence}) than the last one this workspace wrote (sequence {head}, {HeadPath}): an older copy replaced a newer one; {Refusal}");
         }
         return copy;
+    }
+
+    /// <summary>The first key under which <paramref name="parse"/> succeeds; the first key's refusal when none does.</summary>
+    private static T WithAnyKey<T>(List<SecretBytes> keys, Func<SecretBytes, T> parse)
+    {
+        RegistryCopyException? first = null;
+        foreach (var key in keys)
+        {
+            try
+            {
+                return parse(key);
+            }
+            catch (RegistryCopyException e)
+            {
+                first ??= e;
+            }
+        }
+        throw first ?? new RegistryCopyException("cannot be verified: no key");
+    }
+
+    /// <summary>
+    /// The MAC key of the next generation, stored when a rotation begins (<c>admin/registry-mac.next.key</c>): with
+    /// shares the new secret is in memory only then, and the copy must move to that key when the rotation completes.
+    /// </summary>
+    public string NextKeyPath => Path.Combine(Folder, "registry-mac.next.key");
+
+    /// <summary>At rotation begin: stores the MAC key derived from the new secret (0600), nothing else changes.</summary>
+    public void StoreNextKey(MasterSecret next)
+    {
+        OwnerOnly.CreateDirectory(Folder);
+        using var key = RegistryCopy.DeriveMacKey(next);
+        IdentityFiles.WritePrivateFile(NextKeyPath, key.Span);
+    }
+
+    /// <summary>
+    /// At rotation completion: rewrites the copy and its head under the next key (copy first, head second, each
+    /// atomically), then makes the next key the stored one. Idempotent: without a next key there is nothing to do. A
+    /// crash between the steps leaves files under either key, which <see cref="LoadForRecovery(IReadOnlyList{MasterSecret}, string?, out string?)"/>
+    /// accepts while the workspace still records the rotation as pending (the workspace moves its generation only
+    /// after this). A workspace without a copy just keeps the key.
+    /// </summary>
+    public void MoveToNextKey()
+    {
+        if (!File.Exists(NextKeyPath))
+        {
+            return;
+        }
+        using var held = Lock();
+        using var next = ReadKey(NextKeyPath);
+        SecretBytes? old = File.Exists(KeyPath) ? ReadKey(KeyPath) : null;
+        try
+        {
+            var keys = old is null ? new List<SecretBytes> { next } : [old, next];
+            if (File.Exists(CopyPath))
+            {
+                var copy = WithAnyKey(keys, key => RegistryCopy.Parse(ReadLimited(CopyPath, RegistryCopy.MaxFileBytes), key.Span, CopyPath));
+                var head = File.Exists(HeadPath) ? WithAnyKey(keys, key => RegistryCopy.ParseHead(ReadLimited(HeadPath, 4096), key.Span)) : 0;
+                var moved = new RegistryCopy(copy.ClusterId, Math.Max(copy.Sequence, head) + 1, copy.WrittenAtUnixMs, copy.Nodes, CopyPath);
+                Write(moved, next.Span);
+            }
+            File.Move(NextKeyPath, KeyPath, overwrite: true);
+        }
+        catch (RegistryCopyException e)
+        {
+            throw new CliError($"registry copy {CopyPath} {e.Message}; it was not moved to the new secret's key ('asterism node list' rewrites it once the cluster API answers, then run 'asterism secret rotate --complete' again)");
+        }
+        finally
+        {
+            old?.Dispose();
+        }
+    }
+
+    private static SecretBytes ReadKey(string path)
+    {
+        if (OwnerOnly.IsOpenToOthers(path))
+        {
+            throw new CliError($"{path} is accessible by group or others; run {OwnerOnly.ChmodHint(path)}");
+        }
+        var bytes = ReadLimited(path, 64);
+        if (bytes.Length != KeyDerivation.KeyLength)
+        {
+            CryptographicOperations.ZeroMemory(bytes);
+            throw new CliError($"{path} is not a registry-copy key ({bytes.Length} bytes, expected {KeyDerivation.KeyLength})");
+        }
+        return new SecretBytes(bytes);
     }
 
     /// <summary>The copy's view of what the cluster API listed.</summary>
