@@ -15,20 +15,11 @@ namespace Asterism.Node.Services;
 /// </summary>
 public sealed partial class ClusterApiService
 {
-    /// <summary>False until the nodes move their keyslots and confirm: a rotation begun earlier could never complete.</summary>
-    internal static bool RotationAvailable => false;
-
     /// <inheritdoc />
     public override Task<RotationStatus> BeginRotation(BeginRotationRequest request, ServerCallContext context) =>
         RunAsync(context, async connection =>
         {
             var admin = RequireAdmin(context);
-            if (!RotationAvailable)
-            {
-                // Fail closed for any admin client, not only this build's CLI: no node can follow a rotation yet.
-                SecretFields.Zero(request.MasterKey, request.MasterSalt);
-                throw new RpcException(new Status(StatusCode.FailedPrecondition, "rotation is not available yet: the nodes do not move their disk keys to a new generation"));
-            }
             var secrets = access.Secrets ?? throw new RpcException(new Status(StatusCode.FailedPrecondition, "this node holds no cluster secrets"));
             MasterSecret next;
             try
