@@ -13,6 +13,19 @@ namespace Asterism.Cli.Tests;
 /// </summary>
 public sealed class RotationWorkspaceTests : IDisposable
 {
+    [Theory]
+    [InlineData("ControlPlane", "control-plane")]
+    [InlineData("Worker", "worker")]
+    [InlineData("control-plane", "control-plane")]
+    public void RecordRole_RegistryRoleAsListed_NodeRecordRoleName(string listed, string recorded) =>
+        // The node record compares roles with the certified identity's names; the cluster API lists the registry's.
+        // A mismatch here made every control plane "not a control plane of this cluster's node record" after rotation.
+        Assert.Equal(recorded, SecretRotation.RecordRole(listed));
+
+    [Fact]
+    public void RecordRole_UnknownRole_Refused() =>
+        Assert.Contains("unknown role", Assert.Throws<CliError>(() => SecretRotation.RecordRole("Admin")).Message, StringComparison.Ordinal);
+
     private const string Uuid = "0f3c2d4e-1a2b-4c3d-8e9f-001122334455";
     private readonly string _dir = Directory.CreateTempSubdirectory("asterism-cli-rotation-").FullName;
     private readonly List<RecordedNode> _nodes = [new("control-plane-0", "control-plane", Uuid), new("worker-0", "worker", "1f3c2d4e-1a2b-4c3d-8e9f-001122334455")];

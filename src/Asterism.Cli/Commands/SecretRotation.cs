@@ -124,9 +124,20 @@ public static class SecretRotation
         var nodes = await client.CallAsync(async api => await api.ListNodesAsync(new ListNodesRequest(), deadline: ClusterApiClient.Deadline(), cancellationToken: cancellationToken));
         var target = generations.Current.Generation + 1;
         using var next = MasterSecret.Generate();
-        var written = WriteNext(workspace, clusterId, generations, request, [.. nodes.Nodes.Select(n => new RecordedNode(n.Name, n.Role, n.DiskUuid))], next, stdout);
+        var written = WriteNext(workspace, clusterId, generations, request, [.. nodes.Nodes.Select(n => new RecordedNode(n.Name, RecordRole(n.Role), n.DiskUuid))], next, stdout);
         return await SendAsync(next, target, written, client, stdout, cancellationToken);
     }
+
+    /// <summary>
+    /// The node record's role name (the certified identity's, <c>control-plane</c>/<c>worker</c>) of a registry role as the
+    /// cluster API lists it (<c>ControlPlane</c>/<c>Worker</c>); anything else is refused rather than recorded.
+    /// </summary>
+    internal static string RecordRole(string registryRole) => registryRole switch
+    {
+        "ControlPlane" or Asterism.Attestation.Identities.NodeIdentity.ControlPlaneRole => Asterism.Attestation.Identities.NodeIdentity.ControlPlaneRole,
+        "Worker" or Asterism.Attestation.Identities.NodeIdentity.WorkerRole => Asterism.Attestation.Identities.NodeIdentity.WorkerRole,
+        _ => throw new CliError($"the cluster API listed a node with the unknown role '{registryRole}'; nothing was written"),
+    };
 
     /// <summary>
     /// The workspace side of beginning: the new secret (file 0600, or shares of generation G+1), the node record under
