@@ -155,7 +155,11 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
     {
         var (pending, revision) = await GetRecordAsync(cancellationToken)
             ?? throw new ControlPlaneException(ControlPlaneError.InvalidRequest, "no rotation is in progress");
-        var behind = await BehindAsync(pending.To, cancellationToken);
+        // The registry as of one revision: the commit below requires that no record was created or changed since, so a
+        // node registered at the old generation meanwhile (a join that read the generation before this completion) is
+        // never left behind a generation that is about to become void.
+        var (nodes, registryRevision) = await ReadRegistryAsync(cancellationToken);
+        var behind = nodes.Where(n => !n.Revoked && n.KeyGeneration < pending.To).ToList();
         if (behind.Count > 0)
         {
             throw new ControlPlaneException(ControlPlaneError.Conflict,
@@ -171,12 +175,43 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
             Result = Compare.Types.CompareResult.Equal,
             ModRevision = revision,
         });
+        txn.Compare.Add(new Compare
+        {
+            Key = EtcdKeys.Bytes(EtcdKeys.NodesPrefix),
+            RangeEnd = EtcdKeys.PrefixEnd(EtcdKeys.NodesPrefix),
+            Target = Compare.Types.CompareTarget.Mod,
+            Result = Compare.Types.CompareResult.Less,
+            ModRevision = registryRevision + 1,
+        });
+        if (BeforeCompleteCommit is { } hook)
+        {
+            await hook(cancellationToken);
+        }
         txn.Success.Add(new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = EtcdKeys.Bytes(RotationKey) } });
         txn.Success.Add(Put(GenerationKey, System.Text.Encoding.ASCII.GetBytes(pending.To.ToString(System.Globalization.CultureInfo.InvariantCulture))));
         var response = await _connection.CallAsync((c, d, ct) => c.TransactionAsync(txn, deadline: d, cancellationToken: ct), cancellationToken);
         return response.Succeeded
             ? pending.From
-            : throw new ControlPlaneException(ControlPlaneError.Conflict, "the rotation changed while it was being completed");
+            : throw new ControlPlaneException(ControlPlaneError.Conflict, "the rotation or the node registry changed while it was being completed; run it again");
+    }
+
+    /// <summary>
+    /// Test seam: runs after the completion decided on the registry and before its commit, so a test can land a join
+    /// (a record registered at the old generation) exactly in the window the commit's compare must close.
+    /// </summary>
+    internal Func<CancellationToken, Task>? BeforeCompleteCommit { get; set; }
+
+    /// <summary>Every registry record and the etcd revision they were read at (linearizable).</summary>
+    private async Task<(IReadOnlyList<NodeRecord> Nodes, long Revision)> ReadRegistryAsync(CancellationToken cancellationToken)
+    {
+        const int maxNodes = 10_000;
+        var request = new RangeRequest { Key = EtcdKeys.Bytes(EtcdKeys.NodesPrefix), RangeEnd = EtcdKeys.PrefixEnd(EtcdKeys.NodesPrefix), Limit = maxNodes + 1 };
+        var response = await _connection.CallAsync((c, d, ct) => c.GetAsync(request, deadline: d, cancellationToken: ct), cancellationToken);
+        if (response.Kvs.Count > maxNodes)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Corrupt, $"the registry holds more than {maxNodes} nodes");
+        }
+        return ([.. response.Kvs.Select(kv => NodeRegistry.Deserialize(kv.Key.ToStringUtf8(), kv.Value))], response.Header.Revision);
     }
 
     private async Task<(RotationRecord Record, long ModRevision)?> GetRecordAsync(CancellationToken cancellationToken)

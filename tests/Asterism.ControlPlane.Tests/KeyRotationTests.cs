@@ -61,6 +61,31 @@ public sealed class KeyRotationTests
     }
 
     [Fact]
+    public async Task CompleteAsync_NodeRegisteredAtOldGenerationBeforeCommit_RefusedGenerationUnchanged()
+    {
+        // A join that read the cluster's generation (the rotation's From) registers its node at From after the completion
+        // listed the laggards and before it committed: completing then would make the only key of that disk void.
+        await using var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var connection = cluster.Connect();
+        var registry = new NodeRegistry(connection);
+        await registry.RegisterAsync(Node("control-plane-0", NodeRole.ControlPlane));
+        var rotation = new KeyRotation(connection);
+        await rotation.BeginAsync([1, 2, 3], "admin", "control-plane-0");
+        await rotation.ConfirmAsync("control-plane-0", 2);
+        rotation.BeforeCompleteCommit = ct => registry.RegisterAsync(Node("worker-late"), ct);
+
+        var error = await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.CompleteAsync("admin", "control-plane-0"));
+
+        Assert.Equal(ControlPlaneError.Conflict, error.Error);
+        Assert.Equal(1, await rotation.CurrentGenerationAsync());
+        Assert.NotNull(await rotation.PendingAsync());
+        rotation.BeforeCompleteCommit = null;
+        var behind = await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.CompleteAsync("admin", "control-plane-0"));
+        Assert.Contains("worker-late", behind.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Rotation_CorruptRecordOrNoRotation_ClearErrors()
     {
         await using var cluster = TestCluster.Create();
