@@ -144,6 +144,17 @@ public sealed class KeyReleaseGate : IKeyReleaseGate, IDisposable
         }
         var read = view.Node ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
         await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
+        if (GenerationOf(read.Record) < view.CurrentGeneration)
+        {
+            // Registered from a generation read before a completion committed (or by such a join cut short): a first key
+            // must never be of a void generation — nothing would open that disk once the control planes promoted. A
+            // joining disk has no key yet, so its record moves up to the current generation.
+            var current = view.CurrentGeneration;
+            await _registry.UpdateAsync(identity.Name, r => r.KeyGeneration < current ? r with { KeyGeneration = current } : r, cancellationToken);
+            view = await _rotation.ReadForReleaseAsync(identity.Name, cancellationToken);
+            read = view.Node ?? throw new ControlPlaneException(ControlPlaneError.Conflict, $"node {identity.Name} vanished from the registry while joining");
+            await CheckRecordAsync(read.Record, identity, diskUuid, cancellationToken);
+        }
         var generation = GenerationOf(read.Record);
         var secret = Resolve(identity, diskUuid, secrets, generation, view.Pending);
         try

@@ -234,6 +234,27 @@ public sealed class RotationReleaseTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task IssueJoinTicket_RecordRegisteredAtFromAfterCompletion_NewGenerationNeverTheVoidKey()
+    {
+        // A join read the generation (1) while the rotation was pending and registered its node there after the
+        // completion committed (or registered and was cut short, and asks again now). This control plane confirmed, so it
+        // holds generation 2 as its next secret, and has not promoted yet: it still holds generation 1 as well.
+        await BeginAsync();
+        _secrets.SetNext(Copy(_next), 2);
+        await _rotation.CompleteAsync("admin", "control-plane-0");
+        var worker = Identity("worker-0", NodeIdentity.WorkerRole);
+        await _gate.Registry.RegisterAsync(RecordOf(worker, RegistryRole.Worker));
+
+        var ticket = await _service.IssueJoinTicket(new IssueJoinTicketRequest { DiskUuid = worker.DiskUuid, NodeName = "worker-0" }, Call(worker));
+
+        // A first key of the void generation would be a disk only the void secret opens.
+        Assert.Equal(2u, ticket.KeyGeneration);
+        using var key = KeyDerivation.DeriveDiskKey(_next, worker.DiskUuid, 2);
+        Assert.Equal(key.ToArray(), ticket.StateDiskKey.ToByteArray());
+        Assert.Equal(2, (await _gate.Registry.GetAsync("worker-0"))!.KeyGeneration);
+    }
+
+    [Fact]
     public async Task IssueJoinTicket_ControlPlaneWithoutGateAfterPromotion_MasterSecretOfTheNewGeneration()
     {
         await BeginAsync();
