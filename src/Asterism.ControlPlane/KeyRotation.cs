@@ -95,9 +95,11 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
 
     /// <summary>
     /// Begins a rotation to the next generation with <paramref name="wrappedSecret"/>; Conflict when one is pending
-    /// (finish it first). Audited before it is stored. Returns the record.
+    /// (finish it first). Audited before it is stored. Returns the record. <paramref name="sealedUnder"/>, when given, is
+    /// the generation the caller sealed the secret under: a cluster that moved on since (a completion landing between the
+    /// caller's read and this one) is Conflict, never a record whose seal no control plane can open.
     /// </summary>
-    public async Task<RotationRecord> BeginAsync(byte[] wrappedSecret, string startedBy, string auditNode, CancellationToken cancellationToken = default)
+    public async Task<RotationRecord> BeginAsync(byte[] wrappedSecret, string startedBy, string auditNode, CancellationToken cancellationToken = default, int? sealedUnder = null)
     {
         ArgumentNullException.ThrowIfNull(wrappedSecret);
         if (wrappedSecret.Length is 0 or > MaxWrappedBytes)
@@ -109,6 +111,10 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
             throw new ControlPlaneException(ControlPlaneError.Conflict, $"a rotation to generation {pending.To} is in progress; complete it first");
         }
         var from = await CurrentGenerationAsync(cancellationToken);
+        if (sealedUnder is { } sealedGeneration && sealedGeneration != from)
+        {
+            throw new ControlPlaneException(ControlPlaneError.Conflict, $"the cluster's generation is {from}, not {sealedGeneration}: a rotation completed meanwhile; begin again");
+        }
         var record = new RotationRecord(from, from + 1, wrappedSecret, _time.GetUtcNow(), startedBy);
         await Audit.AppendAsync(AuditKind.KeyRotation, auditNode, $"rotation to generation {record.To} begun by {startedBy}: every node gets a keyslot for the new master secret", cancellationToken);
         var txn = new TxnRequest();

@@ -86,6 +86,26 @@ public sealed class KeyRotationTests
     }
 
     [Fact]
+    public async Task BeginAsync_SealedUnderAGenerationThatCompletedMeanwhile_ConflictNothingStored()
+    {
+        // Two admins: one completes 1 -> 2 while the other's begin sealed its secret under generation 1. A record
+        // From = 2 sealed under 1 would open on no control plane and could never be completed.
+        await using var cluster = TestCluster.Create();
+        await cluster.StartFirstAsync();
+        using var connection = cluster.Connect();
+        await new NodeRegistry(connection).RegisterAsync(Node("control-plane-0", NodeRole.ControlPlane));
+        var rotation = new KeyRotation(connection);
+        await rotation.BeginAsync([1], "admin", "control-plane-0", sealedUnder: 1);
+        await rotation.ConfirmAsync("control-plane-0", 2);
+        await rotation.CompleteAsync("admin", "control-plane-0");
+
+        var error = await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.BeginAsync([2], "admin-2", "control-plane-0", sealedUnder: 1));
+
+        Assert.Equal(ControlPlaneError.Conflict, error.Error);
+        Assert.Null(await rotation.PendingAsync());
+    }
+
+    [Fact]
     public async Task Rotation_CorruptRecordOrNoRotation_ClearErrors()
     {
         await using var cluster = TestCluster.Create();

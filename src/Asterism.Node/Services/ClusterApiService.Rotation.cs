@@ -47,7 +47,7 @@ public sealed partial class ClusterApiService
                     throw new RpcException(new Status(StatusCode.InvalidArgument, "the new master secret equals the current one"));
                 }
                 var sealedSecret = RotationSeal.Seal(sealer, next, current);
-                await rotation.BeginAsync(sealedSecret, admin, nodeName, context.CancellationToken);
+                await rotation.BeginAsync(sealedSecret, admin, nodeName, context.CancellationToken, sealedUnder: current);
             }
             return await StatusAsync(connection, context.CancellationToken);
         });
