@@ -118,5 +118,12 @@ public sealed class KeyRotationTests
         var (code, _) = await cluster.EtcdctlAsync("put", KeyRotation.RotationKey, "{\"from\":1,\"to\":5}");
         Assert.Equal(0, code);
         Assert.Equal(ControlPlaneError.Corrupt, (await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.PendingAsync())).Error);
+
+        // A generation near int.MaxValue would wrap the target to a negative number: refused as corrupt, not parsed.
+        var wrapped = "{\"from\":2147483647,\"to\":-2147483648,\"wrappedSecret\":\"AAAA\",\"startedAt\":\"2026-01-01T00:00:00Z\",\"startedBy\":\"x\"}";
+        Assert.Equal(0, (await cluster.EtcdctlAsync("put", KeyRotation.RotationKey, wrapped)).Item1);
+        Assert.Equal(ControlPlaneError.Corrupt, (await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.PendingAsync())).Error);
+        Assert.Equal(0, (await cluster.EtcdctlAsync("put", KeyRotation.GenerationKey, "2147483647")).Item1);
+        Assert.Equal(ControlPlaneError.Corrupt, (await Assert.ThrowsAsync<ControlPlaneException>(() => rotation.CurrentGenerationAsync())).Error);
     }
 }
