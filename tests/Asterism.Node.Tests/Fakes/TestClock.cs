@@ -34,6 +34,14 @@ public sealed class TestClock : FakeTimeProvider
         }
     }
 
+    /// <summary>The due time of the next timer created, or null once <paramref name="run"/> ended first.</summary>
+    public async Task<TimeSpan?> NextTimerAsync(Task run)
+    {
+        using var limit = new CancellationTokenSource(TestLimits.Hang);
+        var next = _timers.Reader.ReadAsync(limit.Token).AsTask();
+        return await Task.WhenAny(next, run) == next ? await next : null;
+    }
+
     /// <summary>Waits for a timer of <paramref name="dueTime"/>, then moves the clock by exactly that much.</summary>
     public async Task FireAsync(TimeSpan dueTime)
     {

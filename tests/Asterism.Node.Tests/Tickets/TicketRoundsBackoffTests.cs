@@ -1,9 +1,7 @@
 using System.Net.Sockets;
-using System.Threading.Channels;
 using Asterism.Node.Tests.Fakes;
 using Asterism.Node.Tickets;
 using Grpc.Core;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Asterism.Node.Tests.Tickets;
 
@@ -93,7 +91,7 @@ public sealed class TicketRoundsBackoffTests
     [InlineData(false)]
     public async Task RunAsync_OutageThenNoQuorumThenQuorum_QuickAfterwardsAndBoundedRounds(bool quickRetries)
     {
-        var clock = new AnnouncingClock();
+        var clock = new TestClock();
         var start = clock.GetUtcNow();
         var controlPlaneUp = TimeSpan.FromSeconds(58.5);
         var quorum = TimeSpan.FromSeconds(60.1);
@@ -163,32 +161,6 @@ public sealed class TicketRoundsBackoffTests
 
         public void RoundFailed()
         {
-        }
-    }
-
-    /// <summary>A fake clock that announces each timer it creates, so the test advances it only once the wait exists.</summary>
-    private sealed class AnnouncingClock : FakeTimeProvider
-    {
-        private readonly Channel<TimeSpan> _timers = Channel.CreateUnbounded<TimeSpan>();
-
-        public AnnouncingClock()
-            : base(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero))
-        {
-        }
-
-        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-        {
-            var timer = base.CreateTimer(callback, state, dueTime, period);
-            _timers.Writer.TryWrite(dueTime);
-            return timer;
-        }
-
-        /// <summary>The due time of the next timer created, or null once <paramref name="run"/> ended.</summary>
-        public async Task<TimeSpan?> NextTimerAsync(Task run)
-        {
-            using var limit = new CancellationTokenSource(TestLimits.Hang);
-            var next = _timers.Reader.ReadAsync(limit.Token).AsTask();
-            return await Task.WhenAny(next, run) == next ? await next : null;
         }
     }
 }
