@@ -153,7 +153,11 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
 
     /// <summary>Non-revoked nodes still below <paramref name="generation"/>, by name.</summary>
     public async Task<IReadOnlyList<NodeRecord>> BehindAsync(int generation, CancellationToken cancellationToken = default) =>
-        [.. (await Registry.ListAsync(cancellationToken)).Where(n => !n.Revoked && n.KeyGeneration < generation)];
+        Behind(await Registry.ListAsync(cancellationToken), generation);
+
+    /// <summary>The non-revoked nodes of <paramref name="nodes"/> still below <paramref name="generation"/>: what completion waits for.</summary>
+    private static List<NodeRecord> Behind(IEnumerable<NodeRecord> nodes, int generation) =>
+        [.. nodes.Where(n => !n.Revoked && n.KeyGeneration < generation)];
 
     /// <summary>
     /// Completes the pending rotation: refused (Conflict, naming them) while a non-revoked node is still on the old
@@ -168,7 +172,7 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
         // node registered at the old generation meanwhile (a join that read the generation before this completion) is
         // never left behind a generation that is about to become void.
         var (nodes, registryRevision) = await ReadRegistryAsync(cancellationToken);
-        var behind = nodes.Where(n => !n.Revoked && n.KeyGeneration < pending.To).ToList();
+        var behind = Behind(nodes, pending.To);
         if (behind.Count > 0)
         {
             throw new ControlPlaneException(ControlPlaneError.Conflict,

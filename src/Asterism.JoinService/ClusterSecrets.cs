@@ -53,20 +53,7 @@ public sealed class ClusterSecrets : IDisposable
         Policy = policy;
     }
 
-    /// <summary>The current generation's master secret. Owned by this object: do not dispose; see <see cref="ForGeneration"/> for a copy that outlives a promotion.</summary>
-    public MasterSecret MasterSecret
-    {
-        get
-        {
-            lock (_lock)
-            {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                return _current;
-            }
-        }
-    }
-
-    /// <summary>The generation of <see cref="MasterSecret"/> (1 until a rotation completed).</summary>
+    /// <summary>The generation of the current master secret (1 until a rotation completed).</summary>
     public int Generation
     {
         get

@@ -75,7 +75,7 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         {
             throw new ControlPlaneException(ControlPlaneError.Conflict, $"the registry record of {identity.Name} changed during the rotation offer; ask again");
         }
-        var diskKey = DeriveDiskKey(next, diskUuid, pending.To);
+        var diskKey = KeyDerivation.DeriveDiskKey(next, diskUuid, pending.To);
         var keyCheck = KeyDerivation.DeriveKeyCheck(next, secrets.MeasurementSalt);
         return new RotationOffer(pending.To, diskKey, keyCheck, controlPlane ? MasterSecret.FromBytes(next.Key, next.Salt) : null);
     }
@@ -89,10 +89,6 @@ public sealed class RotationGate(EtcdConnection connection, ClusterSecrets secre
         var (identity, _) = await CheckAsync(facts, diskUuid, cancellationToken);
         return (await _rotation.ConfirmAsync(identity.Name, generation, cancellationToken)).KeyGeneration;
     }
-
-    /// <summary>The disk key of generation <paramref name="generation"/>: <see cref="KeyDerivation.DeriveDiskKey(MasterSecret, string, int)"/>.</summary>
-    public static SecretBytes DeriveDiskKey(MasterSecret master, string diskUuid, int generation) =>
-        KeyDerivation.DeriveDiskKey(master, diskUuid, generation);
 
     /// <summary>
     /// Why the registry refuses <paramref name="identity"/> asking for <paramref name="diskUuid"/>, or null: the same

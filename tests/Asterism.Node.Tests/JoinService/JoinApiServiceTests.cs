@@ -32,8 +32,9 @@ public sealed class JoinApiServiceTests : IDisposable
 
         var ticket = await _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker));
 
-        using var key = KeyDerivation.DeriveDiskKey(_secrets.MasterSecret, worker.DiskUuid);
-        using var secret = KeyDerivation.DeriveMeasurementSecret(_secrets.MasterSecret);
+        using var master = _secrets.ForGeneration(1)!;
+        using var key = KeyDerivation.DeriveDiskKey(master, worker.DiskUuid);
+        using var secret = KeyDerivation.DeriveMeasurementSecret(master);
         Assert.Equal(key.ToArray(), ticket.StateDiskKey.ToByteArray());
         Assert.Equal(secret.ToArray(), ticket.MeasurementSecret.ToByteArray());
     }
@@ -124,8 +125,9 @@ public sealed class JoinApiServiceTests : IDisposable
         var ticket = await _service.IssueJoinTicket(
             new IssueJoinTicketRequest { DiskUuid = controlPlane.DiskUuid, IsControlPlane = true, NodeName = "control-plane-1" }, Call(controlPlane));
 
-        Assert.Equal(_secrets.MasterSecret.Key.ToArray(), ticket.MasterKey.ToByteArray());
-        Assert.Equal(_secrets.MasterSecret.Salt.ToArray(), ticket.MasterSalt.ToByteArray());
+        using var master = _secrets.ForGeneration(1)!;
+        Assert.Equal(master.Key.ToArray(), ticket.MasterKey.ToByteArray());
+        Assert.Equal(master.Salt.ToArray(), ticket.MasterSalt.ToByteArray());
         Assert.Equal(AttestationVariant.Simulated, AttestationPolicy.FromJson(ticket.AttestationConfig.Span).Variant);
     }
 

@@ -55,7 +55,8 @@ public sealed class KeyReleaseGateTests : IAsyncLifetime
 
         var ticket = await _service.IssueRejoinTicket(new IssueRejoinTicketRequest { DiskUuid = worker.DiskUuid }, Call(worker));
 
-        using var key = KeyDerivation.DeriveDiskKey(_secrets.MasterSecret, worker.DiskUuid);
+        using var master = _secrets.ForGeneration(1)!;
+        using var key = KeyDerivation.DeriveDiskKey(master, worker.DiskUuid);
         Assert.Equal(key.ToArray(), ticket.StateDiskKey.ToByteArray());
         var entries = await EntriesAsync();
         Assert.Equal([AuditKind.Release, AuditKind.Release], entries.Select(e => e.Kind));

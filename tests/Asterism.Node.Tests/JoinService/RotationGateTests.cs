@@ -63,9 +63,10 @@ public sealed class RotationGateTests : IAsyncLifetime
         {
             Assert.NotNull(offer);
             Assert.Equal(2, offer.Generation);
-            using var expected = RotationGate.DeriveDiskKey(_next, worker.DiskUuid, 2);
+            using var expected = KeyDerivation.DeriveDiskKey(_next, worker.DiskUuid, 2);
             Assert.Equal(expected.ToArray(), offer.DiskKey.ToArray());
-            using var old = KeyDerivation.DeriveDiskKey(_secrets.MasterSecret, worker.DiskUuid);
+            using var current = _secrets.ForGeneration(1)!;
+            using var old = KeyDerivation.DeriveDiskKey(current, worker.DiskUuid);
             using var sameSecretGeneration1 = KeyDerivation.DeriveDiskKey(_next, worker.DiskUuid);
             Assert.NotEqual(old.ToArray(), offer.DiskKey.ToArray());
             Assert.NotEqual(sameSecretGeneration1.ToArray(), offer.DiskKey.ToArray());
@@ -146,7 +147,7 @@ public sealed class RotationGateTests : IAsyncLifetime
         var service = new RotationApiService(_gate, NullLoggerFactory.Instance);
 
         var offer = await service.RotateKey(new RotateKeyRequest { DiskUuid = worker.DiskUuid }, Call(worker));
-        using var expected = RotationGate.DeriveDiskKey(_next, worker.DiskUuid, 2);
+        using var expected = KeyDerivation.DeriveDiskKey(_next, worker.DiskUuid, 2);
         Assert.Equal(2u, offer.Generation);
         Assert.Equal(expected.ToArray(), offer.StateDiskKey.ToByteArray());
         Assert.Equal(32, offer.KeyCheck.Length);
@@ -172,8 +173,11 @@ public sealed class RotationGateTests : IAsyncLifetime
 
     private static FakeCallContext Call(NodeIdentity identity) => new(new AtlsPeer(Facts(identity), [], "127.0.0.9:40000"));
 
-    private async Task BeginAsync() =>
-        await _rotation.BeginAsync(RotationSeal.Seal(_secrets.MasterSecret, _next, 1), "admin", "control-plane-0");
+    private async Task BeginAsync()
+    {
+        using var current = _secrets.ForGeneration(1)!;
+        await _rotation.BeginAsync(RotationSeal.Seal(current, _next, 1), "admin", "control-plane-0");
+    }
 
     private async Task<NodeIdentity> RegisterAsync(string name, string role)
     {
