@@ -95,15 +95,12 @@ public static class RecoverCommand
     public const string IgnoringCopyLine = "Warning: --ignore-registry-copy: revocations are NOT checked; every waiting control plane is pushed its key, a revoked one too";
 
     /// <summary>
-    /// The revoked nodes recover must refuse, from the workspace's registry copy verified with <paramref name="master"/>
-    /// (<see cref="RegistryCopyStore.LoadForRecovery"/>). A copy that is missing behind its head, tampered with, of
-    /// another cluster or older than the last one written is a <see cref="CliError"/> naming the file, before any node
-    /// is contacted; a workspace that never had one is a warning and an empty list.
+    /// The revoked nodes recover must refuse, from the workspace's registry copy verified with one of
+    /// <paramref name="masters"/> (the secrets of the generations at hand, <see cref="RegistryCopyStore.LoadForRecovery"/>).
+    /// A copy that is missing behind its head, tampered with, of another cluster or older than the last one written is a
+    /// <see cref="CliError"/> naming the file, before any node is contacted; a workspace that never had one is a warning
+    /// and an empty list.
     /// </summary>
-    public static IRecoveryDenyList LoadDenyList(Workspace workspace, MasterSecret master, bool ignore, TextWriter stderr) =>
-        LoadDenyList(workspace, [master], ignore, stderr);
-
-    /// <inheritdoc cref="LoadDenyList(Workspace, MasterSecret, bool, TextWriter)"/>
     public static IRecoveryDenyList LoadDenyList(Workspace workspace, IReadOnlyList<MasterSecret> masters, bool ignore, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(workspace);
