@@ -48,8 +48,26 @@ public sealed class CliProcess(string binDir, string workspace)
     public async Task<CliRun> RunOkAsync(params string[] args)
     {
         var run = await RunAsync(args);
-        Assert.True(run.ExitCode == 0, $"asterism {string.Join(' ', args)}: {run}");
+        Assert.True(run.ExitCode == 0, $"asterism {string.Join(' ', args)}: {run}{NodeConsoleTails()}");
         return run;
+    }
+
+    /// <summary>The last lines of every node's console, so a failed step shows what the nodes were doing.</summary>
+    public string NodeConsoleTails(int lines = 25)
+    {
+        var instances = Path.Combine(workspace, ".asterism", "cloud", "instances");
+        if (!Directory.Exists(instances))
+        {
+            return "";
+        }
+        var text = new System.Text.StringBuilder();
+        foreach (var console in Directory.GetFiles(instances, "console.log", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
+        {
+            var all = File.ReadAllLines(console);
+            text.Append("\n--- ").Append(Path.GetFileName(Path.GetDirectoryName(console))).Append(" console (last ").Append(lines).Append(" lines)\n");
+            text.AppendJoin('\n', all.Skip(Math.Max(0, all.Length - lines)));
+        }
+        return text.ToString();
     }
 
     public static string DotnetHost =>

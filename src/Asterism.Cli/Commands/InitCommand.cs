@@ -108,7 +108,7 @@ public static class InitCommand
             InitResponse response;
             try
             {
-                response = await CallInitAsync(first.Address, validator, master, salt, initSecret, policy, state.Infrastructure.Name, adminRequest, loggers, cancellationToken);
+                response = await CallInitAsync(first.Address, validator, master, salt, initSecret, policy, state.Infrastructure.Name, adminRequest, loggers, waitTimeout, cancellationToken);
             }
             finally
             {
@@ -155,10 +155,16 @@ public static class InitCommand
         return command;
     }
 
+    /// <summary>The shortest time init waits for the first control plane, whatever --timeout says.</summary>
+    private static readonly TimeSpan MinimumInitTimeout = TimeSpan.FromSeconds(30);
+
     private static async Task<InitResponse> CallInitAsync(string address, Asterism.Attestation.IAttestationValidator validator, MasterSecret master,
-        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, byte[] adminRequest, Microsoft.Extensions.Logging.ILoggerFactory loggers, CancellationToken cancellationToken)
+        byte[] salt, byte[] initSecret, Asterism.Attestation.AttestationPolicy policy, string clusterName, byte[] adminRequest, Microsoft.Extensions.Logging.ILoggerFactory loggers,
+        TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var deadline = DateTime.UtcNow.AddSeconds(60);
+        // --timeout bounds the init call too: a node that answers slowly (a loaded machine, a slow TPM) must not be
+        // abandoned halfway, since a node that finished init after the CLI gave up refuses a second init.
+        var deadline = DateTime.UtcNow + (timeout < MinimumInitTimeout ? MinimumInitTimeout : timeout);
         var key = master.Key.ToArray();
         var masterSalt = master.Salt.ToArray();
         var secret = initSecret.ToArray();
@@ -194,7 +200,7 @@ public static class InitCommand
                     ClusterName = clusterName,
                     InitSecret = SecretFields.Wrap(initSecret),
                     AdminCsr = ByteString.CopyFrom(adminRequest),
-                }, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken);
+                }, deadline: deadline, cancellationToken: cancellationToken);
             }
             catch (Exception ex) when (AtlsRefusedException.FindIn(ex) is { } refused)
             {
@@ -204,6 +210,10 @@ public static class InitCommand
             {
                 // The node is still starting: its init port is not open yet.
                 await Task.Delay(250, cancellationToken);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.DeadlineExceeded)
+            {
+                throw new CliError($"node {address} did not complete init before the deadline (--timeout); see 'asterism logs' for the node, and retry with a longer --timeout");
             }
             catch (RpcException ex) when (ex.StatusCode == StatusCode.PermissionDenied)
             {
