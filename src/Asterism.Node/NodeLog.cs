@@ -119,6 +119,21 @@ internal static partial class NodeLog
         [LoggerMessage(1207, LogLevel.Information, "Answered recovery probe, still waiting for decryption key")]
         public static partial void AnsweredProbe(ILogger logger, string peer,
             [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        /// <summary>The node's own warm-up probe (it carried the process's token): no operator, no key.</summary>
+        [LoggerMessage(1208, LogLevel.Debug, "Answered the node's own warm-up probe")]
+        public static partial void AnsweredOwnProbe(ILogger logger, string peer,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        /// <summary>The recover path ran once while the node waits (<c>RecoveryWarmup</c>), so the operator's call finds it warm.</summary>
+        [LoggerMessage(1209, LogLevel.Information, "Warmed up the recovery path")]
+        public static partial void WarmedUp(ILogger logger, long durationMs,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
+
+        /// <summary>The warm-up failed; the operator's call will run cold, nothing else changes.</summary>
+        [LoggerMessage(1210, LogLevel.Warning, "Could not warm up the recovery path")]
+        public static partial void WarmUpFailed(ILogger logger, string error,
+            [CallerFilePath] string callerFile = "", [CallerLineNumber] int callerLine = 0);
     }
 
     /// <summary>The RejoinClient that asks healthy control planes' JoinServices for this disk's key.</summary>

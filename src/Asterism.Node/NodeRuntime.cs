@@ -228,8 +228,10 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         var recoveryEndpoint = $"{options.Address}:{Ports.Recovery}";
         NodeLog.SetupManager.WaitingForDecryptionKey(_setup, disk.Uuid, recoveryEndpoint);
         var race = new KeyRace(new MountedStateVolume(options));
+        var warmup = new RecoveryWarmup();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         WebApplication? recoveryHost = null;
+        Task waiting = Task.CompletedTask;
         var recoveryLog = loggers.CreateLogger(NodeLog.RecoveryServer.Category);
         try
         {
@@ -239,7 +241,7 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
                 var identity = new RecoveryIdentity(disk.Uuid, options.Name, options.Role.Name());
                 recoveryHost = await Listeners.StartAsync(options.Address, Ports.Recovery, loggers, NodeLog.RecoveryServer.Category,
                     listen => listen.UseAtlsServer(attestation.Issuer, o => o.LoggerFactory = loggers),
-                    services => services.AddSingleton(new RecoveryServer(race, identity, loggers, time)),
+                    services => services.AddSingleton(new RecoveryServer(race, identity, loggers, time, warmup)),
                     app => app.MapGrpcService<RecoveryServer>(),
                     cancellationToken);
             }
@@ -247,14 +249,13 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
             {
                 NodeLog.RecoveryServer.SkippedOnWorker(recoveryLog);
             }
-            // Said only once the recovery listener is bound: `recover` pushes to nodes whose status says they wait, and a
-            // status that ran ahead of the listener made it dial a closed port under load and name the node as failed.
-            _status.WaitingForKey();
             var rejoin = new RejoinClient(disk.Uuid, Rounds(endpoints), AttestedTickets(attestation), race, _status, loggers).RunAsync(stop.Token);
+            waiting = WarmUpThenWaitAsync(recoveryHost is not null, warmup, recoveryEndpoint, attestation, race, recoveryLog, stop.Token);
             var (keys, state, directory) = await race.Winner.WaitAsync(cancellationToken);
             try
             {
                 await stop.CancelAsync();
+                await waiting;
                 // Stop serving recovery before PCR 15 moves (as Constellation's RecoveryServer stops once it has the key):
                 // a recover call routed here meanwhile would otherwise be refused for PCR 15 instead of finding no server.
                 await Listeners.StopAsync(recoveryHost);
@@ -289,7 +290,43 @@ public sealed class NodeRuntime(NodeOptions options, ILoggerFactory loggers, Tim
         }
         finally
         {
+            await stop.CancelAsync();
+            await waiting;
             await Listeners.StopAsync(recoveryHost);
+        }
+    }
+
+    /// <summary>How long the warm-up may take before the node says it waits anyway (a loaded machine; a slow TPM quote).</summary>
+    private static readonly TimeSpan WarmUpLimit = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// On a control plane, runs <see cref="RecoveryWarmup"/> against its own recovery listener, then says the node waits
+    /// for its key. The status comes only after the listener is bound (and warm): `recover` pushes to nodes whose
+    /// status says they wait, and a status that ran ahead of the listener made it dial a closed port under load and
+    /// name the node as failed. Rejoin runs meanwhile; a warm-up failure is logged and changes nothing else (the real
+    /// call then runs cold). Never throws.
+    /// </summary>
+    private async Task WarmUpThenWaitAsync(bool serving, RecoveryWarmup warmup, string endpoint, NodeAttestation attestation, KeyRace race, ILogger log, CancellationToken cancellationToken)
+    {
+        if (serving)
+        {
+            try
+            {
+                var took = await warmup.RunAsync(endpoint, attestation, race, WarmUpLimit, cancellationToken);
+                NodeLog.RecoveryServer.WarmedUp(log, (long)took.TotalMilliseconds);
+            }
+            catch (Exception e)
+            {
+                // Rejoin won meanwhile or the node stops: nothing to warm any more, and no warning.
+                if (!race.IsDecided && !cancellationToken.IsCancellationRequested)
+                {
+                    NodeLog.RecoveryServer.WarmUpFailed(log, e.GetType().Name + ": " + e.Message);
+                }
+            }
+        }
+        if (!race.IsDecided && !cancellationToken.IsCancellationRequested)
+        {
+            _status.WaitingForKey();
         }
     }
 

@@ -14,7 +14,11 @@ namespace Asterism.Node.Recovery;
 /// against keyslot 0 (and the secret against the cluster ID) <b>before</b> the call is acknowledged; a wrong key is
 /// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
 /// </summary>
-public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers, TimeProvider? time = null) : API.APIBase
+/// <remarks>
+/// The node's own warm-up probe (<see cref="RecoveryWarmup"/>, recognised by its token) is answered like any probe
+/// but logged at debug level; every other call is logged as received once its first message arrived (or did not).
+/// </remarks>
+public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers, TimeProvider? time = null, RecoveryWarmup? warmup = null) : API.APIBase
 {
     private readonly ILogger _log = loggers.CreateLogger(NodeLog.RecoveryServer.Category);
     private readonly TimeProvider _time = time ?? TimeProvider.System;
@@ -22,12 +26,29 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
     public override async Task Recover(IAsyncStreamReader<RecoverMessage> requestStream, IServerStreamWriter<RecoverResponse> responseStream, ServerCallContext context)
     {
         var peer = context.Peer;
-        NodeLog.RecoveryServer.ReceivedCall(_log, peer);
         if (race.IsDecided)
         {
+            NodeLog.RecoveryServer.ReceivedCall(_log, peer);
             throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
-        if (!await NextMessageAsync(requestStream, context.CancellationToken))
+        bool hasFirst;
+        try
+        {
+            hasFirst = await NextMessageAsync(requestStream, context.CancellationToken);
+        }
+        catch
+        {
+            NodeLog.RecoveryServer.ReceivedCall(_log, peer);
+            throw;
+        }
+        if (hasFirst && warmup is not null && requestStream.Current.RequestCase == RecoverMessage.RequestOneofCase.Probe && warmup.IsOwn(requestStream.Current.Probe.WarmupToken))
+        {
+            NodeLog.RecoveryServer.AnsweredOwnProbe(_log, peer);
+            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+            return;
+        }
+        NodeLog.RecoveryServer.ReceivedCall(_log, peer);
+        if (!hasFirst)
         {
             NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");
             throw new RpcException(new Status(StatusCode.InvalidArgument, "first message is not a measurement secret"));

@@ -20,19 +20,25 @@ public static class JoinServiceTrust
     /// <summary>Builds the validator from this node's own boot PCRs (read now, while PCR 15 is still zero) and its provider CA.</summary>
     public static async Task<IAttestationValidator> CreateValidatorAsync(NodeAttestation attestation, ILoggerFactory loggers, CancellationToken cancellationToken)
     {
+        var policy = await BootPolicyAsync(attestation, cancellationToken);
+        return new ExpectedPeerValidator(policy.CreateValidator(loggers), ServingControlPlane, loggers.CreateLogger("attestation"));
+    }
+
+    /// <summary>This node's variant, its own boot PCRs (read now) and its provider CA: what any peer of this cluster shows.</summary>
+    public static async Task<AttestationPolicy> BootPolicyAsync(NodeAttestation attestation, CancellationToken cancellationToken)
+    {
         ArgumentNullException.ThrowIfNull(attestation);
         var expected = new List<KeyValuePair<int, Measurement>>();
         foreach (var index in BootPcrs)
         {
             expected.Add(new(index, new Measurement(await attestation.Pcrs.ReadAsync(index, cancellationToken), warnOnly: false)));
         }
-        var policy = new AttestationPolicy
+        return new AttestationPolicy
         {
             Variant = attestation.Issuer.Variant,
             Measurements = new Measurements(expected),
             ProviderCa = PemEncoding.WriteString("CERTIFICATE", attestation.Authority.CertificateDer),
         };
-        return new ExpectedPeerValidator(policy.CreateValidator(loggers), ServingControlPlane, loggers.CreateLogger("attestation"));
     }
 
     /// <summary>A certified control plane with PCR 15 extended (initialized and serving).</summary>

@@ -194,6 +194,10 @@ public abstract class NodeRecoveryTests<TCluster>(TCluster cluster, ITestOutputH
             Assert.NotNull(rejected.Field("reason"));
             Assert.Contains(log.Entries(), e => e.Is("INFO", Recovery, "Received recover call"));
             Assert.DoesNotContain(log.Entries(), e => e.Msg == "Received state disk key and measurement secret, shutting down server");
+            // The node ran its recover path once before it said it waits (RecoveryWarmup), and that probe of its own is
+            // not in the operator's log as a recover call: the only call logged is the push above.
+            Assert.Contains(log.Entries(), e => e.Is("INFO", Recovery, "Warmed up the recovery path"));
+            Assert.DoesNotContain(log.Entries(), e => e.Msg == "Could not warm up the recovery path");
         }
         await Cluster.WaitForPhaseAsync(Cluster.Instances, BootPhases.WaitingForKey, TimeSpan.FromSeconds(10));
         foreach (var node in Cluster.Instances)

@@ -1,0 +1,144 @@
+using System.Collections.Concurrent;
+using Asterism.Crypto;
+using Asterism.Node.Recovery;
+using Asterism.Node.Tests.Fakes;
+using Asterism.Node.Unlock;
+using Asterism.Protocol.Recover;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+
+namespace Asterism.Node.Tests.Recovery;
+
+/// <summary>
+/// The node's own warm-up probe is answered like any probe but kept out of the operator's log; nobody else can pass
+/// for it, so an attacker's probe is always logged as a recover call.
+/// </summary>
+public sealed class RecoveryWarmupTests : IDisposable
+{
+    private readonly TestDisk _disk = TestDisk.CreateInitialized();
+    private readonly RecordingLoggers _log = new();
+    private readonly RecoveryWarmup _warmup = new();
+    private readonly KeyRace _race;
+    private readonly RecoveryServer _server;
+
+    public RecoveryWarmupTests()
+    {
+        _race = new KeyRace(_disk.Volume);
+        _server = new RecoveryServer(_race, new RecoveryIdentity(_disk.Uuid, "node-0", "control-plane"), _log, new TestClock(), _warmup);
+    }
+
+    public void Dispose()
+    {
+        _disk.Dispose();
+        _log.Dispose();
+    }
+
+    [Fact]
+    public async Task Recover_OwnWarmupProbe_NamesDisk_LoggedAtDebugOnly_NodeKeepsWaiting()
+    {
+        var named = await ProbeAsync(ByteString.CopyFrom(_warmup.Token.Span));
+
+        Assert.Equal(_disk.Uuid, named.DiskUuid);
+        Assert.False(_race.IsDecided);
+        Assert.Contains(_log.Entries, e => e.Id == 1208 && e.Level == LogLevel.Debug);
+        Assert.DoesNotContain(_log.Entries, e => e.Id == 1202);
+        Assert.DoesNotContain(_log.Entries, e => e.Level >= LogLevel.Information && e.Id is 1202 or 1207);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(31)]
+    [InlineData(32)]
+    [InlineData(33)]
+    public async Task Recover_ProbeWithAnotherToken_LoggedAsAReceivedCallAndAProbe(int length)
+    {
+        // An attacker who wants its probe out of the log can only guess the token: any other value is an ordinary
+        // probe, logged at information level like the operator's dry run.
+        var guess = new byte[length];
+        if (length > 0)
+        {
+            _warmup.Token.Span[..Math.Min(length, 32)].CopyTo(guess);
+            guess[^1] ^= 1;
+        }
+
+        var named = await ProbeAsync(ByteString.CopyFrom(guess));
+
+        Assert.Equal(_disk.Uuid, named.DiskUuid);
+        Assert.Contains(_log.Entries, e => e.Id == 1202 && e.Level == LogLevel.Information);
+        Assert.Contains(_log.Entries, e => e.Id == 1207 && e.Level == LogLevel.Information);
+        Assert.DoesNotContain(_log.Entries, e => e.Id == 1208);
+    }
+
+    [Fact]
+    public async Task Recover_WarmupTokenOnAServerOfAnotherProcess_LoggedAsAReceivedCall()
+    {
+        // The token is per process: one seen elsewhere (another node's, an earlier boot's) hides nothing here.
+        var elsewhere = new RecoveryWarmup();
+
+        await ProbeAsync(ByteString.CopyFrom(elsewhere.Token.Span));
+
+        Assert.Contains(_log.Entries, e => e.Id == 1202);
+        Assert.DoesNotContain(_log.Entries, e => e.Id == 1208);
+    }
+
+    [Fact]
+    public void Tokens_TwoWarmups_DifferAndAre32Bytes()
+    {
+        var other = new RecoveryWarmup();
+
+        Assert.Equal(32, _warmup.Token.Length);
+        Assert.False(_warmup.Token.Span.SequenceEqual(other.Token.Span));
+        Assert.True(_warmup.IsOwn(ByteString.CopyFrom(_warmup.Token.Span)));
+        Assert.False(_warmup.IsOwn(ByteString.CopyFrom(other.Token.Span)));
+        Assert.False(_warmup.IsOwn(ByteString.Empty));
+    }
+
+    [Fact]
+    public async Task OfferAsync_RandomKeyAsTheWarmupOffersIt_RefusedAndTheRightKeyStillWins()
+    {
+        // What the warm-up's second step does: a random key runs the keyslot check and is refused; nothing changes.
+        var before = _disk.ImageHash();
+        var random = new ReceivedKeys(SecretBytes.CopyOf(System.Security.Cryptography.RandomNumberGenerator.GetBytes(KeyDerivation.KeyLength)),
+            SecretBytes.CopyOf(System.Security.Cryptography.RandomNumberGenerator.GetBytes(KeyDerivation.KeyLength)), "warm-up");
+
+        Assert.Equal(KeyVerdict.DiskKeyRejected, await _race.OfferAsync(random, CancellationToken.None));
+        Assert.False(_race.IsDecided);
+        Assert.Equal(before, _disk.ImageHash());
+        Assert.Equal(KeyVerdict.Accepted, await _race.OfferAsync(_disk.RightKeys("recovery"), CancellationToken.None));
+    }
+
+    private async Task<RecoverResponse> ProbeAsync(ByteString token)
+    {
+        var requests = new FakeRequestStream<RecoverMessage>();
+        var responses = new FakeResponseStream<RecoverResponse>();
+        var call = _server.Recover(requests, responses, new FakeCallContext());
+        requests.Send(new RecoverMessage { Probe = new Probe { WarmupToken = token } });
+        var named = await responses.NextAsync();
+        await call.WaitAsync(TestLimits.Hang);
+        return named;
+    }
+
+    /// <summary>Keeps every log entry's event id and level.</summary>
+    private sealed class RecordingLoggers : ILoggerFactory, ILoggerProvider, ILogger
+    {
+        public ConcurrentQueue<(int Id, LogLevel Level)> Entries { get; } = new();
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public void AddProvider(ILoggerProvider provider)
+        {
+        }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Enqueue((eventId.Id, logLevel));
+
+        public void Dispose()
+        {
+        }
+    }
+}
