@@ -15,8 +15,8 @@ namespace Asterism.Node.Recovery;
 /// answered with FAILED_PRECONDITION and the node keeps serving. Calls are serialised by <see cref="KeyRace"/>.
 /// </summary>
 /// <remarks>
-/// The node's own warm-up probe (<see cref="RecoveryWarmup"/>, recognised by its token) is answered like any probe
-/// but logged at debug level; every other call is logged as received once its first message arrived (or did not).
+/// The node's own warm-up probe (<see cref="RecoveryWarmup"/>, recognised by the token in its headers) is answered like
+/// any probe but logged at debug level; every other call is logged as received when it arrives.
 /// </remarks>
 public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILoggerFactory loggers, TimeProvider? time = null, RecoveryWarmup? warmup = null) : API.APIBase
 {
@@ -26,28 +26,29 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
     public override async Task Recover(IAsyncStreamReader<RecoverMessage> requestStream, IServerStreamWriter<RecoverResponse> responseStream, ServerCallContext context)
     {
         var peer = context.Peer;
+        // The node's own warm-up is known from its headers, before any message: every other call is in the log the
+        // moment it arrives (also one that then stays silent), and the warm-up never is, whatever becomes of it.
+        var own = warmup is not null && warmup.IsOwn(context.RequestHeaders);
+        if (!own)
+        {
+            NodeLog.RecoveryServer.ReceivedCall(_log, peer);
+        }
         if (race.IsDecided)
         {
-            NodeLog.RecoveryServer.ReceivedCall(_log, peer);
             throw new RpcException(KeyVerdict.AlreadyRecovered.ToStatus());
         }
-        bool hasFirst;
-        try
+        var hasFirst = await NextMessageAsync(requestStream, context.CancellationToken);
+        if (own)
         {
-            hasFirst = await NextMessageAsync(requestStream, context.CancellationToken);
-        }
-        catch
-        {
+            if (hasFirst && requestStream.Current.RequestCase == RecoverMessage.RequestOneofCase.Probe)
+            {
+                NodeLog.RecoveryServer.AnsweredOwnProbe(_log, peer);
+                await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+                return;
+            }
+            // The warm-up only ever probes: anything else under its token is treated, and logged, as any call.
             NodeLog.RecoveryServer.ReceivedCall(_log, peer);
-            throw;
         }
-        if (hasFirst && warmup is not null && requestStream.Current.RequestCase == RecoverMessage.RequestOneofCase.Probe && warmup.IsOwn(requestStream.Current.Probe.WarmupToken))
-        {
-            NodeLog.RecoveryServer.AnsweredOwnProbe(_log, peer);
-            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
-            return;
-        }
-        NodeLog.RecoveryServer.ReceivedCall(_log, peer);
         if (!hasFirst)
         {
             NodeLog.RecoveryServer.RefusedCall(_log, peer, "first message is not a measurement secret");

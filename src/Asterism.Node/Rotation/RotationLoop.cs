@@ -23,11 +23,18 @@ public sealed class RotationLoop(
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly ILogger _log = loggers.CreateLogger(NodeLog.KeyRotation.Category);
 
-    /// <summary>Rounds until <paramref name="cancellationToken"/> fires; never throws on cancellation.</summary>
+    /// <summary>
+    /// Rounds until <paramref name="cancellationToken"/> fires; never throws on cancellation. At boot a control plane
+    /// promotes at once; the first ask waits a random part of the interval, so nodes that boot together (every worker
+    /// after a recovery) do not all open an attested connection to the control planes in the same second, while those
+    /// are still busy releasing keys.
+    /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         try
         {
+            await PromoteAsync(cancellationToken);
+            await Task.Delay(FirstAskDelay(interval, Random.Shared.NextDouble()), _time, cancellationToken);
             while (!cancellationToken.IsCancellationRequested)
             {
                 await RoundAsync(cancellationToken);
@@ -39,21 +46,14 @@ public sealed class RotationLoop(
         }
     }
 
+    /// <summary>The wait before the first ask: <paramref name="fraction"/> (0 ≤ f &lt; 1) of the interval.</summary>
+    public static TimeSpan FirstAskDelay(TimeSpan interval, double fraction) =>
+        fraction is >= 0 and < 1 ? interval * fraction : throw new ArgumentOutOfRangeException(nameof(fraction));
+
     /// <summary>One round: promotion (control planes), then one successful ask. Returns the confirmed generation or 0.</summary>
     public async Task<int> RoundAsync(CancellationToken cancellationToken)
     {
-        if (clusterGeneration is not null)
-        {
-            try
-            {
-                using var deadline = new Deadline(timeout, _time, cancellationToken);
-                await step.PromoteIfCompletedAsync(clusterGeneration, deadline.Token);
-            }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-            {
-                NodeLog.KeyRotation.AttemptFailed(_log, "etcd", "promotion: " + RpcErrors.Describe(e));
-            }
-        }
+        await PromoteAsync(cancellationToken);
         IReadOnlyList<string> list;
         try
         {
@@ -83,5 +83,23 @@ public sealed class RotationLoop(
     {
         using var attempt = new Deadline(timeout, _time, cancellationToken);
         return await client.RotateKeyAsync(endpoint, request, attempt.Token);
+    }
+
+    /// <summary>A control plane promotes its next secret once the cluster's generation reached it; failures are logged.</summary>
+    private async Task PromoteAsync(CancellationToken cancellationToken)
+    {
+        if (clusterGeneration is null)
+        {
+            return;
+        }
+        try
+        {
+            using var deadline = new Deadline(timeout, _time, cancellationToken);
+            await step.PromoteIfCompletedAsync(clusterGeneration, deadline.Token);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            NodeLog.KeyRotation.AttemptFailed(_log, "etcd", "promotion: " + RpcErrors.Describe(e));
+        }
     }
 }

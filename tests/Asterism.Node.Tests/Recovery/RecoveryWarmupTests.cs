@@ -4,7 +4,7 @@ using Asterism.Node.Recovery;
 using Asterism.Node.Tests.Fakes;
 using Asterism.Node.Unlock;
 using Asterism.Protocol.Recover;
-using Google.Protobuf;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
 namespace Asterism.Node.Tests.Recovery;
@@ -36,7 +36,7 @@ public sealed class RecoveryWarmupTests : IDisposable
     [Fact]
     public async Task Recover_OwnWarmupProbe_NamesDisk_LoggedAtDebugOnly_NodeKeepsWaiting()
     {
-        var named = await ProbeAsync(ByteString.CopyFrom(_warmup.Token.Span));
+        var named = await ProbeAsync(_warmup.Token.ToArray());
 
         Assert.Equal(_disk.Uuid, named.DiskUuid);
         Assert.False(_race.IsDecided);
@@ -61,7 +61,7 @@ public sealed class RecoveryWarmupTests : IDisposable
             guess[^1] ^= 1;
         }
 
-        var named = await ProbeAsync(ByteString.CopyFrom(guess));
+        var named = await ProbeAsync(guess);
 
         Assert.Equal(_disk.Uuid, named.DiskUuid);
         Assert.Contains(_log.Entries, e => e.Id == 1202 && e.Level == LogLevel.Information);
@@ -75,7 +75,7 @@ public sealed class RecoveryWarmupTests : IDisposable
         // The token is per process: one seen elsewhere (another node's, an earlier boot's) hides nothing here.
         var elsewhere = new RecoveryWarmup();
 
-        await ProbeAsync(ByteString.CopyFrom(elsewhere.Token.Span));
+        await ProbeAsync(elsewhere.Token.ToArray());
 
         Assert.Contains(_log.Entries, e => e.Id == 1202);
         Assert.DoesNotContain(_log.Entries, e => e.Id == 1208);
@@ -88,9 +88,12 @@ public sealed class RecoveryWarmupTests : IDisposable
 
         Assert.Equal(32, _warmup.Token.Length);
         Assert.False(_warmup.Token.Span.SequenceEqual(other.Token.Span));
-        Assert.True(_warmup.IsOwn(ByteString.CopyFrom(_warmup.Token.Span)));
-        Assert.False(_warmup.IsOwn(ByteString.CopyFrom(other.Token.Span)));
-        Assert.False(_warmup.IsOwn(ByteString.Empty));
+        Assert.True(_warmup.IsOwn(Headers(_warmup.Token.ToArray())));
+        Assert.False(_warmup.IsOwn(Headers(other.Token.ToArray())));
+        Assert.False(_warmup.IsOwn(Headers([])));
+        Assert.False(_warmup.IsOwn([]));
+        // The same bytes as a text header (another name) are not the binary header.
+        Assert.False(_warmup.IsOwn(new Metadata { { "asterism-warmup-token", Convert.ToBase64String(_warmup.Token.Span) } }));
     }
 
     [Fact]
@@ -107,12 +110,16 @@ public sealed class RecoveryWarmupTests : IDisposable
         Assert.Equal(KeyVerdict.Accepted, await _race.OfferAsync(_disk.RightKeys("recovery"), CancellationToken.None));
     }
 
-    private async Task<RecoverResponse> ProbeAsync(ByteString token)
+    private static Metadata Headers(byte[] token) => new() { { RecoveryWarmup.TokenHeader, token } };
+
+    private async Task<RecoverResponse> ProbeAsync(byte[] token)
     {
         var requests = new FakeRequestStream<RecoverMessage>();
         var responses = new FakeResponseStream<RecoverResponse>();
-        var call = _server.Recover(requests, responses, new FakeCallContext());
-        requests.Send(new RecoverMessage { Probe = new Probe { WarmupToken = token } });
+        var context = new FakeCallContext();
+        context.RequestHeaders.Add(RecoveryWarmup.TokenHeader, token);
+        var call = _server.Recover(requests, responses, context);
+        requests.Send(new RecoverMessage { Probe = new Probe() });
         var named = await responses.NextAsync();
         await call.WaitAsync(TestLimits.Hang);
         return named;

@@ -128,6 +128,46 @@ public sealed class KeyRotationStepTests : IDisposable
     }
 
     [Fact]
+    public async Task RunAsync_AfterBoot_FirstAskWaitsARandomPartOfTheInterval_ThenAsks()
+    {
+        // Every worker boots in the same second after a recovery: their first asks are spread over one interval
+        // instead of all hitting the control planes at once, while those still release keys.
+        var world = World(NodeRole.Worker);
+        await using var node = await world.BootAsync(_clock);
+        var loopClock = new TestClock();
+        using var stop = new CancellationTokenSource();
+
+        var run = node.Loop(loopClock).RunAsync(stop.Token);
+        var firstWait = await loopClock.NextTimerAsync(run);
+
+        Assert.NotNull(firstWait);
+        Assert.InRange(firstWait.Value, TimeSpan.Zero, Interval - TimeSpan.FromTicks(1));
+        Assert.Empty(world.Server.Requests);
+        loopClock.Advance(firstWait.Value);
+        using var limit = new CancellationTokenSource(TestLimits.Hang);
+        while (world.Server.RegistryGeneration != 2)
+        {
+            await Task.Delay(10, limit.Token);
+        }
+        Assert.Equal(2, NodeState.Read(world.Directory).KeyGeneration);
+        await stop.CancelAsync();
+        await run;
+    }
+
+    [Theory]
+    [InlineData(0.0, 0)]
+    [InlineData(0.5, 3500)]
+    [InlineData(0.999, 6993)]
+    public void FirstAskDelay_Fraction_ThatPartOfTheInterval(double fraction, int expectedMs) =>
+        Assert.Equal(TimeSpan.FromMilliseconds(expectedMs), RotationLoop.FirstAskDelay(Interval, fraction));
+
+    [Theory]
+    [InlineData(1.0)]
+    [InlineData(-0.1)]
+    public void FirstAskDelay_FractionOutside0To1_Throws(double fraction) =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => RotationLoop.FirstAskDelay(Interval, fraction));
+
+    [Fact]
     public async Task Run_NothingPending_NoChange()
     {
         var world = World(NodeRole.Worker);
@@ -307,8 +347,8 @@ public sealed class KeyRotationStepTests : IDisposable
         public KeyRotationStep Step(Action<RotationStepPoint>? atPoint = null) =>
             _step = new KeyRotationStep(disk, directory, state, key, secrets, NullLoggerFactory.Instance) { AtPoint = atPoint };
 
-        public RotationLoop Loop() => new(_step ?? Step(), FakeEndpoints.Of(Endpoint), world.Server,
-            secrets is null ? null : _ => Task.FromResult(world.Server.ClusterGeneration), Interval, Timeout, NullLoggerFactory.Instance);
+        public RotationLoop Loop(TimeProvider? time = null) => new(_step ?? Step(), FakeEndpoints.Of(Endpoint), world.Server,
+            secrets is null ? null : _ => Task.FromResult(world.Server.ClusterGeneration), Interval, Timeout, NullLoggerFactory.Instance, time);
 
         public async ValueTask DisposeAsync()
         {
