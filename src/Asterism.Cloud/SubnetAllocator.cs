@@ -35,20 +35,31 @@ public static class SubnetAllocator
 
     private static bool Listens(IPAddress address, int port)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        // A non-blocking connect and a poll on this thread: a loopback connect succeeds or is refused at once, and the
+        // answer must not depend on the thread pool (an async connect's completion waited behind starved workers for
+        // longer than its timeout under load, and a listening address was taken for free). The poll's limit only
+        // guards odd firewalls that drop instead of refusing.
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { Blocking = false };
         try
         {
-            // A loopback connect either succeeds or is refused at once; the timeout only guards odd firewalls.
-            var connect = socket.ConnectAsync(address, port);
-            return connect.Wait(TimeSpan.FromMilliseconds(500)) && socket.Connected;
+            socket.Connect(address, port);
+            return true;
         }
-        catch (AggregateException)
+        catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
         {
-            return false;
+            // In progress: wait for writability (connected) or an error (refused) below.
         }
         catch (SocketException)
         {
             return false;
         }
+        if (!socket.Poll(ConnectLimit, SelectMode.SelectWrite))
+        {
+            return false;
+        }
+        return socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error) is 0;
     }
+
+    /// <summary>How long a connect may hang before the address counts as not listening.</summary>
+    private static readonly TimeSpan ConnectLimit = TimeSpan.FromSeconds(2);
 }

@@ -11,11 +11,15 @@ namespace Asterism.Node.Tests.Recovery;
 
 /// <summary>
 /// The node's own warm-up probe is answered like any probe but kept out of the operator's log; nobody else can pass
-/// for it, so an attacker's probe is always logged as a recover call.
+/// for it, so an attacker's probe is always logged as a recover call. The last three tests come from the attacker
+/// review of the first warm-up (token in the probe message, so "Received recover call" waited for the first message):
+/// a silent caller stayed out of the log while it held its call, and the node's own probe was logged as a recover
+/// call when the race was decided or the probe cancelled. The token now travels in the request headers.
 /// </summary>
 public sealed class RecoveryWarmupTests : IDisposable
 {
     private readonly TestDisk _disk = TestDisk.CreateInitialized();
+    private readonly TestClock _clock = new();
     private readonly RecordingLoggers _log = new();
     private readonly RecoveryWarmup _warmup = new();
     private readonly KeyRace _race;
@@ -24,7 +28,7 @@ public sealed class RecoveryWarmupTests : IDisposable
     public RecoveryWarmupTests()
     {
         _race = new KeyRace(_disk.Volume);
-        _server = new RecoveryServer(_race, new RecoveryIdentity(_disk.Uuid, "node-0", "control-plane"), _log, new TestClock(), _warmup);
+        _server = new RecoveryServer(_race, new RecoveryIdentity(_disk.Uuid, "node-0", "control-plane"), _log, _clock, _warmup);
     }
 
     public void Dispose()
@@ -109,6 +113,68 @@ public sealed class RecoveryWarmupTests : IDisposable
         Assert.Equal(before, _disk.ImageHash());
         Assert.Equal(KeyVerdict.Accepted, await _race.OfferAsync(_disk.RightKeys("recovery"), CancellationToken.None));
     }
+
+    [Fact]
+    public async Task Recover_CallerSilentBeforeTheFirstMessage_LoggedAsReceivedAtOnce()
+    {
+        // The attack: open recover calls and send nothing. Every call but the node's own warm-up must be in the log
+        // the moment it arrives, not only when its caller sends, leaves or is timed out (30 s later), or never when
+        // the process ends first.
+        var requests = new FakeRequestStream<RecoverMessage>();
+        var call = _server.Recover(requests, new FakeResponseStream<RecoverResponse>(), new FakeCallContext());
+        await _clock.WaitForTimerAsync(RecoveryServer.MessageWait);
+
+        var loggedWhileHeld = _log.Entries.Any(e => e.Id == 1202 && e.Level == LogLevel.Information);
+
+        _clock.Advance(RecoveryServer.MessageWait);
+        await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+        Assert.True(loggedWhileHeld, "a recover call held open without a first message is not in the log");
+    }
+
+    [Fact]
+    public async Task Recover_OwnWarmupProbeArrivingAfterTheRaceIsDecided_NotLoggedAsARecoverCall()
+    {
+        // Rejoin wins while the warm-up's probe is on its way (they run concurrently; the probe's cancellation cannot
+        // recall headers already sent): the node's own probe is then logged at INFO as somebody's recover call, which
+        // the E2E tests read as "somebody dialled this node" (NodeRecoveryTests, OperatorCliTests, RevokedRecoveryTests).
+        Assert.Equal(KeyVerdict.Accepted, await _race.OfferAsync(_disk.RightKeys("rejoin"), CancellationToken.None));
+        var requests = new FakeRequestStream<RecoverMessage>();
+        var context = OwnContext(CancellationToken.None);
+
+        var call = _server.Recover(requests, new FakeResponseStream<RecoverResponse>(), context);
+        requests.Send(OwnProbe());
+        requests.HalfClose();
+        await Assert.ThrowsAsync<RpcException>(() => call.WaitAsync(TestLimits.Hang));
+
+        Assert.DoesNotContain(_log.Entries, e => e.Id == 1202 && e.Level >= LogLevel.Information);
+    }
+
+    [Fact]
+    public async Task Recover_OwnWarmupProbeCancelledBeforeItsMessage_NotLoggedAsARecoverCall()
+    {
+        // The warm-up's 10 s limit or the node's stop (rejoin won) cancels its probe between the call's headers and its
+        // first message: the catch around the first read logs the node's own probe as a received recover call.
+        using var cancel = new CancellationTokenSource();
+        var requests = new FakeRequestStream<RecoverMessage>();
+        var context = OwnContext(cancel.Token);
+
+        var call = _server.Recover(requests, new FakeResponseStream<RecoverResponse>(), context);
+        await _clock.WaitForTimerAsync(RecoveryServer.MessageWait);
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => call.WaitAsync(TestLimits.Hang));
+
+        Assert.DoesNotContain(_log.Entries, e => e.Id == 1202 && e.Level >= LogLevel.Information);
+    }
+
+    /// <summary>A call context carrying the token where the server can see it before any message: request metadata.</summary>
+    private FakeCallContext OwnContext(CancellationToken cancellationToken)
+    {
+        var context = new FakeCallContext(cancellationToken: cancellationToken);
+        context.RequestHeaders.Add(RecoveryWarmup.TokenHeader, _warmup.Token.ToArray());
+        return context;
+    }
+
+    private static RecoverMessage OwnProbe() => new() { Probe = new Probe() };
 
     private static Metadata Headers(byte[] token) => new() { { RecoveryWarmup.TokenHeader, token } };
 
