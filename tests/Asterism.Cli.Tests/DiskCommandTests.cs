@@ -85,6 +85,58 @@ public sealed class DiskCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task TestKeyAndExtract_RotatedMasterSecret_OpensOnlyWithItsGeneration()
+    {
+        // After `secret rotate --complete` the workspace's secret is of generation 2, and keyslot 0 holds generation 2's
+        // key ("key-UUID@gen2"): the offline tools must derive that one, and say how when they are not told.
+        using var master = MasterSecret.Generate();
+        var secretPath = PathOf("ms-gen2.json");
+        master.Save(secretPath);
+        var image = PathOf("rotated.img");
+        var initial = RandomNumberGenerator.GetBytes(32);
+        using (var disk = StateDisk.Format(image, 20L * 1024 * 1024, initial))
+        {
+            using var derived = KeyDerivation.DeriveDiskKey(master, disk.Uuid, 2);
+            Assert.Equal(KeyCheckResult.Accepted, disk.ChangePassphrase(initial, derived.Span));
+            Assert.True(disk.TryUnlock(derived.Span));
+            disk.Store.Put("workload/demo", "rotated"u8);
+        }
+
+        var (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secretPath, "--generation", "2");
+        Assert.Equal(0, code);
+        Assert.Contains("Key accepted: it opens keyslot 0.", stdout);
+        (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secretPath);
+        Assert.Equal(1, code);
+        Assert.Contains("Key rejected", stdout);
+
+        var (extractCode, _, stderr) = await CliHarness.RunAsync("disk", "extract", image, "--master-secret", secretPath, "--out", PathOf("gen1"));
+        Assert.Equal(1, extractCode);
+        Assert.Contains("key generation 1, pass --generation N if the secret was rotated", stderr);
+        (extractCode, _, stderr) = await CliHarness.RunAsync("disk", "extract", image, "--master-secret", secretPath, "--out", PathOf("gen2"), "--generation", "2");
+        Assert.True(extractCode == 0, stderr);
+        Assert.Equal("rotated", File.ReadAllText(Path.Combine(PathOf("gen2"), "workload", "demo")));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("1000001")]
+    public async Task TestKey_GenerationOutOfRange_UsageError(string generation)
+    {
+        using var master = MasterSecret.Generate();
+        master.Save(PathOf("ms.json"));
+        var image = PathOf("g.img");
+        using (StateDisk.Format(image, 20L * 1024 * 1024, RandomNumberGenerator.GetBytes(32)))
+        {
+        }
+
+        var (code, _, stderr) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", PathOf("ms.json"), "--generation", generation);
+
+        Assert.Equal(2, code);
+        Assert.Contains("--generation must be 1 to 1000000", stderr);
+    }
+
+    [Fact]
     public async Task Inspect_RandomBytes_ClearError()
     {
         var image = PathOf("junk.img");

@@ -29,7 +29,8 @@ public static partial class DiskCommand
         var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
         var output = new Option<string>("--out") { Description = "File to write the plaintext payload (an ext4 image) to; must not exist", Required = true };
         var keyslot = KeyslotOption();
-        var command = new Command("decrypt", "Write an image's decrypted payload (the ext4 filesystem image) to a new 0600 file, offline and read-only") { image, masterSecret, output, keyslot };
+        var generation = GenerationOption();
+        var command = new Command("decrypt", "Write an image's decrypted payload (the ext4 filesystem image) to a new 0600 file, offline and read-only") { image, masterSecret, output, keyslot, generation };
         command.SetAction((result, cancellationToken) => GuardedAsync(() =>
         {
             var stdout = result.InvocationConfiguration.Output;
@@ -41,7 +42,7 @@ public static partial class DiskCommand
             {
                 throw new CliError($"{rawPath} exists; refusing to overwrite it");
             }
-            using var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot);
+            using var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot, CheckGeneration(result.GetValue(generation)));
             var ext4 = HasExt4(device);
             FileStream raw;
             try
@@ -118,7 +119,8 @@ public static partial class DiskCommand
         var directory = new Argument<string>("dir") { Description = "Where to mount the filesystem (an empty directory; created when missing)" };
         var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
         var keyslot = KeyslotOption();
-        var command = new SignalHandlingCommand("mount", "Mount an image's state filesystem read-only at DIR as the current user (no root needed) until Ctrl-C or SIGTERM, then unmount it") { image, directory, masterSecret, keyslot };
+        var generation = GenerationOption();
+        var command = new SignalHandlingCommand("mount", "Mount an image's state filesystem read-only at DIR as the current user (no root needed) until Ctrl-C or SIGTERM, then unmount it") { image, directory, masterSecret, keyslot, generation };
         command.SetAction((result, cancellationToken) => GuardedAsync(async () =>
         {
             var stdout = result.InvocationConfiguration.Output;
@@ -135,7 +137,7 @@ public static partial class DiskCommand
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
             using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
-            var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot);
+            var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot, CheckGeneration(result.GetValue(generation)));
             if (!HasExt4(device))
             {
                 device.Dispose();
@@ -375,7 +377,7 @@ public static partial class DiskCommand
     /// Opens the image O_RDONLY, validates its header, derives the disk key from the master secret and the image's
     /// UUID and unlocks <paramref name="keyslot"/>: a read-only payload device, or one "Error:" line.
     /// </summary>
-    private static Luks2PayloadDevice UnlockReadOnly(string path, string masterSecretFile, int keyslot)
+    private static Luks2PayloadDevice UnlockReadOnly(string path, string masterSecretFile, int keyslot, int generation)
     {
         FileBlockDevice file;
         try
@@ -400,12 +402,12 @@ public static partial class DiskCommand
             using (luks)
             {
                 CheckKeyslotExists(path, luks.Header, keyslot);
-                var key = KeyFor(luks.Header, null, masterSecretFile);
+                var key = KeyFor(luks.Header, null, masterSecretFile, generation);
                 try
                 {
                     if (luks.Unlock(key, out var volumeKey, keyslot) != KeyCheckResult.Accepted)
                     {
-                        throw new CliError($"the master secret does not open keyslot {keyslot} of this disk (key rejected)");
+                        throw MasterSecretRejected(keyslot, generation);
                     }
                     using (volumeKey)
                     {

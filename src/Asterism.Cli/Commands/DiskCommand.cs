@@ -103,6 +103,23 @@ public static partial class DiskCommand
         return command;
     }
 
+    /// <summary>The master secret's key generation: 1 until a rotation completed ('asterism secret rotate --status' names the current one).</summary>
+    private static Option<int> GenerationOption() => new("--generation")
+    {
+        Description = "Key generation of the master secret (1 until 'asterism secret rotate --complete'; 'asterism secret rotate --status' shows the current one)",
+        DefaultValueFactory = _ => 1,
+    };
+
+    private static int CheckGeneration(int generation) =>
+        generation is >= 1 and <= Asterism.Secrets.SecretShare.MaxGeneration
+            ? generation
+            : throw new CliError($"--generation must be 1 to {Asterism.Secrets.SecretShare.MaxGeneration}", 2);
+
+    /// <summary>The refusal of a master secret's key, with the hint a rotated cluster needs.</summary>
+    private static CliError MasterSecretRejected(int keyslot, int generation) =>
+        new($"the master secret does not open keyslot {keyslot} of this disk (key rejected; derived for key generation {generation}"
+            + (generation == 1 ? ", pass --generation N if the secret was rotated)" : ")"));
+
     private static Option<int> KeyslotOption() => new("--keyslot")
     {
         Description = "Keyslot to try (default 0, where a node's derived disk key lives); no other keyslot is tried",
@@ -115,7 +132,8 @@ public static partial class DiskCommand
         var keyFile = new Option<string?>("--key-file") { Description = "File whose bytes are the passphrase" };
         var masterSecret = new Option<string?>("--master-secret") { Description = "Master secret file: derive this disk's key from the image's UUID" };
         var keyslot = KeyslotOption();
-        var command = new Command("test-key", "Check whether a key opens a keyslot of the image (exit 0) or not (exit 1)") { image, keyFile, masterSecret, keyslot };
+        var generation = GenerationOption();
+        var command = new Command("test-key", "Check whether a key opens a keyslot of the image (exit 0) or not (exit 1)") { image, keyFile, masterSecret, keyslot, generation };
         command.SetAction(result => Guarded(() =>
         {
             var stdout = result.InvocationConfiguration.Output;
@@ -124,7 +142,7 @@ public static partial class DiskCommand
             CheckOneKeySource(result.GetValue(keyFile), result.GetValue(masterSecret));
             using var luks = OpenImage(path, writable: false);
             CheckKeyslotExists(path, luks.Header, slot);
-            var key = KeyFor(luks.Header, result.GetValue(keyFile), result.GetValue(masterSecret));
+            var key = KeyFor(luks.Header, result.GetValue(keyFile), result.GetValue(masterSecret), CheckGeneration(result.GetValue(generation)));
             try
             {
                 var verdict = luks.CheckKey(key, slot);
@@ -147,22 +165,24 @@ public static partial class DiskCommand
         var masterSecret = new Option<string>("--master-secret") { Description = "Master secret file", Required = true };
         var output = new Option<string>("--out") { Description = "Directory to copy the files into (must not exist or be empty)", Required = true };
         var keyslot = KeyslotOption();
-        var command = new Command("extract", "Copy the files of an image's state filesystem out offline (read-only, no root needed) with the master secret; a legacy image's record store is written as files") { image, masterSecret, output, keyslot };
+        var generation = GenerationOption();
+        var command = new Command("extract", "Copy the files of an image's state filesystem out offline (read-only, no root needed) with the master secret; a legacy image's record store is written as files") { image, masterSecret, output, keyslot, generation };
         command.SetAction((result, cancellationToken) => GuardedAsync(async () =>
         {
             var stdout = result.InvocationConfiguration.Output;
             var path = result.GetValue(image)!;
             var outDir = result.GetValue(output)!;
             var slot = CheckKeyslotRange(result.GetValue(keyslot));
+            var keyGeneration = CheckGeneration(result.GetValue(generation));
             CheckOutputDirectory(outDir);
             // Read-only: extraction is the disaster-recovery path and must work on a read-only copy, and must not
             // be able to change the image it rescues data from.
-            var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot);
+            var device = UnlockReadOnly(path, result.GetValue(masterSecret)!, slot, keyGeneration);
             if (!HasExt4(device))
             {
                 device.Dispose();
                 stdout.WriteLine($"No ext4 filesystem in {path}: extracting the legacy record store.");
-                return ExtractRecords(stdout, path, result.GetValue(masterSecret)!, outDir, slot);
+                return ExtractRecords(stdout, path, result.GetValue(masterSecret)!, outDir, slot, keyGeneration);
             }
             return await ExtractFilesAsync(result.InvocationConfiguration, path, device, outDir, slot, cancellationToken);
         }));
@@ -170,16 +190,16 @@ public static partial class DiskCommand
     }
 
     /// <summary>The pre-filesystem layout: every record of the image's record store becomes a 0600 file.</summary>
-    private static int ExtractRecords(TextWriter stdout, string path, string masterSecretFile, string outDir, int slot)
+    private static int ExtractRecords(TextWriter stdout, string path, string masterSecretFile, string outDir, int slot, int generation)
     {
         using var disk = OpenStateDisk(path);
         CheckKeyslotExists(path, disk.Header, slot);
-        var key = KeyFor(disk.Header, null, masterSecretFile);
+        var key = KeyFor(disk.Header, null, masterSecretFile, generation);
         try
         {
             if (!disk.TryUnlock(key, slot))
             {
-                throw new CliError($"the master secret does not open keyslot {slot} of this disk (key rejected)");
+                throw MasterSecretRejected(slot, generation);
             }
             var root = Path.GetFullPath(outDir);
             const UnixFileMode ownerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
@@ -251,7 +271,7 @@ public static partial class DiskCommand
         }
     }
 
-    private static byte[] KeyFor(Luks2Header header, string? keyFile, string? masterSecretFile)
+    private static byte[] KeyFor(Luks2Header header, string? keyFile, string? masterSecretFile, int generation)
     {
         CheckOneKeySource(keyFile, masterSecretFile);
         if (keyFile is not null)
@@ -259,7 +279,7 @@ public static partial class DiskCommand
             return ReadKeyFile(keyFile);
         }
         using var master = Workspace.LoadMasterSecret(masterSecretFile!);
-        using var key = KeyDerivation.DeriveDiskKey(master, header.Uuid.ToLowerInvariant());
+        using var key = KeyDerivation.DeriveDiskKey(master, header.Uuid.ToLowerInvariant(), generation);
         return key.ToArray();
     }
 
