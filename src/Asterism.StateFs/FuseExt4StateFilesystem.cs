@@ -157,8 +157,15 @@ public sealed class FuseExt4StateFilesystem(Ext4Driver driver, FuseSessionOption
         return full;
     }
 
+    /// <summary>
+    /// fuse2fs's arguments. Read-write mounts add libfuse's <c>hard_remove</c>: an unlinked file is removed at once
+    /// instead of being hidden as <c>.fuse_hidden…</c> until the kernel's asynchronous release of it arrives. etcd's
+    /// writability probe (write wal.tmp/.touch, close, unlink) otherwise raced that release under load and left the
+    /// hidden file, and etcd refused the non-empty wal.tmp on every retry (a non-root control plane that never
+    /// started; seen in CI). Nothing of ours uses a file after unlinking it.
+    /// </summary>
     private static IEnumerable<string> Fuse2fsArguments(string file, string mountPoint, bool readOnly) =>
-        [file, Path.GetFullPath(mountPoint), "-f", "-o", MountOptions(readOnly)];
+        [file, Path.GetFullPath(mountPoint), "-f", "-o", readOnly ? MountOptions(readOnly) : MountOptions(readOnly) + ",hard_remove"];
 
     private static async Task<Process> StartFuse2fsAsync(string file, string mountPoint, bool readOnly, CancellationToken cancellationToken)
     {

@@ -150,6 +150,23 @@ public sealed class StateFilesystemTests
     }
 
     [RootFact]
+    public async Task Fuse2fs_UnlinkWhileOpen_NoHiddenFileLeftInTheDirectory()
+    {
+        // etcd's writability probe (write wal.tmp/.touch, close, unlink) raced libfuse's release under load and left a
+        // ".fuse_hidden…" file, and etcd refused the non-empty wal.tmp. With hard_remove an unlink removes at once; an
+        // unlink while the file is still open shows it deterministically.
+        await using var volume = TestVolume.Create(forNobody: true);
+        await using (var host = await HostProcess.StartAsync(true, "state", volume.ImagePath, volume.PassphrasePath, volume.Runtime, volume.StateDir))
+        {
+            var run = await OtherUser.RunAsync("sh", "-c", $"cd {volume.StateDir} && mkdir wal.tmp && exec 3>wal.tmp/.touch && echo x >&3 && rm wal.tmp/.touch && ls -A wal.tmp; exec 3>&-");
+            Assert.True(run.ExitCode == 0, run.Stderr);
+            Assert.Equal("", run.Stdout);
+            Assert.Equal(0, await host.StopAsync());
+        }
+        Assert.Equal(string.Empty, await Tool.LeftoversAsync(volume.Directory));
+    }
+
+    [RootFact]
     public async Task LoopExt4_ServerKilledAfterFsync_CleanupLeavesNothingAndNextMountHasTheFile()
     {
         await using var volume = TestVolume.Create();

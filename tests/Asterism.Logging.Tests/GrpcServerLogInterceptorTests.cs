@@ -23,6 +23,7 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
     private readonly WaitCounter _waits = new();
     private WebApplication? _app;
     private GrpcChannel? _channel;
+    private string _address = "";
 
     private Probe.Probe.ProbeClient Client => new(_channel!);
 
@@ -39,6 +40,7 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
         _app.MapGrpcService<RecoverStub>();
         await _app.StartAsync();
         var address = _app.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+        _address = address;
         _channel = GrpcChannel.ForAddress(address);
     }
 
@@ -150,25 +152,50 @@ public sealed class GrpcServerLogInterceptorTests : IAsyncLifetime
     [Fact]
     public async Task Unary_DeadlinePasses_LoggedAsDeadlineExceeded()
     {
-        // The deadline is the thing under test, so it has to pass; but a call whose deadline passes before it reaches the
-        // handler never reaches an interceptor either, and on a loaded machine that can take longer than any fixed figure.
-        // So: a warm connection, then attempts with a doubling deadline until one reached the handler (bounded at 64 s).
+        // The deadline is the thing under test, so it has to pass on the server. A gRPC client enforces the same
+        // deadline itself, from the moment it sent the call, so it cancels before the server's deadline (which starts
+        // when the call arrives) and on a loaded machine the server saw a cancellation first and logged Canceled.
+        // So the call is made as plain HTTP/2 with a grpc-timeout header and no client-side deadline: only the
+        // server's deadline can end it. A call whose deadline passes before it reaches the handler never reaches an
+        // interceptor either, hence attempts with a doubling timeout until one reached the handler (bounded at 64 s).
         await Client.UnaryAsync(new ProbeRequest { Outcome = "ok" });
         Assert.Equal("OK", (await NextLineAsync()).GetProperty("grpc.code").GetString());
+        using var http = new HttpClient(new SocketsHttpHandler()) { Timeout = Timeout.InfiniteTimeSpan };
         var reached = false;
         for (var seconds = 1; !reached; seconds *= 2)
         {
             Assert.True(seconds <= 64, "no call reached the handler before its deadline, even with 64 s");
             var waitsBefore = _waits.Entered;
-            var error = await Assert.ThrowsAsync<RpcException>(() =>
-                Client.UnaryAsync(new ProbeRequest { Outcome = "wait" }, deadline: DateTime.UtcNow.AddSeconds(seconds)).ResponseAsync);
-            Assert.Equal(StatusCode.DeadlineExceeded, error.StatusCode);
+            Assert.Equal("4", await UnaryWithServerDeadlineOnlyAsync(http, new ProbeRequest { Outcome = "wait" }, seconds)); // DEADLINE_EXCEEDED
             reached = _waits.Entered > waitsBefore;
         }
 
         var line = await NextLineAsync();
         Assert.Equal("DeadlineExceeded", line.GetProperty("grpc.code").GetString());
         Assert.Equal("WARN", line.GetProperty("level").GetString());
+    }
+
+    /// <summary>probe.Probe/Unary over raw HTTP/2 with <c>grpc-timeout</c>; returns the call's grpc-status.</summary>
+    private async Task<string?> UnaryWithServerDeadlineOnlyAsync(HttpClient http, ProbeRequest request, int seconds)
+    {
+        var message = request.ToByteArray();
+        var framed = new byte[5 + message.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(framed.AsSpan(1), (uint)message.Length);
+        message.CopyTo(framed, 5);
+        using var call = new HttpRequestMessage(HttpMethod.Post, new Uri(new Uri(_address), "/probe.Probe/Unary"))
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new ByteArrayContent(framed),
+        };
+        call.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        call.Headers.TE.Add(new System.Net.Http.Headers.TransferCodingWithQualityHeaderValue("trailers"));
+        call.Headers.Add("grpc-timeout", $"{seconds}S");
+        using var response = await http.SendAsync(call);
+        await response.Content.ReadAsByteArrayAsync();
+        // A status without a body comes as headers ("trailers-only"), otherwise in the trailers.
+        return response.Headers.TryGetValues("grpc-status", out var inHeaders) ? inHeaders.Single()
+            : response.TrailingHeaders.TryGetValues("grpc-status", out var inTrailers) ? inTrailers.Single() : null;
     }
 
     [Theory]

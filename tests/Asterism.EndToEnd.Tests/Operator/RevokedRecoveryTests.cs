@@ -77,8 +77,11 @@ public sealed class RevokedRecoveryTests(RevokedRecoveryCluster cluster, ITestOu
         await cluster.WaitForPhaseAsync(cluster.ControlPlaneNodes.Where(n => n.Name != Revoked), BootPhases.Booted);
         // The recovered control planes' JoinServices refuse its rejoin too: it keeps waiting, and nobody ever dialed its
         // recovery port (neither the rehearsal nor the real run).
+        // The JoinService's refusal, not "connection refused" from a control plane still starting (which matched an
+        // earlier "refuse" here and let the status check below run before etcd had its two members).
         await cluster.WaitForPhaseAsync([node], BootPhases.WaitingForKey,
-            also: s => s.LastError.Contains("refuse", StringComparison.OrdinalIgnoreCase) || s.LastError.Contains("PermissionDenied", StringComparison.Ordinal));
+            also: s => s.LastError.Contains("PermissionDenied", StringComparison.Ordinal) || s.LastError.Contains("registry refuses", StringComparison.Ordinal)
+                || s.LastError.Contains("TLS handshake refused", StringComparison.Ordinal));
         var status = await cluster.StatusAsync(node);
         output.WriteLine($"{Revoked}: {status?.Phase}, last rejoin error: {status?.LastError}");
         Assert.DoesNotContain("Received recover call", File.ReadAllText(cluster.Files.ConsoleLogPath(Revoked)), StringComparison.Ordinal);
