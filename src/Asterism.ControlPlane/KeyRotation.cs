@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Asterism.Crypto;
 using Etcdserverpb;
 
 namespace Asterism.ControlPlane;
@@ -42,9 +43,6 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
     public const string GenerationKey = "/asterism/keygeneration";
 
     private const int MaxWrappedBytes = 4096;
-
-    /// <summary>Bound on a generation read from etcd (the node state's bound too): far above any real rotation count, far below int overflow.</summary>
-    public const int MaxGeneration = 1_000_000;
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
     private readonly EtcdConnection _connection = connection ?? throw new ArgumentNullException(nameof(connection));
@@ -62,9 +60,9 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
     }
 
     private static int ParseGeneration(Mvccpb.KeyValue kv) =>
-        int.TryParse(kv.Value.ToStringUtf8(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var g) && g is >= 1 and <= MaxGeneration
+        int.TryParse(kv.Value.ToStringUtf8(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var g) && g is >= 1 and <= KeyDerivation.MaxGeneration
             ? g
-            : throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{GenerationKey} is not a generation (1 to 1000000)");
+            : throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{GenerationKey} is not a generation (1 to {KeyDerivation.MaxGeneration})");
 
     /// <summary>
     /// The node's registry record, the pending rotation and the current generation as of one etcd revision: a
@@ -242,7 +240,7 @@ public sealed class KeyRotation(EtcdConnection connection, TimeProvider? time = 
         try
         {
             var record = JsonSerializer.Deserialize<RotationRecord>(kv.Value.Span, Json);
-            return record is { WrappedSecret.Length: > 0 and <= MaxWrappedBytes } && record.From is >= 1 and < MaxGeneration && record.To == record.From + 1 && record.StartedBy is not null
+            return record is { WrappedSecret.Length: > 0 and <= MaxWrappedBytes } && record.From is >= 1 and < KeyDerivation.MaxGeneration && record.To == record.From + 1 && record.StartedBy is not null
                 ? (record, kv.ModRevision)
                 : throw new ControlPlaneException(ControlPlaneError.Corrupt, $"{RotationKey} is not a valid rotation record");
         }

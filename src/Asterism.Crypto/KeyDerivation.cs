@@ -51,6 +51,12 @@ public static class KeyDerivation
     }
 
     /// <summary>
+    /// The largest master-secret generation anything accepts (shares, node state, etcd's records, the CLI): far beyond
+    /// any real rotation count (daily for a thousand years), far below int overflow of <c>generation + 1</c>.
+    /// </summary>
+    public const int MaxGeneration = 1_000_000;
+
+    /// <summary>
     /// The state-disk passphrase of <paramref name="diskUuid"/> in master-secret generation <paramref name="generation"/>
     /// (issue #16 rotation): generation 1 is <see cref="DeriveDiskKey(MasterSecret, string)"/> unchanged (Constellation's
     /// vectors); later generations also name the generation in the info string ("key-" + UUID + "@gen" + G), so a

@@ -27,8 +27,6 @@ public sealed class NodeState
 
     public required byte[] ClusterId { get; init; }
 
-    /// <summary>Largest key generation a node state may name: far beyond any real rotation count, small enough to never overflow.</summary>
-    public const int MaxKeyGeneration = 1_000_000;
 
     /// <summary>
     /// The master-secret generation keyslot 0's key comes from (1 until a rotation; written before the keyslot moves, so
@@ -70,7 +68,7 @@ public sealed class NodeState
     {
         ArgumentNullException.ThrowIfNull(keyCheck);
         ArgumentOutOfRangeException.ThrowIfLessThan(generation, 1);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(generation, MaxKeyGeneration);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(generation, KeyDerivation.MaxGeneration);
         if (keyCheck.Length != KeyDerivation.KeyLength)
         {
             throw new ArgumentException("a key check is 32 bytes", nameof(keyCheck));
@@ -125,7 +123,7 @@ public sealed class NodeState
             }
             // Rotation fields (absent in a state written before rotation existed: generation 1, check = cluster ID).
             var generation = json["keyGeneration"]?.GetValue<int>() ?? 1;
-            if (generation < 1 || generation > MaxKeyGeneration)
+            if (generation < 1 || generation > KeyDerivation.MaxGeneration)
             {
                 throw new InvalidDataException("node state: keyGeneration out of range");
             }

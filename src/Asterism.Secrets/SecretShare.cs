@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
+using Asterism.Crypto;
 
 namespace Asterism.Secrets;
 
@@ -20,9 +21,6 @@ public sealed class SecretShare : IDisposable
     public const int OldestVersion = 1;
     public const int MaxShares = 255;
     public const int MaxSecretLength = 4096;
-
-    /// <summary>Bounds the generation field (a cluster rotating daily for a thousand years stays below it).</summary>
-    public const int MaxGeneration = 1_000_000;
 
     /// <summary>A share file's plaintext is a few KiB even with 255 commitments.</summary>
     public const int MaxJsonSize = 64 * 1024;
@@ -168,7 +166,7 @@ public sealed class SecretShare : IDisposable
             {
                 throw new ShareException("a version-1 share has no field \"generation\"");
             }
-            var generation = version == 1 ? 1 : Integer(root, "generation", 1, MaxGeneration);
+            var generation = version == 1 ? 1 : Integer(root, "generation", 1, KeyDerivation.MaxGeneration);
             if (Text(root, "group") != Feldman.GroupName)
             {
                 throw new ShareException($"group must be {Feldman.GroupName}");

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using Asterism.Crypto;
 
 namespace Asterism.Secrets;
 
@@ -27,7 +28,7 @@ public static class SecretShares
     /// </summary>
     public static IReadOnlyList<SecretShare> Split(ReadOnlySpan<byte> secret, string clusterId, int threshold, int count, int generation)
     {
-        if (generation is < 1 or > SecretShare.MaxGeneration)
+        if (generation is < 1 or > KeyDerivation.MaxGeneration)
         {
             throw new ArgumentOutOfRangeException(nameof(generation), generation, "the generation must be 1 or more");
         }

@@ -47,22 +47,29 @@ public sealed class DiskCommandTests : IDisposable
         Assert.Contains("Key rejected: it does not open keyslot 0.", stdout);
     }
 
+    /// <summary>A node's disk as the node leaves it: keyslot 0 holds <paramref name="master"/>'s key of <paramref name="generation"/>, with these records.</summary>
+    private string NodeDisk(string name, MasterSecret master, int generation, params (string Key, string Value)[] records)
+    {
+        var image = PathOf(name);
+        var initial = RandomNumberGenerator.GetBytes(32);
+        using var disk = StateDisk.Format(image, 20L * 1024 * 1024, initial);
+        using var derived = KeyDerivation.DeriveDiskKey(master, disk.Uuid, generation);
+        Assert.Equal(KeyCheckResult.Accepted, disk.ChangePassphrase(initial, derived.Span));
+        Assert.True(disk.TryUnlock(derived.Span));
+        foreach (var (key, value) in records)
+        {
+            disk.Store.Put(key, Encoding.UTF8.GetBytes(value));
+        }
+        return image;
+    }
+
     [Fact]
     public async Task TestKeyAndExtract_MasterSecret_DerivesDiskKeyFromUuid()
     {
         using var master = MasterSecret.Generate();
         var secretPath = PathOf("ms.json");
         master.Save(secretPath);
-        var image = PathOf("node.img");
-        var initial = RandomNumberGenerator.GetBytes(32);
-        using (var disk = StateDisk.Format(image, 20L * 1024 * 1024, initial))
-        {
-            using var derived = KeyDerivation.DeriveDiskKey(master, disk.Uuid);
-            Assert.Equal(KeyCheckResult.Accepted, disk.ChangePassphrase(initial, derived.Span));
-            Assert.True(disk.TryUnlock(derived.Span));
-            disk.Store.Put("workload/demo", "hello"u8);
-            disk.Store.Put("asterism/node_state.json", "{}"u8);
-        }
+        var image = NodeDisk("node.img", master, 1, ("workload/demo", "hello"), ("asterism/node_state.json", "{}"));
 
         var (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secretPath);
         Assert.Equal(0, code);
@@ -92,15 +99,7 @@ public sealed class DiskCommandTests : IDisposable
         using var master = MasterSecret.Generate();
         var secretPath = PathOf("ms-gen2.json");
         master.Save(secretPath);
-        var image = PathOf("rotated.img");
-        var initial = RandomNumberGenerator.GetBytes(32);
-        using (var disk = StateDisk.Format(image, 20L * 1024 * 1024, initial))
-        {
-            using var derived = KeyDerivation.DeriveDiskKey(master, disk.Uuid, 2);
-            Assert.Equal(KeyCheckResult.Accepted, disk.ChangePassphrase(initial, derived.Span));
-            Assert.True(disk.TryUnlock(derived.Span));
-            disk.Store.Put("workload/demo", "rotated"u8);
-        }
+        var image = NodeDisk("rotated.img", master, 2, ("workload/demo", "rotated"));
 
         var (code, stdout, _) = await CliHarness.RunAsync("disk", "test-key", image, "--master-secret", secretPath, "--generation", "2");
         Assert.Equal(0, code);

@@ -111,9 +111,9 @@ public static partial class DiskCommand
     };
 
     private static int CheckGeneration(int generation) =>
-        generation is >= 1 and <= Asterism.Secrets.SecretShare.MaxGeneration
+        generation is >= 1 and <= KeyDerivation.MaxGeneration
             ? generation
-            : throw new CliError($"--generation must be 1 to {Asterism.Secrets.SecretShare.MaxGeneration}", 2);
+            : throw new CliError($"--generation must be 1 to {KeyDerivation.MaxGeneration}", 2);
 
     /// <summary>The refusal of a master secret's key, with the hint a rotated cluster needs.</summary>
     private static CliError MasterSecretRejected(int keyslot, int generation) =>

@@ -86,7 +86,7 @@ public sealed class JoinClient(
         // generation 2 on the node state must keep that generation's key check, or a later recovery with the current
         // master secret would fail the measurement-secret check.
         var generation = response.KeyGeneration == 0 ? 1 : response.KeyGeneration;
-        if (generation > NodeState.MaxKeyGeneration)
+        if (generation > KeyDerivation.MaxGeneration)
         {
             throw new InvalidDataException("join ticket names an impossible key generation");
         }

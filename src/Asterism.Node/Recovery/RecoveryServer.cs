@@ -43,7 +43,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             if (hasFirst && requestStream.Current.RequestCase == RecoverMessage.RequestOneofCase.Probe)
             {
                 NodeLog.RecoveryServer.AnsweredOwnProbe(_log, peer);
-                await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+                await responseStream.WriteAsync(Named(), context.CancellationToken);
                 return;
             }
             // The warm-up only ever probes: anything else under its token is treated, and logged, as any call.
@@ -59,7 +59,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             // `recover --dry-run`: name the disk and end the call. Nothing is offered to the key race, so the node
             // keeps waiting; this tells no more than the answer to a first message of any 32 bytes does.
             NodeLog.RecoveryServer.AnsweredProbe(_log, peer);
-            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+            await responseStream.WriteAsync(Named(), context.CancellationToken);
             return;
         }
         if (requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.MeasurementSecret)
@@ -75,7 +75,7 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
         SecretFields.Zero(requestStream.Current.MeasurementSecret);
         try
         {
-            await responseStream.WriteAsync(new RecoverResponse { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role }, context.CancellationToken);
+            await responseStream.WriteAsync(Named(), context.CancellationToken);
             if (!await NextMessageAsync(requestStream, context.CancellationToken) || requestStream.Current.RequestCase != RecoverMessage.RequestOneofCase.StateDiskKey)
             {
                 NodeLog.RecoveryServer.RefusedCall(_log, peer, "second message is not a state disk key");
@@ -114,6 +114,9 @@ public sealed class RecoveryServer(KeyRace race, RecoveryIdentity identity, ILog
             measurementSecret?.Dispose();
         }
     }
+
+    /// <summary>The answer that names this node and the disk it waits to unlock.</summary>
+    private RecoverResponse Named() => new() { DiskUuid = identity.DiskUuid, NodeName = identity.NodeName, Role = identity.Role };
 
     /// <summary>
     /// The next message, or DEADLINE_EXCEEDED when the caller stays silent for <see cref="MessageWait"/>: anyone may

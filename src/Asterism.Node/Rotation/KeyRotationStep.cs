@@ -137,7 +137,7 @@ public sealed class KeyRotationStep
 
     private int Validate(RotateKeyResponse offer)
     {
-        if (offer.Generation > NodeState.MaxKeyGeneration || offer.Generation < 2)
+        if (offer.Generation > KeyDerivation.MaxGeneration || offer.Generation < 2)
         {
             throw new InvalidDataException("rotation offer names an impossible key generation");
         }

@@ -201,7 +201,7 @@ public static class ClusterSecretFiles
     }
 
     private static int? ParseGeneration(string text) =>
-        text.Length is > 0 and <= 7 && text.All(char.IsAsciiDigit) && int.Parse(text, CultureInfo.InvariantCulture) is var g && g is >= 1 and <= NodeState.MaxKeyGeneration
+        text.Length is > 0 and <= 7 && text.All(char.IsAsciiDigit) && int.Parse(text, CultureInfo.InvariantCulture) is var g && g is >= 1 and <= KeyDerivation.MaxGeneration
             ? g
             : null;
 
